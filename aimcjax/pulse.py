@@ -109,17 +109,16 @@ def _closed_form_apply(tile: Tile, device: Device, n):
     up_step = tile.gain_up * dw * (1 + c)
     down_step = tile.gain_down * dw * (1 - c)
     n = n.astype(w.dtype)
-    n_up, n_down = jnp.maximum(n, 0), jnp.maximum(-n, 0)
     if isinstance(device, ConstantStep):
+        n_up, n_down = jnp.maximum(n, 0), jnp.maximum(-n, 0)
         # Monotone constant steps: clipping after each pulse equals clipping once.
         return jnp.clip(w + n_up * up_step - n_down * down_step, lo, hi)
-    # Soft bounds: the distance to the bound shrinks by a constant factor per pulse; a step
-    # larger than the distance lands on the bound (factor clipped at 0).
-    r_up = jnp.maximum(1 - up_step / hi, 0)
-    r_down = jnp.maximum(1 + down_step / lo, 0)
-    up = hi - (hi - w) * r_up**n_up
-    down = lo + (w - lo) * r_down**n_down
-    return jnp.clip(jnp.where(n > 0, up, jnp.where(n < 0, down, w)), lo, hi)
+    # Soft bounds: the distance to the bound pulsed towards shrinks by a constant factor per
+    # pulse; a step larger than the distance lands on the bound (factor clipped at 0).
+    up = n > 0
+    factor = jnp.where(up, jnp.maximum(1 - up_step / hi, 0), jnp.maximum(1 + down_step / lo, 0))
+    target = jnp.where(up, hi, lo)
+    return jnp.clip(target - (target - w) * factor ** jnp.abs(n), lo, hi)
 
 
 def _pulse_loop_apply(tile: Tile, device: Device, n, key):
