@@ -125,6 +125,24 @@ def _residual_kernel(
             buffer=treedef.unflatten(buf) if version == 2 else None,
         )
 
+    def _one_hot_outer_write(W2: Tile, rows, read_rows, beta, key) -> Tile:
+        """As aihwkit's transfer: each read line i is one rank-1 sample (e_i, read(P)_i) of an
+        "outer" write with rate beta, W <- W + beta e_i r_i^T.
+
+        A one-hot sample only touches its own row, so applying the samples in sequence equals
+        applying each to its row independently; we vmap over rows (one sample each) instead
+        of scanning over a batch of one-hot samples.
+        """
+        row_tiles = Tile(*(f[rows][:, None, :] for f in W2))  # (k, 1, out)
+        one = jnp.ones((1, 1), W2.w.dtype)
+
+        def write_row(t_row, r_row, k):
+            return pulse.outer_update(t_row, device, one, -r_row[None], beta, k, transfer_update)
+
+        keys = jax.random.split(key, rows.shape[0])
+        new_rows = jax.vmap(write_row)(row_tiles, read_rows, keys)
+        return W2._replace(w=W2.w.at[rows].set(new_rows.w[:, 0, :]))
+
     def transfer_lines(W2: Tile, P2: Tile, H2, rows, beta, key):
         """Transfer the given input lines of P into W (2-D views); returns (W2, H2)."""
         n_in = P2.w.shape[0]
@@ -134,8 +152,7 @@ def _residual_kernel(
         read_rows = reader(tile_lib.weights(P2), one_hot, k_read)  # (k, out)
         if version == 1:
             if transfer_outer:
-                # As aihwkit: each one-hot read is one sample of a rank-1 write, W <- W + beta e r^T.
-                return pulse.outer_update(W2, device, one_hot, -read_rows, beta, k_write, transfer_update), H2
+                return _one_hot_outer_write(W2, rows, read_rows, beta, k_write), H2
             dW = jnp.zeros_like(W2.w).at[rows].set(beta * read_rows)
             return pulse.update(W2, device, dW, k_write, transfer_update), H2
         decay = (1 - beta) if buffer == "ema" else 1.0
