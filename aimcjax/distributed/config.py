@@ -116,20 +116,27 @@ def batch_size(config: CensorConfig, k: int) -> int:
     return max(1, min(config.batch_max, math.floor(math.exp(log_b) * (1 + 1e-12))))
 
 
-def padded_batch_size(config: CensorConfig, k: int) -> int:
-    """Shape a batch of iteration k is padded to: the next power of two, capped at B_max.
+def padded_batch_size(config: CensorConfig, k: int, bucket_growth: int = 2) -> int:
+    """Shape a batch of iteration k is padded to: the next power of ``bucket_growth``,
+    capped at B_max.
 
     A jitted step compiles once per padded size, so a growing batch costs at most
-    ``ceil(log2(B_max)) + 1`` compilations; the padding is masked out of the loss.
+    ``ceil(log_{bucket_growth}(B_max)) + 1`` compilations; the padding is masked out of
+    the loss. A larger ``bucket_growth`` compiles less and pads more.
     """
+    if isinstance(bucket_growth, bool) or not isinstance(bucket_growth, int) or bucket_growth < 2:
+        raise ValueError(f"bucket_growth must be an int >= 2, got {bucket_growth!r}")
     b = batch_size(config, k)
-    return min(config.batch_max, 1 << (b - 1).bit_length())
+    padded = 1
+    while padded < b:
+        padded *= bucket_growth
+    return min(config.batch_max, padded)
 
 
-def batch_mask(config: CensorConfig, k: int, num_workers: int):
+def batch_mask(config: CensorConfig, k: int, num_workers: int, bucket_growth: int = 2):
     """Boolean mask of shape (num_workers, padded_batch_size) marking the B^k real examples."""
     import numpy as np
 
-    padded = padded_batch_size(config, k)
+    padded = padded_batch_size(config, k, bucket_growth)
     row = np.arange(padded) < batch_size(config, k)
     return np.broadcast_to(row, (num_workers, padded)).copy()
