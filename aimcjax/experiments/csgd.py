@@ -140,6 +140,7 @@ def least_squares(
     target: float = 1e-4,
     seed: int = 0,
     backend: str = "vmap",
+    bucket_growth: int = 4,
     plot_path=None,
 ) -> dict:
     """[CSGD] least squares: uploads of CSGD, LAG-S and SGD to reach ||x - x*|| < target.
@@ -158,6 +159,8 @@ def least_squares(
       target: the distance to x* that counts as reached.
       seed: seeds x* and the sample stream (shared by all modes).
       backend: ``"vmap"`` (one device), ``"pmap"`` or ``"shard_map"`` (M devices).
+      bucket_growth: batches are padded to the next power of this (capped at batch_max);
+        each padded size compiles once. Large values mean one fixed maximum with a mask.
       plot_path: if given, save a plot of ||x - x*|| against cumulative uploads there.
 
     Returns:
@@ -196,12 +199,12 @@ def least_squares(
             loss_fn=loss_fn, params0=jnp.zeros(dim), config=config,
             sample=sample,
             evaluate=evaluate, iterations=iterations, target=target,
-            num_workers=num_workers, backend=backend,
+            num_workers=num_workers, backend=backend, bucket_growth=bucket_growth,
         )
     settings = dict(num_workers=num_workers, dim=dim, iterations=iterations,
                     learning_rate=learning_rate, sigma0=sigma0, sigma_decay=sigma_decay,
                     batch0=batch0, batch_growth=batch_growth, batch_max=batch_max,
-                    shift=shift, seed=seed, backend=backend)
+                    shift=shift, seed=seed, backend=backend, bucket_growth=bucket_growth)
     return _summarise("least_squares", settings, runs, "||x - x*||", target, plot_path)
 
 
@@ -247,6 +250,7 @@ def softmax_regression(
     target: float = 0.10,
     seed: int = 0,
     backend: str = "vmap",
+    bucket_growth: int = 4,
     plot_path=None,
 ) -> dict:
     """[CSGD] softmax regression on digits: uploads to reach test error <= target.
@@ -265,6 +269,7 @@ def softmax_regression(
       target: test error that counts as reached.
       seed: split, initial stream of mini-batches (shared by all modes).
       backend: ``"vmap"``, ``"pmap"`` or ``"shard_map"``.
+      bucket_growth: as in :func:`least_squares`.
       plot_path: if given, save test error against cumulative uploads there.
 
     Returns:
@@ -313,13 +318,13 @@ def softmax_regression(
         runs[mode] = _train(
             loss_fn=loss_fn, params0=params0, config=config, sample=sample,
             evaluate=evaluate, iterations=iterations, target=target,
-            num_workers=num_workers, backend=backend,
+            num_workers=num_workers, backend=backend, bucket_growth=bucket_growth,
         )
     settings = dict(dataset=dataset, num_workers=num_workers, train_size=train_size,
                     test_size=len(test_idx), iterations=iterations,
                     learning_rate=learning_rate, sigma0=sigma0, sigma_decay=sigma_decay,
                     batch0=batch0, batch_growth=batch_growth, batch_max=batch_max,
-                    seed=seed, backend=backend)
+                    seed=seed, backend=backend, bucket_growth=bucket_growth)
     return _summarise("softmax_regression", settings, runs, "test error", target, plot_path)
 
 
@@ -365,3 +370,35 @@ def plot(results: dict, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def main(argv=None) -> int:
+    """``python -m aimcjax.experiments.csgd {least_squares,digits,mnist} [--plot P] [--json J]``."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m aimcjax.experiments.csgd",
+                                     description="CSGD vs LAG-S vs SGD: uploads to a target.")
+    parser.add_argument("experiment", choices=("least_squares", "digits", "mnist"))
+    parser.add_argument("--iterations", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backend", default="vmap", choices=("vmap", "pmap", "shard_map"))
+    parser.add_argument("--plot", default=None, help="save the plot here (png, pdf, ...)")
+    parser.add_argument("--json", default=None, help="save the results dict here")
+    args = parser.parse_args(argv)
+    kwargs = {"seed": args.seed, "backend": args.backend, "plot_path": args.plot}
+    if args.iterations is not None:
+        kwargs["iterations"] = args.iterations
+    if args.experiment == "least_squares":
+        results = least_squares(**kwargs)
+    else:
+        results = softmax_regression(dataset=args.experiment, **kwargs)
+    print(results["table"])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
