@@ -293,7 +293,7 @@ def test_csgd_distributes_residual_learning():
     workers, dim = 4, 8
     device = devices.SoftBounds(tau=1.0, dw_min=1e-3)
     inner = residual_learning(0.1, 0.1, 0.4, device, key=0)
-    config = dist.CensorConfig(learning_rate=0.1, sigma0=0.05, sigma_decay=0.95)
+    config = dist.CensorConfig(learning_rate=0.1, sigma0=2.0, sigma_decay=0.97)
 
     def loss(weights, example):  # a (dim, 1) crossbar
         return 0.5 * ((example["a"] @ weights)[0] - example["y"]) ** 2
@@ -313,6 +313,6 @@ def test_csgd_distributes_residual_learning():
     # E[loss] at the start (weights 0) is |x*|^2 / 2; trained, it must drop well below.
     start = 0.5 * float(np.sum(x_star**2))
     assert np.mean(losses[-10:]) < 0.2 * start
-    assert uploads < workers * 60
+    assert uploads < 0.6 * workers * 60  # censoring works on analog updates too
     w = np.asarray(params)
     assert np.array_equal(w, np.broadcast_to(w[0], w.shape))  # replicated analog updates
