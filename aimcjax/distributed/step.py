@@ -198,10 +198,15 @@ def make_train_step(
       shape compiles once): pad to :func:`~aimcjax.distributed.padded_batch_size`.
 
     Example:
-      >>> tx = csgd(optax.sgd(0.1), CensorConfig(learning_rate=0.1, sigma0=1.0))
+      >>> from aimcjax import distributed as dist
+      >>> tx = dist.csgd(optax.sgd(0.1), dist.CensorConfig(learning_rate=0.1, sigma0=1.0))
       >>> train = make_train_step(lambda p, ex: (ex["x"] @ p - ex["y"]) ** 2, tx,
       ...                         backend="vmap", num_workers=4)
       >>> params, state = train.init(jnp.zeros(3))
+      >>> batch = {"x": np.ones((4, 2, 3), np.float32), "y": np.ones((4, 2), np.float32)}
+      >>> params, state, metrics = train.step(params, state, batch, np.ones((4, 2), bool))
+      >>> int(metrics.total_uploads), float(metrics.ratio_to_sgd)
+      (4, 1.0)
 
     References:
       [CSGD] Algorithm 1.
