@@ -285,6 +285,7 @@ def test_any_optax_server_update():
     assert sent.sum() < sent.size
 
 
+@pytest.mark.slow
 def test_csgd_distributes_residual_learning():
     """csgd(aimcjax.optim.residual_learning(...)) trains: distributed analog training."""
     from aimcjax import devices
