@@ -7,7 +7,6 @@ without leaves, so those trees checkpoint and shard like any other).
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Sequence
 
 import jax
@@ -280,14 +279,6 @@ def sgd_update(grad, lr, param):
 def split_key(key, n: int):
     keys = jax.random.split(key, n + 1)
     return keys[0], list(keys[1:])
-
-
-def num_lines(shape) -> int:
-    return tile_lib.matrix_shape(shape)[0]
-
-
-def prod(shape) -> int:
-    return math.prod(shape)
 
 
 masked_node = optax.MaskedNode
