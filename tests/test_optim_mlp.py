@@ -15,7 +15,7 @@ from sklearn.datasets import load_digits
 
 from aimcjax import devices, optim, pulse
 
-STEPS, BATCH = 300, 32
+BATCH = 32
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +56,11 @@ def grads_and_factors(params, x, y):
     return grads, factors
 
 
-def train(opt, data, outer):
+def train(opt, data, outer, steps):
     (X, y), (X_test, y_test) = data
     params = init_mlp(jax.random.PRNGKey(0))
     state = opt.init(params)
-    batches = jax.random.randint(jax.random.PRNGKey(1), (STEPS, BATCH), 0, X.shape[0])
+    batches = jax.random.randint(jax.random.PRNGKey(1), (steps, BATCH), 0, X.shape[0])
 
     def step(carry, idx):
         params, state = carry
@@ -91,8 +91,8 @@ OPTIMIZERS = {
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_mlp_on_digits_trains_with_each_optimizer(digits, name):
-    # Chance is 10%; 300 steps of batch 32 (~7 epochs) with digital SGD reach > 90%.
-    accuracy = train(OPTIMIZERS[name](PULSE), digits, outer=False)
+    # Chance is 10%; digital SGD (lr 0.5) reaches 95% in 300 steps of batch 32; 200 here.
+    accuracy = train(OPTIMIZERS[name](PULSE), digits, outer=False, steps=200)
     assert accuracy > 0.6, accuracy
 
 
@@ -103,5 +103,5 @@ def test_mlp_on_digits_trains_with_per_sample_outer_pulses(digits, name):
     # the residual array transfers one line per step here ("column").
     opt = (optim.analog_sgd(0.5, DEVICE, update=OUTER, key=0) if name == "analog_sgd"
            else optim.residual_learning(0.5, 0.1, 0.4, DEVICE, transfer="column", update=OUTER, key=0))
-    accuracy = train(opt, digits, outer=True)
+    accuracy = train(opt, digits, outer=True, steps=300)
     assert accuracy > 0.6, accuracy

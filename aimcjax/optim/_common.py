@@ -214,7 +214,7 @@ def leaf_factors(factors, paths, flags, needed: bool) -> list:
             out.append(None)
             continue
         try:
-            entry = lookup(factors, path, stop=lambda n: isinstance(n, tuple) and len(n) == 2)
+            entry = lookup(factors, path)
         except (KeyError, IndexError, AttributeError, TypeError):
             raise ValueError(f"factors has no (x, d) for analog leaf {jax.tree_util.keystr(path)}") from None
         if not (isinstance(entry, (tuple, list)) and len(entry) == 2):
