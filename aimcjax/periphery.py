@@ -84,7 +84,8 @@ class PeripheryConfig:
       w_noise: std of weight read noise, additive per element and per read; it adds
         ``w_noise * ||x'||_2 * N(0, 1)`` to each output (aihwkit's ``AdditiveConstant``
         ``w_noise_type``).
-      noise_management: ``"abs_max"`` (divide each input vector by its max ``|x|``), ``"max"``
+      noise_management: ``"abs_max"`` (divide each input vector by its max ``|x|``; an
+        all-zero vector then reads as exactly zero, as in aihwkit), ``"max"``
         (by its max, for non-negative inputs; where the max is not positive the abs max is used,
         where aihwkit would output zeros) or ``"none"``.
       nm_thres: if > 0, the noise-management scale is capped at this value (aihwkit's
@@ -236,7 +237,7 @@ def _check_key(key, cfg: PeripheryConfig):
 
 
 def _noise_scale(x: jax.Array, cfg: PeripheryConfig) -> jax.Array:
-    """Per-sample noise-management scale s (shape (..., 1)); 1 where no scaling applies."""
+    """Per-sample noise-management scale s (shape (..., 1)); 0 for an all-zero managed vector."""
     if cfg.noise_management == "none":
         return jnp.ones(x.shape[:-1] + (1,), x.dtype)
     abs_max = jnp.max(jnp.abs(x), axis=-1, keepdims=True)
@@ -247,8 +248,7 @@ def _noise_scale(x: jax.Array, cfg: PeripheryConfig) -> jax.Array:
         scale = jnp.where(plain_max > 0, plain_max, abs_max)
     if cfg.nm_thres > 0:
         scale = jnp.minimum(scale, cfg.nm_thres)
-    # An all-zero vector reads as exactly zero; scale 1 keeps the division finite.
-    return jnp.where(scale > 0, scale, jnp.ones_like(scale))
+    return scale
 
 
 def _read(w, x, scale, cfg: PeripheryConfig, key):
@@ -310,11 +310,16 @@ def mvm(w: jax.Array, x: jax.Array, cfg: PeripheryConfig, key: jax.Array | None,
     _check_key(key, cfg)
 
     scale = _noise_scale(x, cfg)
+    # With noise management an all-zero vector reads as exactly zero (aihwkit short-cuts it:
+    # the managed read would otherwise be pure noise, e.g. the many zero gradients behind a
+    # max-pool); scale 1 keeps the division finite and the output is masked at the end.
+    silent = scale <= 0
+    scale = jnp.where(silent, jnp.ones_like(scale), scale)
     reads = cfg.max_bm_reads
     y, saturated = _read(w, x, scale, cfg, jax.random.fold_in(key, 0))
     reduction = jnp.ones_like(scale)
     if reads == 1:
-        return y * scale
+        return jnp.where(silent, 0.0, y * scale).astype(y.dtype)
     done = ~saturated
 
     def another_read(carry):
@@ -329,7 +334,7 @@ def mvm(w: jax.Array, x: jax.Array, cfg: PeripheryConfig, key: jax.Array | None,
         return (i < reads) & ~jnp.all(done)
 
     _, reduction, y, _ = lax.while_loop(not_finished, another_read, (1, reduction, y, done))
-    return y * (scale * reduction)
+    return jnp.where(silent, 0.0, y * (scale * reduction)).astype(y.dtype)
 
 
 def _splits(size: int, max_size: int | None) -> list[tuple[int, int]]:

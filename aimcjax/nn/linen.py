@@ -52,14 +52,14 @@ class _AnalogBase(nn.Module):
         return kernel, scale
 
     def _analog(self, x2d: jax.Array, kernel2d: jax.Array) -> jax.Array:
+        if self.is_initializing():
+            # init only needs shapes: skip the analog read (and its compile/eager cost).
+            return jnp.matmul(x2d, kernel2d, precision=jax.lax.Precision.HIGHEST)
         key = (self.make_rng(_core.PERIPHERY_STREAM)
                if _core.needs_key(self.forward, self.backward) else None)
-        if not self.is_initializing():
-            self.sow("intermediates", _core.FACTOR_X, x2d)
+        self.sow("intermediates", _core.FACTOR_X, x2d)
         y = _core.analog_matmul(x2d, kernel2d, key, self.forward, self.backward, self.max_tile)
-        if not self.is_initializing():
-            y = self.perturb(_core.FACTOR_D, y)
-        return y
+        return self.perturb(_core.FACTOR_D, y)
 
     def _digital_tail(self, y: jax.Array, scale, features: int) -> jax.Array:
         if scale is not None:
@@ -99,7 +99,7 @@ class AnalogDense(_AnalogBase):
 
     Example:
       >>> layer = AnalogDense(10)
-      >>> variables = layer.init(jax.random.key(0), jnp.ones((2, 784)))
+      >>> variables = layer.init(jax.random.key(0), jnp.ones((2, 784)))  # exact product in init
       >>> y = layer.apply(variables, x, rngs={"periphery": jax.random.key(1)})
 
     References:
@@ -123,8 +123,9 @@ class AnalogDense(_AnalogBase):
         x = jnp.asarray(x)
         if x.ndim < 1:
             raise ValueError(f"x must have at least one dimension, got shape {x.shape}")
+        if self.has_variable("params", "kernel"):
+            _core.check_input_width(x, self.get_variable("params", "kernel").shape[0])
         kernel, scale = self._kernel_and_scale((x.shape[-1], self.features), self.kernel_init)
-        _core.check_input_width(x, kernel.shape[0])
         lead = x.shape[:-1]
         y = self._analog(x.reshape(-1, x.shape[-1]), kernel.astype(x.dtype))
         y = y.reshape(lead + (self.features,))
@@ -178,11 +179,12 @@ class AnalogConv(_AnalogBase):
         if x.ndim != n + 2:
             raise ValueError(f"x must have shape (batch, {n} spatial dims, channels), "
                              f"got shape {x.shape}")
+        if self.has_variable("params", "kernel"):
+            channels = self.get_variable("params", "kernel").shape[-2]
+            if channels != x.shape[-1]:
+                raise ValueError(f"x has {x.shape[-1]} channels but the kernel takes {channels}")
         shape = kernel_size + (x.shape[-1], self.features)
         kernel, scale = self._kernel_and_scale(shape, self.kernel_init)
-        if kernel.shape[-2] != x.shape[-1]:
-            raise ValueError(f"x has {x.shape[-1]} channels but the kernel takes "
-                             f"{kernel.shape[-2]}")
         patches = _core.extract_patches(x, kernel_size, strides, self.padding)
         lead = patches.shape[:-1]
         kernel2d = kernel.reshape(math.prod(kernel_size) * x.shape[-1], self.features)

@@ -65,9 +65,13 @@ class _AnalogBase(nnx.Module):
         key = None
         if self.rngs is not None:
             key = self.rngs()
-        self.sow(nnx.Intermediate, _core.FACTOR_X, x2d)
+        # Factors are recorded only inside nnx.capture (grad_and_factors); a plain call stays a
+        # plain call (sow/perturb outside capture would store state on the module).
+        capturing = hasattr(self, "__captures__")
+        if capturing:
+            self.sow(nnx.Intermediate, _core.FACTOR_X, x2d)
         y = _core.analog_matmul(x2d, kernel2d, key, self.forward, self.backward, self.max_tile)
-        return self.perturb(_core.FACTOR_D, y)
+        return self.perturb(_core.FACTOR_D, y) if capturing else y
 
     def _digital_tail(self, y):
         if self.out_scale is not None:
