@@ -109,17 +109,19 @@ def _closed_form_apply(tile: Tile, device: Device, n):
     up_step = tile.gain_up * dw * (1 + c)
     down_step = tile.gain_down * dw * (1 - c)
     n = n.astype(w.dtype)
-    n_up, n_down = jnp.maximum(n, 0), jnp.maximum(-n, 0)
     if isinstance(device, ConstantStep):
+        n_up, n_down = jnp.maximum(n, 0), jnp.maximum(-n, 0)
         # Monotone constant steps: clipping after each pulse equals clipping once.
         return jnp.clip(w + n_up * up_step - n_down * down_step, lo, hi)
-    # Soft bounds: the distance to the bound shrinks by a constant factor per pulse; a step
-    # larger than the distance lands on the bound (factor clipped at 0).
-    r_up = jnp.maximum(1 - up_step / hi, 0)
-    r_down = jnp.maximum(1 + down_step / lo, 0)
-    up = hi - (hi - w) * r_up**n_up
-    down = lo + (w - lo) * r_down**n_down
-    return jnp.clip(jnp.where(n > 0, up, jnp.where(n < 0, down, w)), lo, hi)
+    # Soft bounds: the distance to the bound pulsed towards shrinks by a constant factor per
+    # pulse; a step larger than the distance lands on the bound (factor clipped at 0).
+    up = n > 0
+    factor = jnp.where(up, jnp.maximum(1 - up_step / hi, 0), jnp.maximum(1 + down_step / lo, 0))
+    target = jnp.where(up, hi, lo)
+    count = jnp.abs(n)
+    # factor**count via exp/log (XLA's pow is several times slower on CPU); 0**0 stays 1.
+    shrink = jnp.where(count == 0, 1.0, jnp.exp(count * jnp.log(factor)))
+    return jnp.clip(target - (target - w) * shrink, lo, hi)
 
 
 def _pulse_loop_apply(tile: Tile, device: Device, n, key):
@@ -224,6 +226,9 @@ def update(tile: Tile, device: Device, dW, key, cfg: UpdateConfig = UpdateConfig
     raise ValueError('mode "outer" needs the per-sample factors (x, d): use pulse.outer_update')
 
 
+_SLOT_CHUNK = 4  # pulse-train slots drawn per coincidence matmul
+
+
 def _sample_pulse_counts(x, d, lr, dw_min, key, cfg: UpdateConfig):
     """One sample's coincidence counts n_ij (>= 0) and direction, as aihwkit's
     stochastic-compressed pulse trains with update (BL) management."""
@@ -249,11 +254,22 @@ def _sample_pulse_counts(x, d, lr, dw_min, key, cfg: UpdateConfig):
     else:
         p_x = jnp.abs(x) * base
         p_d = d_abs * base
-    k_x, k_d = jax.random.split(key)
-    slots = jnp.arange(bl) < sample_bl  # slots past this sample's BL never fire
-    bits_x = (jax.random.uniform(k_x, (x.shape[0], bl), dtype) < p_x[:, None]) & slots[None, :]
-    bits_d = (jax.random.uniform(k_d, (bl, d.shape[0]), dtype) < p_d[None, :]) & slots[:, None]
-    counts = jnp.matmul(bits_x.astype(dtype), bits_d.astype(dtype))  # coincidences per element
+    # Slots are drawn in chunks, and only as many chunks as this sample's BL needs: the cost
+    # follows the actual train length rather than cfg.bl (and, unlike a switch over sizes,
+    # stays one loop under vmap).
+    chunk = min(_SLOT_CHUNK, bl)
+    n_chunks = jnp.ceil(sample_bl / chunk).astype(jnp.int32)
+
+    def add_chunk(carry):
+        c, counts = carry
+        k_x, k_d = jax.random.split(jax.random.fold_in(key, c))
+        slots = c * chunk + jnp.arange(chunk) < sample_bl
+        bits_x = (jax.random.uniform(k_x, (x.shape[0], chunk), dtype) < p_x[:, None]) & slots[None, :]
+        bits_d = (jax.random.uniform(k_d, (chunk, d.shape[0]), dtype) < p_d[None, :]) & slots[:, None]
+        return c + 1, counts + jnp.matmul(bits_x.astype(dtype), bits_d.astype(dtype))
+
+    zeros = jnp.zeros((x.shape[0], d.shape[0]), dtype)
+    _, counts = jax.lax.while_loop(lambda c: c[0] < n_chunks, add_chunk, (jnp.int32(0), zeros))
     # sign(lr * x_j * d_i) > 0 fires a down pulse: W <- W - lr * x d^T.
     direction = -jnp.sign(lr) * jnp.sign(x)[:, None] * jnp.sign(d)[None, :]
     return (direction * counts).astype(jnp.int32)

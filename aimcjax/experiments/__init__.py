@@ -1,0 +1,1 @@
+"""Paper reproductions and sweeps as plain functions returning results dicts."""
