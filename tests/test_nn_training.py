@@ -122,7 +122,7 @@ def _assert_learned(losses, accuracy):
 @pytest.mark.slow
 def test_fcn_trains_with_analog_sgd_outer():
     # lr above RF's 0.1: a few hundred steps must leave the sigmoid plateau.
-    losses, accuracy = _train_linen(FCN(), (784,), lr=2.0, batch=8, steps=300)
+    losses, accuracy = _train_linen(FCN(), (784,), lr=2.0, batch=8, steps=400)
     print(f"FCN: loss {losses[:10].mean():.3f} -> {losses[-50:].mean():.3f}, "
           f"test accuracy {accuracy:.3f}")
     _assert_learned(losses, accuracy)
@@ -164,7 +164,7 @@ def test_nnx_optimizer_trains_the_fcn():
         return loss
 
     losses = np.array([float(step(model, optimizer, xb, yb))
-                       for xb, yb in _batches(x_train, y_train, 8, 300)])
+                       for xb, yb in _batches(x_train, y_train, 8, 400)])
     accuracy = float(nnx.jit(lambda m, x, y: jnp.mean(jnp.argmax(m(x), -1) == y))(
         model, x_test, y_test))
     print(f"nnx FCN: loss {losses[:10].mean():.3f} -> {losses[-50:].mean():.3f}, "

@@ -192,8 +192,9 @@ def grad_and_factors(loss_fn: Callable[..., Any], model: nnx.Module, *args,
 
     Returns:
       ``(value, grads, factors)``: ``grads`` is the ``nnx.State`` of the ``nnx.Param``
-      gradients (as ``nnx.grad`` gives); ``factors`` is an ``nnx.State`` of the same structure
-      with ``(x, d)`` at analog kernels and None elsewhere, ready for
+      gradients (as ``nnx.grad`` gives); ``factors`` is a nested dict of the same structure
+      (a pure dict, as ``nnx.to_pure_dict``) with ``(x, d)`` at analog kernels and None
+      elsewhere, ready for
       ``optimizer.update(model, grads, factors=factors)``.
 
     Example:
@@ -218,6 +219,5 @@ def grad_and_factors(loss_fn: Callable[..., Any], model: nnx.Module, *args,
     params = nnx.state(model, nnx.Param)
     factors = assemble_factors(params.to_pure_dict(), intermediates.to_pure_dict(),
                                d.to_pure_dict())
-    factors_state = nnx.State(factors)
     value = (loss, aux) if has_aux else loss
-    return value, grads, factors_state
+    return value, grads, factors
