@@ -1,0 +1,14 @@
+"""Flax layers whose products run on simulated analog crossbars (DESIGN §6).
+
+Linen: :class:`AnalogDense`, :class:`AnalogConv` and :func:`grad_and_factors`;
+nnx: :mod:`aimcjax.nn.nnx` (``AnalogLinear``, ``AnalogConv``, ``grad_and_factors``).
+The periphery of every read is an :class:`aimcjax.periphery.PeripheryConfig`; noise is drawn
+from the RNG stream ``"periphery"``.
+"""
+
+from aimcjax.nn.factors import assemble_factors, grad_and_factors
+from aimcjax.nn.linen import AnalogConv, AnalogDense
+from aimcjax.periphery import PeripheryConfig
+
+__all__ = ["AnalogDense", "AnalogConv", "grad_and_factors", "assemble_factors",
+           "PeripheryConfig"]

@@ -1,0 +1,95 @@
+"""Pieces shared by the linen and nnx layers: im2col, conductance mapping, the analog product."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from aimcjax.periphery import PeripheryConfig, analog_matmul
+
+# Names under which the layers record what the "outer" update needs (see aimcjax.nn.factors).
+FACTOR_X = "analog_x"      # sown: the layer's MVM inputs, (samples, in)
+FACTOR_D = "analog_d"      # perturbed: gradient of the loss at the MVM outputs, (samples, out)
+
+PERIPHERY_STREAM = "periphery"
+
+
+def check_layer_config(forward, backward, max_tile, weight_scaling_omega, device_w_max):
+    """Fails early, naming the argument, on a bad layer configuration."""
+    for name, cfg in (("forward", forward), ("backward", backward)):
+        if not isinstance(cfg, PeripheryConfig):
+            raise TypeError(f"{name} must be a PeripheryConfig, got {type(cfg).__name__}")
+    if max_tile is not None and not (isinstance(max_tile, int) and max_tile >= 1):
+        raise ValueError(f"max_tile must be a positive integer or None, got {max_tile!r}")
+    if weight_scaling_omega is not None and not (
+            isinstance(weight_scaling_omega, (int, float)) and 0 < weight_scaling_omega <= 1):
+        raise ValueError("weight_scaling_omega must be in (0, 1] or None, "
+                         f"got {weight_scaling_omega!r}")
+    if not (isinstance(device_w_max, (int, float)) and device_w_max > 0):
+        raise ValueError(f"device_w_max must be > 0, got {device_w_max!r}")
+
+
+def needs_key(forward: PeripheryConfig, backward: PeripheryConfig) -> bool:
+    return not (forward.is_perfect and backward.is_perfect)
+
+
+def check_input_width(x: jax.Array, expected: int, what: str = "inputs"):
+    if x.ndim < 1 or x.shape[-1] != expected:
+        raise ValueError(f"x has last dimension {x.shape[-1:] or '()'} but the layer's kernel "
+                         f"takes {expected} {what}")
+
+
+def map_to_conductances(w0: jax.Array, omega: float, device_w_max: float):
+    """aihwkit's ``weight_scaling_omega``: per output column, scale so max |w| = omega * w_max.
+
+    Returns ``(stored, scale)`` with ``w0 == stored * scale`` (scale per output, shape (out,)).
+    An all-zero column keeps scale 1.
+    """
+    flat = w0.reshape(-1, w0.shape[-1])
+    col_max = jnp.max(jnp.abs(flat), axis=0)
+    scale = jnp.where(col_max > 0, col_max / (omega * device_w_max), 1.0).astype(w0.dtype)
+    return w0 / scale, scale
+
+
+def conv_dimension_numbers(n_spatial: int):
+    spatial = "DHW"[-n_spatial:] if n_spatial <= 3 else None
+    if spatial is None:
+        raise ValueError(f"kernel_size must have 1 to 3 spatial dimensions, got {n_spatial}")
+    return ("N" + spatial + "C", spatial + "IO", "N" + spatial + "C")
+
+
+def normalize_tuple(value, n: int, name: str) -> tuple[int, ...]:
+    if isinstance(value, int):
+        value = (value,) * n
+    value = tuple(value)
+    if len(value) != n or not all(isinstance(v, int) and v >= 1 for v in value):
+        raise ValueError(f"{name} must be a positive int or {n} positive ints, got {value!r}")
+    return value
+
+
+def extract_patches(x: jax.Array, kernel_size: Sequence[int], strides: Sequence[int],
+                    padding) -> jax.Array:
+    """im2col: ``(N, *spatial, C)`` -> ``(N, *out_spatial, prod(kernel_size) * C)``.
+
+    The patch features are ordered ``(*kernel_size, C)``, i.e. a flax conv kernel of shape
+    ``(*kernel_size, C, out)`` reshaped to ``(prod(kernel_size) * C, out)`` maps a patch to the
+    conv output (the 2-D view of a kernel used throughout aimcjax). aihwkit maps convolutions to
+    crossbars the same way (one MVM per output position).
+    """
+    n = len(kernel_size)
+    if x.ndim != n + 2:
+        raise ValueError(f"x must have shape (batch, {n} spatial dims, channels), "
+                         f"got shape {x.shape}")
+    dims = conv_dimension_numbers(n)
+    patches = lax.conv_general_dilated_patches(
+        x, filter_shape=tuple(kernel_size), window_strides=tuple(strides), padding=padding,
+        dimension_numbers=dims, precision=lax.Precision.HIGHEST)
+    channels = x.shape[-1]
+    lead = patches.shape[:-1]
+    patches = patches.reshape(lead + (channels, math.prod(kernel_size)))
+    patches = jnp.swapaxes(patches, -1, -2)
+    return patches.reshape(lead + (math.prod(kernel_size) * channels,))
