@@ -438,3 +438,23 @@ def test_factors_follow_params_structure_even_for_tuple_params():
     updates, _ = opt.update((x.T @ d, jnp.ones(3)), state, params, factors=((x, d), None))
     np.testing.assert_allclose(updates[1], -0.1, atol=1e-7)
     assert float(jnp.mean(updates[0])) < 0
+
+
+def test_residual_learning_reads_p_through_the_periphery():
+    from aimcjax.periphery import PeripheryConfig
+
+    dev = devices.SoftBounds(tau=1.0, dw_min=1e-3)
+    params = {"w": jnp.zeros((6, 3))}
+    grads = {"w": 0.1 * jnp.ones((6, 3))}
+    tiles = []
+    for read in (None, PeripheryConfig(out_noise=0.5)):
+        opt = optim.residual_learning(0.1, 0.5, 0.4, dev, read=read, key=0)
+        state = opt.init(params)
+        step = jax.jit(opt.update)
+        for _ in range(3):
+            _, state = step(grads, state, params)
+        tiles.append(optim.analog_state(state))
+    (exact_w, exact_p), (noisy_w, noisy_p) = [(t.W["w"], t.P["w"]) for t in tiles]
+    # the same gradient writes reach P; the transfers into W differ through the read noise
+    np.testing.assert_allclose(tile.weights(exact_p), tile.weights(noisy_p), atol=1e-6)
+    assert not np.allclose(tile.weights(exact_w), tile.weights(noisy_w))

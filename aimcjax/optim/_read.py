@@ -14,17 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aimcjax import periphery
 from aimcjax.optim import _common as common
 
 Reader = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
-
-
-def _periphery_config_type():
-    try:  # the periphery lands in its own issue; accept its config once it exists
-        from aimcjax.periphery import PeripheryConfig
-    except Exception:
-        return None
-    return PeripheryConfig
 
 
 def make_reader(read) -> Reader:
@@ -40,10 +33,7 @@ def make_reader(read) -> Reader:
     """
     if read is None:
         return lambda w, x, key: x @ w
-    config_type = _periphery_config_type()
-    if config_type is not None and isinstance(read, config_type):
-        from aimcjax import periphery
-
+    if isinstance(read, periphery.PeripheryConfig):
         return lambda w, x, key: periphery.mvm(w, x, read, key)
     if callable(read):
         return read
