@@ -282,3 +282,8 @@ def split_key(key, n: int):
 
 
 masked_node = optax.MaskedNode
+
+
+def num_lines(shape) -> int:
+    """Input lines of a kernel: rows of its (prod(leading), out) view."""
+    return tile_lib.matrix_shape(shape)[0]

@@ -7,11 +7,14 @@ from typing import Any, NamedTuple
 import jax
 
 from aimcjax.optim.analog_sgd import AnalogSGDState
+from aimcjax.optim.chopped import ChoppedState
+from aimcjax.optim.mixed_precision import MixedPrecisionState
+from aimcjax.optim.multi_tile import MultiTileState
 from aimcjax.optim.residual import ResidualLearningState
 
 __all__ = ["AnalogTiles", "analog_state"]
 
-_STATES = (AnalogSGDState, ResidualLearningState)
+_STATES = (AnalogSGDState, ResidualLearningState, ChoppedState, MultiTileState, MixedPrecisionState)
 
 
 class AnalogTiles(NamedTuple):
@@ -19,8 +22,10 @@ class AnalogTiles(NamedTuple):
 
     Attributes:
       W: the main arrays (``aimcjax.tile.Tile`` per analog leaf, ``optax.MaskedNode`` else).
-      P: the residual arrays (None for Analog SGD).
-      H: the digital transfer buffers (None unless version 2 / TTv2).
+      P: the residual arrays (None for Analog SGD and mixed precision; a tuple of the
+        residual stages, slowest first, for multi-tile residual learning).
+      H: the digital transfer buffers (None unless version 2 / TTv2 / chopped; the digital
+        accumulator for mixed precision).
     """
 
     W: Any
@@ -62,4 +67,8 @@ def analog_state(opt_state) -> AnalogTiles:
     state = found[0]
     if isinstance(state, AnalogSGDState):
         return AnalogTiles(W=state.tiles, P=None, H=None)
+    if isinstance(state, MixedPrecisionState):
+        return AnalogTiles(W=state.tiles, P=None, H=state.accumulator)
+    if isinstance(state, MultiTileState):  # P: the residual stages, slowest first
+        return AnalogTiles(W=state.tiles[0], P=tuple(state.tiles[1:]), H=None)
     return AnalogTiles(W=state.main, P=state.residual, H=state.buffer)
