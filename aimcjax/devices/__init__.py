@@ -1,0 +1,496 @@
+"""Response-function families of resistive elements.
+
+A device says how much one pulse moves a weight ``w``: an up pulse adds
+``dw_min * q_plus(w)`` and a down pulse subtracts ``dw_min * q_minus(w)`` [RF eq. 3].
+Their mean and half difference,
+
+    F(w) = (q_minus(w) + q_plus(w)) / 2,      G(w) = (q_minus(w) - q_plus(w)) / 2,
+
+give the expected analog update ``w + dw*F(w) - |dw|*G(w)`` [RF eq. 5]; the zero of ``G`` is
+the *symmetric point* towards which Analog SGD drifts.
+
+Every device is an immutable pytree whose numeric fields are leaves, so stacking devices
+(``jax.tree.map(lambda *a: jnp.stack(a), *devices)``) and ``jax.vmap`` over them is a sweep.
+A new device is two jnp functions: see :class:`Custom`.
+
+References:
+  [RF] Wu, Xiao, Gokmen, Fagbohungbe, Chen. Analog In-memory Training on General Non-ideal
+  Resistive Elements: The Impact of Response Functions. arXiv:2502.06309.
+  [AIHWKIT] IBM Analog Hardware Acceleration Kit, ``PulsedDevice`` parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "Device",
+    "ConstantStep",
+    "SoftBounds",
+    "Power",
+    "Exponential",
+    "Piecewise",
+    "Custom",
+    "NOISE_MODES",
+    "stack",
+]
+
+NOISE_MODES = ("additive", "multiplicative")
+
+# Variation parameters shared by every family (aihwkit names where it has them).
+VARIATION_FIELDS = (
+    "dw_min_dtod",
+    "up_down_dtod",
+    "w_max_dtod",
+    "w_min_dtod",
+    "dw_min_std",
+    "reference_std",
+)
+
+
+def _concrete(value) -> np.ndarray | None:
+    """The value as a numpy array when it is known now (not a tracer or placeholder)."""
+    if isinstance(value, jax.core.Tracer):
+        return None
+    if isinstance(value, (int, float, np.ndarray, np.generic, jax.Array)):
+        try:
+            return np.asarray(value, dtype=np.float64)
+        except Exception:  # e.g. a jax array that is not yet materialised
+            return None
+    return None
+
+
+def _check(name: str, value, ok: Callable[[np.ndarray], np.ndarray], must: str) -> None:
+    arr = _concrete(value)
+    if arr is None:
+        return
+    if np.isnan(arr).any():
+        raise ValueError(f"{name} must not be NaN, got {value!r}")
+    if not np.all(ok(arr)):
+        raise ValueError(f"{name} must be {must}, got {value!r}")
+
+
+def _as_leaf(value):
+    """Python numbers become float leaves; arrays (and tracers) pass through."""
+    if isinstance(value, bool):
+        raise TypeError(f"expected a number, got bool {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    return value
+
+
+class Device:
+    """Base of all device families.
+
+    Subclasses are frozen dataclasses registered as pytrees; they implement
+    ``response(w, w_min, w_max) -> (q_plus, q_minus)`` evaluated against given (per-element)
+    bounds, and may override ``symmetric_point`` with a closed form.
+    """
+
+    # Fields that are static (part of the treedef) rather than leaves.
+    _static: ClassVar[tuple[str, ...]] = ("noise",)
+
+    # -- public API ---------------------------------------------------------------------------
+    def response(self, w, w_min, w_max):
+        raise NotImplementedError
+
+    def q_plus(self, w):
+        """Response to an up pulse (>= 0), relative to ``dw_min``."""
+        return self.response(w, self.w_min, self.w_max)[0]
+
+    def q_minus(self, w):
+        """Response to a down pulse (>= 0), relative to ``dw_min``."""
+        return self.response(w, self.w_min, self.w_max)[1]
+
+    def F(self, w):  # noqa: N802 (paper notation)
+        """Symmetric component (q_minus + q_plus) / 2 [RF eq. 4]."""
+        qp, qm = self.response(w, self.w_min, self.w_max)
+        return (qm + qp) / 2
+
+    def G(self, w):  # noqa: N802 (paper notation)
+        """Asymmetric component (q_minus - q_plus) / 2 [RF eq. 4]."""
+        qp, qm = self.response(w, self.w_min, self.w_max)
+        return (qm - qp) / 2
+
+    def expected_update(self, w, dw):
+        """Expected analog update ``w + dw*F(w) - |dw|*G(w)`` [RF eq. 5], clipped to bounds."""
+        w = jnp.asarray(w)
+        new = w + dw * self.F(w) - jnp.abs(dw) * self.G(w)
+        return jnp.clip(new, self.w_min, self.w_max)
+
+    def symmetric_point(self):
+        """The weight w* with G(w*) = 0, found by bisection over [w_min, w_max]."""
+        return symmetric_point_bisect(self, 1.0, 1.0, self.w_min, self.w_max)
+
+    def replace(self, **changes):
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    # -- validation shared by all families ------------------------------------------------------
+    def _validate_common(self):
+        _check("dw_min", self.dw_min, lambda a: a > 0, "> 0")
+        _check("w_min", self.w_min, lambda a: a < 0, "< 0 (bounds must straddle 0)")
+        _check("w_max", self.w_max, lambda a: a > 0, "> 0 (bounds must straddle 0)")
+        for name in VARIATION_FIELDS:
+            _check(name, getattr(self, name), lambda a: a >= 0, ">= 0")
+        if self.noise not in NOISE_MODES:
+            raise ValueError(f"noise must be one of {NOISE_MODES}, got {self.noise!r}")
+
+    def _finish_init(self):
+        for f in dataclasses.fields(self):
+            if f.name not in self._static:
+                value = getattr(self, f.name)
+                if value is not None and not callable(value):
+                    object.__setattr__(self, f.name, _as_leaf(value))
+        self._validate_common()
+
+
+def symmetric_point_bisect(device: Device, gain_up, gain_down, w_min, w_max, iters: int = 64):
+    """Zero of ``gain_down*q_minus(w) - gain_up*q_plus(w)`` on [w_min, w_max], elementwise.
+
+    Where G has no sign change the result is the bound the drift leads to; where G is zero
+    everywhere (a symmetric constant step) it is the midpoint of the range.
+    """
+    lo = jnp.asarray(w_min) * jnp.ones_like(jnp.asarray(gain_up) * 1.0)
+    hi = jnp.asarray(w_max) * jnp.ones_like(lo)
+
+    def g(w):
+        qp, qm = device.response(w, w_min, w_max)
+        return gain_down * qm - gain_up * qp
+
+    def body(_, bounds):
+        lo, hi = bounds
+        mid = (lo + hi) / 2
+        gm = g(mid)
+        # G > 0 above the symmetric point (down pulses win there), so move towards it.
+        lo = jnp.where(gm < 0, mid, jnp.where(gm == 0, mid, lo))
+        hi = jnp.where(gm > 0, mid, jnp.where(gm == 0, mid, hi))
+        return lo, hi
+
+    lo, hi = jax.lax.fori_loop(0, iters, body, (lo, hi))
+    return (lo + hi) / 2
+
+
+def _device(cls):
+    """Make ``cls`` a frozen dataclass and a pytree (numeric fields are leaves)."""
+    cls = dataclasses.dataclass(frozen=True, eq=False, repr=True)(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    static = [n for n in names if n in cls._static]
+    data = [n for n in names if n not in cls._static]
+
+    def flatten_with_keys(obj):
+        children = [(jax.tree_util.GetAttrKey(n), getattr(obj, n)) for n in data]
+        return children, tuple(getattr(obj, n) for n in static)
+
+    def unflatten(aux, children):
+        obj = object.__new__(cls)
+        for n, v in zip(data, children):
+            object.__setattr__(obj, n, v)
+        for n, v in zip(static, aux):
+            object.__setattr__(obj, n, v)
+        return obj
+
+    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten)
+    return cls
+
+
+_VARIATION_DOC = """
+    Variation parameters (all default 0, the clean model of the theory):
+      dw_min_dtod: device-to-device spread of each element's step gain (relative std).
+      up_down_dtod: device-to-device spread of each element's up/down gain imbalance.
+      w_max_dtod, w_min_dtod: device-to-device spread of the bounds (relative std).
+      dw_min_std: cycle-to-cycle noise sigma_c per pulse.
+      noise: "additive" [RF eq. 26] dw_min*(q(w) + sigma_c*xi) or "multiplicative"
+        [AIHWKIT] dw_min*q(w)*(1 + sigma_c*xi).
+      reference_std: std of the error of the zero-shift reference (weight units).
+"""
+
+
+@_device
+class ConstantStep(Device):
+    """Constant step device: q_plus = 1 + c, q_minus = 1 - c.
+
+    With ``asymmetry=0`` (default) G is identically 0 and every point is symmetric; the
+    symmetric point is then reported as the middle of the range (0 for symmetric bounds).
+    """
+
+    dw_min: Any = 1e-3
+    w_min: Any = -1.0
+    w_max: Any = 1.0
+    asymmetry: Any = 0.0
+    dw_min_dtod: Any = 0.0
+    up_down_dtod: Any = 0.0
+    w_max_dtod: Any = 0.0
+    w_min_dtod: Any = 0.0
+    dw_min_std: Any = 0.0
+    reference_std: Any = 0.0
+    noise: str = "additive"
+
+    __doc__ = (__doc__ or "") + _VARIATION_DOC
+
+    def __post_init__(self):
+        self._finish_init()
+        _check("asymmetry", self.asymmetry, lambda a: np.abs(a) < 1, "in (-1, 1)")
+
+    def response(self, w, w_min, w_max):
+        one = jnp.ones_like(jnp.asarray(w) * 1.0)
+        return (1 + self.asymmetry) * one, (1 - self.asymmetry) * one
+
+
+@_device
+class SoftBounds(Device):
+    """Linear (soft-bounds) response: q_plus = (1+c)(1 - w/w_max), q_minus = (1-c)(1 - w/w_min).
+
+    With symmetric bounds ``±tau`` the symmetric point is ``c*tau`` [RF §3].
+    """
+
+    tau: Any = 0.6
+    asymmetry: Any = 0.0
+    dw_min: Any = 1e-3
+    w_min: Any = None
+    w_max: Any = None
+    dw_min_dtod: Any = 0.0
+    up_down_dtod: Any = 0.0
+    w_max_dtod: Any = 0.0
+    w_min_dtod: Any = 0.0
+    dw_min_std: Any = 0.0
+    reference_std: Any = 0.0
+    noise: str = "additive"
+
+    __doc__ = (__doc__ or "") + _VARIATION_DOC
+
+    def __post_init__(self):
+        _check("tau", self.tau, lambda a: a > 0, "> 0")
+        _check("asymmetry", self.asymmetry, lambda a: np.abs(a) < 1, "in (-1, 1)")
+        _default_bounds(self)
+        self._finish_init()
+
+    def response(self, w, w_min, w_max):
+        c = self.asymmetry
+        qp = (1 + c) * jnp.maximum(1 - w / w_max, 0)
+        qm = (1 - c) * jnp.maximum(1 - w / w_min, 0)
+        return qp, qm
+
+    def symmetric_point(self):
+        # (1-c)(1 + w/a) = (1+c)(1 - w/b) with a = |w_min|, b = w_max.
+        c, a, b = self.asymmetry, -self.w_min, self.w_max
+        return 2 * c / ((1 - c) / a + (1 + c) / b)
+
+
+@_device
+class Power(Device):
+    """Power response: q_plus = (1+c)(1 - w/w_max)^gamma, q_minus = (1-c)(1 - w/w_min)^gamma."""
+
+    tau: Any = 0.6
+    gamma: Any = 1.0
+    asymmetry: Any = 0.0
+    dw_min: Any = 1e-3
+    w_min: Any = None
+    w_max: Any = None
+    dw_min_dtod: Any = 0.0
+    up_down_dtod: Any = 0.0
+    w_max_dtod: Any = 0.0
+    w_min_dtod: Any = 0.0
+    dw_min_std: Any = 0.0
+    reference_std: Any = 0.0
+    noise: str = "additive"
+
+    __doc__ = (__doc__ or "") + _VARIATION_DOC
+
+    def __post_init__(self):
+        _check("tau", self.tau, lambda a: a > 0, "> 0")
+        _check("gamma", self.gamma, lambda a: a > 0, "> 0")
+        _check("asymmetry", self.asymmetry, lambda a: np.abs(a) < 1, "in (-1, 1)")
+        _default_bounds(self)
+        self._finish_init()
+
+    def response(self, w, w_min, w_max):
+        c = self.asymmetry
+        qp = (1 + c) * jnp.maximum(1 - w / w_max, 0) ** self.gamma
+        qm = (1 - c) * jnp.maximum(1 - w / w_min, 0) ** self.gamma
+        return qp, qm
+
+    def symmetric_point(self):
+        # ((1+c)/(1-c))^(1/gamma) = (1 + w/a) / (1 - w/b): linear in w.
+        c, a, b = self.asymmetry, -self.w_min, self.w_max
+        r = ((1 + c) / (1 - c)) ** (1 / self.gamma)
+        return (r - 1) / (1 / a + r / b)
+
+
+@_device
+class Exponential(Device):
+    """Exponential response [RF §5]:
+
+    q_plus = (1+c)(e^{gamma(1 - w/w_max)} - 1)/(e^gamma - 1),
+    q_minus = (1-c)(e^{gamma(1 - w/w_min)} - 1)/(e^gamma - 1).
+    The symmetric point is 0 for c = 0 and symmetric bounds; otherwise found by bisection.
+    """
+
+    tau: Any = 0.6
+    gamma: Any = 1.0
+    asymmetry: Any = 0.0
+    dw_min: Any = 1e-3
+    w_min: Any = None
+    w_max: Any = None
+    dw_min_dtod: Any = 0.0
+    up_down_dtod: Any = 0.0
+    w_max_dtod: Any = 0.0
+    w_min_dtod: Any = 0.0
+    dw_min_std: Any = 0.0
+    reference_std: Any = 0.0
+    noise: str = "additive"
+
+    __doc__ = (__doc__ or "") + _VARIATION_DOC
+
+    def __post_init__(self):
+        _check("tau", self.tau, lambda a: a > 0, "> 0")
+        _check("gamma", self.gamma, lambda a: a > 0, "> 0")
+        _check("asymmetry", self.asymmetry, lambda a: np.abs(a) < 1, "in (-1, 1)")
+        _default_bounds(self)
+        self._finish_init()
+
+    def response(self, w, w_min, w_max):
+        c, g = self.asymmetry, self.gamma
+        norm = jnp.expm1(g)
+        qp = (1 + c) * jnp.expm1(g * jnp.maximum(1 - w / w_max, 0)) / norm
+        qm = (1 - c) * jnp.expm1(g * jnp.maximum(1 - w / w_min, 0)) / norm
+        return qp, qm
+
+
+@_device
+class Piecewise(Device):
+    """Piecewise-linear response: node values ``up``/``down`` spaced evenly over [w_min, w_max].
+
+    Like aihwkit's PiecewiseStepDevice; node values must be >= 0, ``up`` non-increasing and
+    ``down`` non-decreasing in w (a physical device saturates towards its bounds).
+    """
+
+    up: Any = (1.0, 1.0)
+    down: Any = (1.0, 1.0)
+    w_min: Any = -1.0
+    w_max: Any = 1.0
+    dw_min: Any = 1e-3
+    dw_min_dtod: Any = 0.0
+    up_down_dtod: Any = 0.0
+    w_max_dtod: Any = 0.0
+    w_min_dtod: Any = 0.0
+    dw_min_std: Any = 0.0
+    reference_std: Any = 0.0
+    noise: str = "additive"
+
+    __doc__ = (__doc__ or "") + _VARIATION_DOC
+
+    def __post_init__(self):
+        for name in ("up", "down"):
+            value = getattr(self, name)
+            if isinstance(value, (list, tuple)):
+                object.__setattr__(self, name, np.asarray(value, dtype=np.float32))
+            arr = _concrete(getattr(self, name))
+            if arr is None:
+                continue
+            if arr.ndim < 1 or arr.shape[-1] < 2:
+                raise ValueError(f"{name} needs at least 2 node values, got shape {arr.shape}")
+            if np.isnan(arr).any() or (arr < 0).any():
+                raise ValueError(f"{name} node values must be >= 0 and not NaN, got {arr}")
+            steps = np.diff(arr, axis=-1)
+            if name == "up" and (steps > 0).any():
+                raise ValueError(f"up must be non-increasing in w (monotone nodes), got {arr}")
+            if name == "down" and (steps < 0).any():
+                raise ValueError(f"down must be non-decreasing in w (monotone nodes), got {arr}")
+        up, down = _concrete(self.up), _concrete(self.down)
+        if up is not None and down is not None and up.shape != down.shape:
+            raise ValueError(f"up and down need the same number of nodes, got {up.shape} and {down.shape}")
+        self._finish_init()
+
+    def response(self, w, w_min, w_max):
+        up = jnp.asarray(self.up)
+        down = jnp.asarray(self.down)
+        n = up.shape[-1]
+        pos = jnp.clip((w - w_min) / (w_max - w_min), 0.0, 1.0) * (n - 1)
+        i0 = jnp.clip(jnp.floor(pos), 0, n - 2).astype(jnp.int32)
+        frac = pos - i0
+
+        def interp(nodes):
+            return nodes[i0] * (1 - frac) + nodes[i0 + 1] * frac
+
+        return interp(up), interp(down)
+
+
+@_device
+class Custom(Device):
+    """A device from two jnp functions of ``w``: ``Custom(q_plus=f, q_minus=g)``.
+
+    Example:
+      >>> dev = Custom(q_plus=lambda w: 1 - w, q_minus=lambda w: 1 + w)
+      >>> float(dev.symmetric_point())
+      0.0
+    """
+
+    q_plus_fn: Callable = None
+    q_minus_fn: Callable = None
+    w_min: Any = -1.0
+    w_max: Any = 1.0
+    dw_min: Any = 1e-3
+    dw_min_dtod: Any = 0.0
+    up_down_dtod: Any = 0.0
+    w_max_dtod: Any = 0.0
+    w_min_dtod: Any = 0.0
+    dw_min_std: Any = 0.0
+    reference_std: Any = 0.0
+    noise: str = "additive"
+
+    _static: ClassVar[tuple[str, ...]] = ("noise", "q_plus_fn", "q_minus_fn")
+
+    def __init__(self, q_plus, q_minus, *, w_min=-1.0, w_max=1.0, dw_min=1e-3, dw_min_dtod=0.0,
+                 up_down_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0.0, dw_min_std=0.0,
+                 reference_std=0.0, noise="additive"):
+        for name, fn in (("q_plus", q_plus), ("q_minus", q_minus)):
+            if not callable(fn):
+                raise TypeError(f"{name} must be a callable of w, got {type(fn).__name__}")
+        values = dict(q_plus_fn=q_plus, q_minus_fn=q_minus, w_min=w_min, w_max=w_max,
+                      dw_min=dw_min, dw_min_dtod=dw_min_dtod, up_down_dtod=up_down_dtod,
+                      w_max_dtod=w_max_dtod, w_min_dtod=w_min_dtod, dw_min_std=dw_min_std,
+                      reference_std=reference_std, noise=noise)
+        for k, v in values.items():
+            object.__setattr__(self, k, v)
+        self._finish_init()
+
+    def response(self, w, w_min, w_max):
+        w = jnp.asarray(w)
+        return jnp.asarray(self.q_plus_fn(w)), jnp.asarray(self.q_minus_fn(w))
+
+    def replace(self, **changes):
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values["q_plus"] = values.pop("q_plus_fn")
+        values["q_minus"] = values.pop("q_minus_fn")
+        values.update(changes)
+        return Custom(**values)
+
+
+def _default_bounds(dev):
+    if dev.w_min is None:
+        object.__setattr__(dev, "w_min", -_as_leaf(dev.tau))
+    if dev.w_max is None:
+        object.__setattr__(dev, "w_max", _as_leaf(dev.tau))
+
+
+def stack(devices):
+    """Stack devices of one family into one batched device for ``jax.vmap``.
+
+    Example:
+      >>> devs = stack([Power(tau=t, gamma=g) for t in (0.6, 0.8) for g in (0.5, 1.0)])
+      >>> jax.vmap(lambda d: d.symmetric_point())(devs).shape
+      (4,)
+    """
+    devices = list(devices)
+    if not devices:
+        raise ValueError("devices must not be empty")
+    kinds = {type(d) for d in devices}
+    if len(kinds) != 1:
+        raise TypeError(f"devices must share one family to be stacked, got {sorted(k.__name__ for k in kinds)}")
+    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *devices)

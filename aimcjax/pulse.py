@@ -1,0 +1,328 @@
+"""Pulses: turning a requested weight change into device pulses and applying them.
+
+One pulse on an element with weight w (gains s+/s-, bounds [lo, hi]):
+
+    up:    w <- clip(w + s+ * dw_min * resp(q_plus(w)),  lo, hi)
+    down:  w <- clip(w - s- * dw_min * resp(q_minus(w)), lo, hi)
+
+where ``resp`` adds the cycle-to-cycle noise of the device's ``noise`` mode. Pulses are
+applied one at a time with the response re-evaluated after each; the only shortcuts are
+exact closed forms (noise-free constant-step and soft-bounds devices).
+
+Modes of :class:`UpdateConfig` (DESIGN §4):
+  "expected": the continuous analog update [RF eq. 5], no granularity, no noise.
+  "pulse":    n = stochastic_round(dW / dw_min) clipped to +-bl, then n pulses.
+  "outer":    aihwkit's stochastic-compressed rank-1 pulse trains per sample, with update
+              management and update-BL management (see :func:`outer_update`).
+  "ideal":    dW added exactly (digital baseline through the same code path, no clipping).
+
+References:
+  [RF] arXiv:2502.06309, eqs. 3, 5, 26.  [AIHWKIT] PulsedRPUDevice / StochasticCompressed
+  pulse type, update management (Gokmen & Vlasov 2016).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aimcjax.devices import ConstantStep, Device, SoftBounds
+from aimcjax.tile import Tile, as_key, matrix_shape
+
+__all__ = ["UpdateConfig", "MODES", "apply", "update", "outer_update", "pulse_counts"]
+
+MODES = ("expected", "pulse", "outer", "ideal")
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateConfig:
+    """How a requested change becomes pulses (hashable; a pytree without leaves, so it can be
+    passed straight into jitted functions).
+
+    Attributes:
+      mode: "expected" | "pulse" | "outer" | "ideal".
+      bl: maximal pulses per element and update (aihwkit's desired_bl).
+      update_management: "outer" mode balances the x and d pulse probabilities per sample.
+      update_bl_management: "outer" mode shortens the train to ceil(lr*max|x|*max|d|/dw_min).
+      stochastic_rounding: "pulse" mode rounds dW/dw_min stochastically (else to nearest).
+    """
+
+    mode: str = "pulse"
+    bl: int = 31
+    update_management: bool = True
+    update_bl_management: bool = True
+    stochastic_rounding: bool = True
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if isinstance(self.bl, bool) or not isinstance(self.bl, (int, np.integer)) or self.bl < 1:
+            raise ValueError(f"bl must be an integer >= 1, got {self.bl!r}")
+        for name in ("update_management", "update_bl_management", "stochastic_rounding"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+
+
+jax.tree_util.register_pytree_node(
+    UpdateConfig,
+    lambda cfg: ((), dataclasses.astuple(cfg)),
+    lambda aux, _: UpdateConfig(*aux),
+)
+
+
+def _static_value(x):
+    """x as a Python float if it is known at trace time, else None."""
+    if isinstance(x, jax.core.Tracer):
+        return None
+    try:
+        arr = np.asarray(x)
+    except Exception:
+        return None
+    return float(arr) if arr.size == 1 else None
+
+
+def _check_device_tile(tile, device):
+    if not isinstance(device, Device):
+        raise TypeError(f"device must be an aimcjax device, got {type(device).__name__}")
+    if not isinstance(tile, Tile):
+        raise TypeError(f"tile must be an aimcjax.tile.Tile, got {type(tile).__name__}")
+
+
+def _check_same_shape(name, value, tile):
+    if value.shape != tile.w.shape:
+        raise ValueError(f"{name} has shape {value.shape}, the tile has {tile.w.shape}")
+
+
+def _check_finite(name, value):
+    if not isinstance(value, jax.core.Tracer) and not np.isfinite(np.asarray(value)).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def _closed_form_apply(tile: Tile, device: Device, n):
+    """Exact n pulses on noise-free constant-step or soft-bounds elements."""
+    w, lo, hi = tile.w, tile.w_min, tile.w_max
+    c = device.asymmetry
+    dw = device.dw_min
+    up_step = tile.gain_up * dw * (1 + c)
+    down_step = tile.gain_down * dw * (1 - c)
+    n = n.astype(w.dtype)
+    n_up, n_down = jnp.maximum(n, 0), jnp.maximum(-n, 0)
+    if isinstance(device, ConstantStep):
+        # Monotone constant steps: clipping after each pulse equals clipping once.
+        return jnp.clip(w + n_up * up_step - n_down * down_step, lo, hi)
+    # Soft bounds: the distance to the bound shrinks by a constant factor per pulse; a step
+    # larger than the distance lands on the bound (factor clipped at 0).
+    r_up = jnp.maximum(1 - up_step / hi, 0)
+    r_down = jnp.maximum(1 + down_step / lo, 0)
+    up = hi - (hi - w) * r_up**n_up
+    down = lo + (w - lo) * r_down**n_down
+    return jnp.clip(jnp.where(n > 0, up, jnp.where(n < 0, down, w)), lo, hi)
+
+
+def _pulse_loop_apply(tile: Tile, device: Device, n, key):
+    """n pulses one at a time, response and noise re-drawn per pulse; loops max|n| times."""
+    w0 = tile.w
+    dtype = w0.dtype
+    sign = jnp.sign(n).astype(dtype)
+    count = jnp.abs(n)
+    gain = jnp.where(n > 0, tile.gain_up, tile.gain_down)
+    sigma = jnp.asarray(device.dw_min_std, dtype)
+    noisy = _static_value(device.dw_min_std) != 0.0  # unknown (traced) counts as noisy
+
+    def body(carry):
+        t, w = carry
+        qp, qm = device.response(w, tile.w_min, tile.w_max)
+        q = jnp.where(n > 0, qp, qm)
+        if noisy:
+            xi = jax.random.normal(jax.random.fold_in(key, t), w.shape, dtype)
+            q = q + sigma * xi if device.noise == "additive" else q * (1 + sigma * xi)
+        stepped = jnp.clip(w + sign * gain * device.dw_min * q, tile.w_min, tile.w_max)
+        return t + 1, jnp.where(count > t, stepped, w)
+
+    _, w = jax.lax.while_loop(lambda c: c[0] < jnp.max(count), body, (jnp.zeros((), count.dtype), w0))
+    return w
+
+
+def apply(tile: Tile, device: Device, n, key) -> Tile:
+    """Fire signed pulse counts ``n`` (positive: up) on every element.
+
+    Args:
+      tile: the array state.
+      device: its device (response functions and noise).
+      n: integer array shaped like the tile: pulses per element, sign = direction.
+      key: PRNG key (or int) for the cycle-to-cycle noise.
+
+    Returns:
+      The tile with updated stored weights.
+
+    Example:
+      >>> t = tile.init(0, SoftBounds(tau=0.6), (2, 2))
+      >>> t = apply(t, SoftBounds(tau=0.6), jnp.full((2, 2), 3), 0)
+    """
+    _check_device_tile(tile, device)
+    n = jnp.asarray(n)
+    if not jnp.issubdtype(n.dtype, jnp.integer):
+        raise TypeError(f"n must be an integer array of pulse counts, got dtype {n.dtype}")
+    _check_same_shape("n", n, tile)
+    exact_shortcut = isinstance(device, (ConstantStep, SoftBounds)) and _static_value(device.dw_min_std) == 0.0
+    if exact_shortcut:
+        return tile._replace(w=_closed_form_apply(tile, device, n))
+    return tile._replace(w=_pulse_loop_apply(tile, device, n, as_key(key)))
+
+
+def _expected(tile: Tile, device: Device, dW):
+    qp, qm = device.response(tile.w, tile.w_min, tile.w_max)
+    gain = jnp.where(dW > 0, tile.gain_up * qp, tile.gain_down * qm)
+    return jnp.clip(tile.w + dW * gain, tile.w_min, tile.w_max)
+
+
+def pulse_counts(dW, dw_min, bl: int, key, stochastic: bool = True):
+    """Signed pulse counts for a requested change: round(dW/dw_min), capped at +-bl."""
+    x = dW / dw_min
+    if stochastic:
+        x = jnp.floor(x + jax.random.uniform(as_key(key), x.shape, x.dtype))
+    else:
+        x = jnp.round(x)
+    return jnp.clip(x, -bl, bl).astype(jnp.int32)
+
+
+def update(tile: Tile, device: Device, dW, key, cfg: UpdateConfig = UpdateConfig()) -> Tile:
+    """Apply a requested change ``dW`` of the effective weights in the configured mode.
+
+    Args:
+      tile: the array state.
+      device: its device.
+      dW: requested change, shaped like the tile.
+      key: PRNG key (or int) for rounding and noise.
+      cfg: :class:`UpdateConfig`; "outer" needs the per-sample factors, see :func:`outer_update`.
+
+    Returns:
+      The updated tile.
+
+    Example:
+      >>> dev = SoftBounds(tau=0.6, dw_min=1e-3)
+      >>> t = tile.init(0, dev, (3,))
+      >>> t = update(t, dev, jnp.array([0.01, -0.002, 0.0004]), 1, UpdateConfig(mode="pulse"))
+    """
+    _check_device_tile(tile, device)
+    if not isinstance(cfg, UpdateConfig):
+        raise TypeError(f"cfg must be an UpdateConfig, got {type(cfg).__name__}")
+    dW = jnp.asarray(dW, tile.w.dtype)
+    _check_same_shape("dW", dW, tile)
+    _check_finite("dW", dW)
+    if cfg.mode == "ideal":
+        return tile._replace(w=tile.w + dW)
+    if cfg.mode == "expected":
+        return tile._replace(w=_expected(tile, device, dW))
+    if cfg.mode == "pulse":
+        k_round, k_noise = jax.random.split(as_key(key))
+        n = pulse_counts(dW, device.dw_min, cfg.bl, k_round, cfg.stochastic_rounding)
+        return apply(tile, device, n, k_noise)
+    raise ValueError('mode "outer" needs the per-sample factors (x, d): use pulse.outer_update')
+
+
+def _sample_pulse_counts(x, d, lr, dw_min, key, cfg: UpdateConfig):
+    """One sample's coincidence counts n_ij (>= 0) and direction, as aihwkit's
+    stochastic-compressed pulse trains with update (BL) management."""
+    dtype = x.dtype
+    x_max = jnp.max(jnp.abs(x))
+    d_max = jnp.max(jnp.abs(d))
+    lr_abs = jnp.abs(lr)
+    k = lr_abs * x_max * d_max / dw_min  # expected pulses of the largest element
+    bl = cfg.bl
+    if cfg.update_bl_management:
+        sample_bl = jnp.clip(jnp.ceil(k), 1, bl)
+    else:
+        sample_bl = jnp.asarray(bl, dtype)
+    # Beyond bl pulses the update saturates: d is scaled so that the largest element gets bl.
+    d_scale = jnp.where(k > sample_bl, sample_bl / jnp.where(k > 0, k, 1), 1.0)
+    d_abs = jnp.abs(d) * d_scale
+    d_max = d_max * d_scale
+    base = jnp.sqrt(lr_abs / (dw_min * sample_bl))
+    safe = lambda v: jnp.where(v > 0, v, 1)  # noqa: E731
+    if cfg.update_management:
+        p_x = jnp.abs(x) * base * jnp.sqrt(safe(d_max) / safe(x_max))
+        p_d = d_abs * base * jnp.sqrt(safe(x_max) / safe(d_max))
+    else:
+        p_x = jnp.abs(x) * base
+        p_d = d_abs * base
+    k_x, k_d = jax.random.split(key)
+    slots = jnp.arange(bl) < sample_bl  # slots past this sample's BL never fire
+    bits_x = (jax.random.uniform(k_x, (x.shape[0], bl), dtype) < p_x[:, None]) & slots[None, :]
+    bits_d = (jax.random.uniform(k_d, (bl, d.shape[0]), dtype) < p_d[None, :]) & slots[:, None]
+    counts = jnp.matmul(bits_x.astype(dtype), bits_d.astype(dtype))  # coincidences per element
+    # sign(lr * x_j * d_i) > 0 fires a down pulse: W <- W - lr * x d^T.
+    direction = -jnp.sign(lr) * jnp.sign(x)[:, None] * jnp.sign(d)[None, :]
+    return (direction * counts).astype(jnp.int32)
+
+
+def outer_update(tile: Tile, device: Device, x, d, lr, key, cfg: UpdateConfig = UpdateConfig(mode="outer")) -> Tile:
+    """Rank-1 stochastic pulse trains per sample: W <- W - lr * sum_b x_b d_b^T in expectation.
+
+    For each sample, in sequence [AIHWKIT StochasticCompressed]: with x* = max|x|,
+    d* = max|d| and k = lr*x*d*/dw_min, the train length is BL = min(ceil(k), cfg.bl)
+    (update-BL management); above cfg.bl the update saturates (d scaled by bl/k);
+    probabilities p_x = |x| B, p_d = |d| A with A = B = sqrt(lr/(dw_min BL)) balanced by
+    sqrt(x*/d*) (update management); bits b_jt ~ Bern(p_x,j), c_it ~ Bern(p_d,i) for
+    t < BL; n_ij = sum_t b_jt c_it pulses in direction -sign(lr x_j d_i). Then
+    E[n_ij] = lr |x_j d_i| / dw_min below saturation.
+
+    With ``cfg.mode`` other than "outer" the batch's summed change ``-lr * x^T d`` is applied
+    by :func:`update` in that mode instead.
+
+    Args:
+      tile: array state of shape (in, out), or a kernel viewed as (prod(leading), out).
+      device: its device.
+      x: inputs, shape (B, in) (or (in,) for one sample).
+      d: output errors, shape (B, out) (or (out,)).
+      lr: learning rate (scalar, may be traced).
+      key: PRNG key (or int).
+      cfg: :class:`UpdateConfig`.
+
+    Returns:
+      The updated tile.
+
+    Example:
+      >>> dev = ConstantStep(dw_min=1e-3)
+      >>> t = tile.init(0, dev, (4, 2))
+      >>> t = outer_update(t, dev, jnp.ones((8, 4)), 0.1 * jnp.ones((8, 2)), 0.01, 1)
+    """
+    _check_device_tile(tile, device)
+    if not isinstance(cfg, UpdateConfig):
+        raise TypeError(f"cfg must be an UpdateConfig, got {type(cfg).__name__}")
+    dtype = tile.w.dtype
+    x = jnp.asarray(x, dtype)
+    d = jnp.asarray(d, dtype)
+    if x.ndim == 1:
+        x = x[None]
+    if d.ndim == 1:
+        d = d[None]
+    n_in, n_out = matrix_shape(tile.w.shape)
+    if x.ndim != 2 or x.shape[1] != n_in:
+        raise ValueError(f"x must have shape (batch, {n_in}) for a tile viewed as ({n_in}, {n_out}), got {x.shape}")
+    if d.ndim != 2 or d.shape[1] != n_out:
+        raise ValueError(f"d must have shape (batch, {n_out}) for a tile viewed as ({n_in}, {n_out}), got {d.shape}")
+    if x.shape[0] != d.shape[0]:
+        raise ValueError(f"x and d need the same batch size, got {x.shape[0]} and {d.shape[0]}")
+    _check_finite("x", x)
+    _check_finite("d", d)
+    lr = jnp.asarray(lr, dtype)
+    if cfg.mode != "outer":
+        dW = (-lr * x.T @ d).reshape(tile.w.shape)
+        return update(tile, device, dW, key, cfg)
+
+    shape = tile.w.shape
+    flat = tile._replace(**{f: getattr(tile, f).reshape(n_in, n_out) for f in Tile._fields})
+
+    def one_sample(t, inputs):
+        xb, db, kb = inputs
+        k_bits, k_noise = jax.random.split(kb)
+        n = _sample_pulse_counts(xb, db, lr, device.dw_min, k_bits, cfg)
+        return apply(t, device, n, k_noise), None
+
+    keys = jax.random.split(as_key(key), x.shape[0])
+    flat, _ = jax.lax.scan(one_sample, flat, (x, d, keys))
+    return tile._replace(w=flat.w.reshape(shape))
