@@ -16,6 +16,7 @@ with status 2 and one line on stderr (set ``AIMCJAX_DEBUG=1`` for the traceback)
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -77,6 +78,26 @@ def _nonneg_float(text):
     if not v >= 0 or v == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return v
+
+
+def _overrides(text):
+    """``epochs=1,taus=0.6/0.8`` -> {"epochs": 1, "taus": (0.6, 0.8)}."""
+    def number(v):
+        v = v.strip()
+        for cast in (int, float):
+            try:
+                return cast(v)
+            except ValueError:
+                pass
+        return v
+    out = {}
+    for item in text.split(","):
+        name, eq, value = item.partition("=")
+        name = name.strip()
+        if not eq or not name.isidentifier():
+            raise argparse.ArgumentTypeError(f"expected name=value, got {item.strip()!r}")
+        out[name] = tuple(number(v) for v in value.split("/")) if "/" in value else number(value)
+    return out
 
 
 def _lr_map(text):
@@ -162,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="; ".join(f"{k}: {v[2]}" for k, v in RECIPES.items()))
     p.add_argument("--full", action="store_true", help="the paper's scale (hours on CPU)")
     p.add_argument("--list", action="store_true", help="list the recipes")
+    p.add_argument("--data-path", metavar="PATH", help="full MNIST (IDX folder or mnist.npz) for the MNIST recipes")
+    p.add_argument("--set", dest="overrides", type=_overrides, default={}, metavar="K=V,...",
+                   help="override recipe settings, e.g. 'epochs=1,train_size=200,gammas=1/2' ('/' separates list items)")
     _common(p, seeds=False)
     p.add_argument("--seed", type=_nonneg_int, default=0)
 
@@ -228,11 +252,15 @@ def _saved_args(args) -> dict:
 # -- subcommands ---------------------------------------------------------------------------------
 
 def _dataset(args):
+    return _load_dataset(args.dataset, args.data_path, args.standardize)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_dataset(name, path, standardize):
+    # Cached: one object per dataset lets repeated runs in a process reuse compiled programs.
     from aimcjax import data
-    ds = data.load(args.dataset, args.data_path)
-    if args.standardize:
-        ds = data.standardize(ds)
-    return ds
+    ds = data.load(name, path)
+    return data.standardize(ds) if standardize else ds
 
 
 def _base_config(args):
@@ -286,7 +314,14 @@ def cmd_reproduce(args, out):
         if not args.name:
             return None
     recipe = get_recipe(args.name)
-    return recipe(full=args.full, seed=args.seed, out=out, quiet=args.quiet)
+    extra = {"data_path": args.data_path} if args.data_path else {}
+    extra.update(args.overrides or {})
+    try:
+        return recipe(full=args.full, seed=args.seed, out=out, quiet=args.quiet, **extra)
+    except TypeError as e:
+        if "unexpected keyword" in str(e):
+            raise CLIError(f"aimcjax reproduce: error: {args.name} does not take that setting ({e})") from None
+        raise
 
 
 def cmd_csgd(args, out):

@@ -22,8 +22,8 @@ import optax
 
 from aimcjax.experiments import models as _models
 
-__all__ = ["ALGORITHMS", "UPDATE_MODES", "TrainConfig", "build_optimizer", "Trainer", "train",
-           "sweep"]
+__all__ = ["ALGORITHMS", "UPDATE_MODES", "TrainConfig", "build_optimizer", "Trainer", "get_trainer",
+           "train", "sweep"]
 
 ALGORITHMS = ("digital", "analog-sgd", "tiki-taka", "residual", "residual-v2", "ttv2")
 UPDATE_MODES = ("pulse", "expected", "outer", "ideal")
@@ -193,6 +193,11 @@ class Trainer:
         params = optax.apply_updates(params, updates)
         return (params, state, scales, key), loss
 
+    def start(self, device, seed):
+        """Initial carry of one run and its test metrics before training."""
+        carry = self.init(device, seed)
+        return carry, self.evaluate(carry[0], carry[2])
+
     def evaluate(self, params, scales):
         """Test loss and accuracy (weights read exactly)."""
         logits, _ = self.model.apply(params, scales, self.x_test)
@@ -223,19 +228,33 @@ def _progress(total, desc, quiet):
     return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
 
 
-def _run_batch(trainer: Trainer, devices, seeds, vmapped: bool, on_epoch=None, desc="train",
-               quiet=True):
+def _compiled(trainer: Trainer, vmapped: bool):
+    """(start, epoch) jitted once per trainer (and vmapped for batches of runs)."""
+    cache = trainer.__dict__.setdefault("_compiled", {})
+    if vmapped not in cache:
+        wrap = jax.vmap if vmapped else (lambda f: f)
+        cache[vmapped] = (jax.jit(wrap(trainer.start)), jax.jit(wrap(trainer.epoch)))
+    return cache[vmapped]
+
+
+_TRAINERS: dict = {}
+
+
+def get_trainer(cfg: TrainConfig, data) -> Trainer:
+    """The :class:`Trainer` of ``(cfg, data)``, reused so that its programs compile once."""
+    key = (cfg, id(data))
+    hit = _TRAINERS.get(key)
+    if hit is None or hit[0] is not data:
+        if len(_TRAINERS) > 16:
+            _TRAINERS.clear()
+        hit = _TRAINERS[key] = (data, Trainer(cfg, data))
+    return hit[1]
+
+
+def _run_batch(trainer, devices, seeds, vmapped: bool, on_epoch=None, desc="train", quiet=True):
     """Train runs (stacked devices and seeds when ``vmapped``) and return per-epoch metrics."""
-    if vmapped:
-        init = jax.jit(jax.vmap(trainer.init))
-        epoch = jax.jit(jax.vmap(trainer.epoch))
-    else:
-        init = jax.jit(trainer.init)
-        epoch = jax.jit(trainer.epoch)
-    carry = init(devices, seeds)
-    p0, _, s0, _ = carry
-    ev = jax.vmap(trainer.evaluate) if vmapped else trainer.evaluate
-    loss0, acc0 = jax.jit(ev)(p0, s0)
+    start, epoch = _compiled(trainer, vmapped)
+    carry, (loss0, acc0) = start(devices, seeds)
     history = [{"train_loss": np.nan * np.asarray(loss0), "test_loss": np.asarray(loss0),
                 "test_acc": np.asarray(acc0)}]
     bar = _progress(trainer.cfg.epochs, desc, quiet)
@@ -274,7 +293,7 @@ def train(cfg: TrainConfig, data, device=None, seed: int = 0, on_epoch=None, qui
     """
     if cfg.analog and device is None:
         raise ValueError(f"algorithm {cfg.algorithm!r} needs a device")
-    trainer = Trainer(cfg, data)
+    trainer = get_trainer(cfg, data)
     return _run_batch(trainer, device, jnp.asarray(seed, jnp.uint32), False, on_epoch,
                       cfg.algorithm, quiet)
 
@@ -305,7 +324,7 @@ def sweep(cfg: TrainConfig, data, devices, seeds, chunk_size: int = 0, on_epoch=
     if chunk_size < 0:
         raise ValueError(f"chunk_size must be >= 0, got {chunk_size}")
     chunk = chunk_size or len(devices)
-    trainer = Trainer(cfg, data)
+    trainer = get_trainer(cfg, data)
     out = []
     for start in range(0, len(devices), chunk):
         ds = devices[start:start + chunk]
@@ -313,13 +332,20 @@ def sweep(cfg: TrainConfig, data, devices, seeds, chunk_size: int = 0, on_epoch=
         stacked = None if ds[0] is None else _dev.stack(ds)
         if stacked is None:
             # "digital" ignores the device: vmap over seeds only.
-            trainer_fn = _run_batch(_DigitalAdapter(trainer), ss, ss, True, on_epoch,
+            trainer_fn = _run_batch(_digital_adapter(trainer), ss, ss, True, on_epoch,
                                     f"{cfg.algorithm} {start + len(ds)}/{len(devices)}", quiet)
         else:
             trainer_fn = _run_batch(trainer, stacked, ss, True, on_epoch,
                                     f"{cfg.algorithm} {start + len(ds)}/{len(devices)}", quiet)
         out.append(trainer_fn)
     return {k: np.concatenate([o[k] for o in out]) for k in out[0]}
+
+
+def _digital_adapter(trainer):
+    adapter = trainer.__dict__.get("_digital_adapter")
+    if adapter is None:
+        adapter = trainer.__dict__["_digital_adapter"] = _DigitalAdapter(trainer)
+    return adapter
 
 
 class _DigitalAdapter:
@@ -329,11 +355,8 @@ class _DigitalAdapter:
         self.cfg = trainer.cfg
         self._t = trainer
 
-    def init(self, _placeholder, seed):
-        return self._t.init(None, seed)
+    def start(self, _placeholder, seed):
+        return self._t.start(None, seed)
 
     def epoch(self, _placeholder, carry):
         return self._t.epoch(None, carry)
-
-    def evaluate(self, params, scales):
-        return self._t.evaluate(params, scales)
