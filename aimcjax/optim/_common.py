@@ -1,0 +1,293 @@
+"""Plumbing shared by the analog optimizers: hyperparameters, masks, factors, 2-D tile views.
+
+Every optimizer flattens ``params`` to leaves once; the per-leaf optimizer state lives in
+params-shaped trees whose digital leaves hold :class:`optax.MaskedNode` (a pytree node
+without leaves, so those trees checkpoint and shard like any other).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from aimcjax import pulse
+from aimcjax import tile as tile_lib
+from aimcjax.devices import Device
+from aimcjax.tile import Tile
+
+MaskOrFn = Any  # pytree of bools (or a prefix of params) or a callable params -> such a tree
+
+
+# ----------------------------------------------------------------------------------------
+# hyperparameters
+
+
+def concrete(value) -> np.ndarray | None:
+    """``value`` as a numpy array when it is known at trace time, else None."""
+    if isinstance(value, jax.core.Tracer):
+        return None
+    try:
+        return np.asarray(value)
+    except Exception:
+        return None
+
+
+def check_rate(name: str, value) -> None:
+    """A learning rate (float or schedule) must be finite and >= 0 where it is known now."""
+    if callable(value):
+        return
+    arr = concrete(value)
+    if arr is None:
+        return
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(f"{name} must be a float or an optax schedule, got {value!r}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+
+
+def check_nonnegative(name: str, value) -> None:
+    arr = concrete(value)
+    if arr is None:
+        return
+    if not np.issubdtype(arr.dtype, np.number) or arr.dtype == bool:
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+
+
+def static_int(name: str, value, allowed: Sequence[int] | None = None, minimum: int | None = None) -> int:
+    """An integer that shapes the computation, so it must be known when the optimizer is built.
+
+    Under ``optax.inject_hyperparams`` numeric arguments become traced state; name such
+    arguments in ``static_args`` there.
+    """
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(
+            f"{name} must be a static Python int (with optax.inject_hyperparams, "
+            f"pass static_args=({name!r},))"
+        )
+    arr = np.asarray(value)
+    if arr.ndim != 0 or arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or arr != np.round(arr):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    out = int(arr)
+    if allowed is not None and out not in allowed:
+        raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
+    if minimum is not None and out < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return out
+
+
+def check_device(name: str, device) -> None:
+    if not isinstance(device, Device):
+        raise TypeError(f"{name} must be an aimcjax device, got {type(device).__name__}")
+
+
+def check_update_config(name: str, cfg) -> None:
+    if not isinstance(cfg, pulse.UpdateConfig):
+        raise TypeError(f"{name} must be an aimcjax.pulse.UpdateConfig, got {type(cfg).__name__}")
+
+
+def rate_at(rate, count):
+    """A float rate, or an optax schedule evaluated at ``count``."""
+    return rate(count) if callable(rate) else rate
+
+
+def as_raw_key(key) -> jax.Array:
+    """An int seed or PRNG key (typed or raw) as a raw uint32 key, which checkpoints plainly."""
+    if key is None:
+        raise TypeError("key is required: an int seed or a jax PRNG key for sampling the tiles")
+    if isinstance(key, bool):
+        raise TypeError(f"key must be an int seed or a jax PRNG key, got {key!r}")
+    key = tile_lib.as_key(key)
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    return key
+
+
+# ----------------------------------------------------------------------------------------
+# pytree paths, masks and factors
+
+
+def _child(node, key):
+    if isinstance(key, jax.tree_util.DictKey):
+        return node[key.key]
+    if isinstance(key, jax.tree_util.SequenceKey):
+        return node[key.idx]
+    if isinstance(key, jax.tree_util.GetAttrKey):
+        return getattr(node, key.name)
+    if isinstance(key, jax.tree_util.FlattenedIndexKey):
+        children = jax.tree_util.tree_flatten(node, is_leaf=lambda x: x is not node)[0]
+        return children[key.key]
+    raise TypeError(f"unsupported pytree key {key!r}")
+
+
+def lookup(tree, path, stop: Callable[[Any], bool] = lambda _: False):
+    """The subtree of ``tree`` at a params key path (stopping early where ``stop`` holds)."""
+    node = tree
+    for key in path:
+        if stop(node):
+            return node
+        node = _child(node, key)
+    return node
+
+
+def _is_bool(x) -> bool:
+    return isinstance(x, (bool, np.bool_)) or (
+        hasattr(x, "dtype") and getattr(x, "shape", None) == () and x.dtype == bool
+        and not isinstance(x, jax.core.Tracer)
+    )
+
+
+def default_mask(params):
+    """Analog by default: every leaf of rank >= 2 (kernels); biases and scalars stay digital."""
+    return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
+
+
+def flatten_params(params):
+    """Leaves of params with their key paths, and the treedef."""
+    if params is None:
+        raise ValueError("params are required: the analog optimizers read the weights in use")
+    with_path, treedef = jax.tree_util.tree_flatten_with_path(params)
+    return [p for p, _ in with_path], [leaf for _, leaf in with_path], treedef
+
+
+def analog_flags(params, mask: MaskOrFn) -> list[bool]:
+    """Which leaves of ``params`` are analog, validated (one bool per flattened leaf)."""
+    paths, leaves, _ = flatten_params(params)
+    mask_tree = default_mask(params) if mask is None else (mask(params) if callable(mask) else mask)
+    flags = []
+    for path, leaf in zip(paths, leaves):
+        try:
+            flag = lookup(mask_tree, path, stop=_is_bool)
+        except (KeyError, IndexError, AttributeError, TypeError):
+            raise ValueError(f"mask has no entry for params leaf {jax.tree_util.keystr(path)}") from None
+        if not _is_bool(flag):
+            raise TypeError(
+                f"mask must hold a bool for params leaf {jax.tree_util.keystr(path)}, got {type(flag).__name__}"
+            )
+        flag = bool(flag)
+        if flag:
+            if not (hasattr(leaf, "shape") and hasattr(leaf, "dtype")):
+                raise TypeError(
+                    f"mask marks params leaf {jax.tree_util.keystr(path)} analog, but it is not an array "
+                    f"({type(leaf).__name__})"
+                )
+            if jnp.ndim(leaf) < 1:
+                raise ValueError(
+                    f"mask marks params leaf {jax.tree_util.keystr(path)} analog, but a scalar cannot be "
+                    "a crossbar array (analog leaves need rank >= 1)"
+                )
+            if not jnp.issubdtype(leaf.dtype, jnp.floating):
+                raise TypeError(
+                    f"mask marks params leaf {jax.tree_util.keystr(path)} analog, but its dtype "
+                    f"{leaf.dtype} is not floating"
+                )
+        flags.append(flag)
+    return flags
+
+
+def is_analog(node) -> bool:
+    return isinstance(node, Tile)
+
+
+def per_leaf(treedef, tree) -> list:
+    """The params-level entries of a params-shaped state tree (a Tile, array or MaskedNode each)."""
+    return treedef.flatten_up_to(tree)
+
+
+def leaf_factors(factors, paths, flags, needed: bool) -> list:
+    """Per-leaf ``(x, d)`` from the ``factors`` tree (None where digital or not needed)."""
+    if not needed:
+        return [None] * len(paths)
+    if factors is None:
+        raise ValueError('factors are required when the update mode is "outer": '
+                         "update(grads, state, params, factors=...) with (x, d) per analog leaf")
+    out = []
+    for path, flag in zip(paths, flags):
+        if not flag:
+            out.append(None)
+            continue
+        try:
+            entry = lookup(factors, path, stop=lambda n: isinstance(n, tuple) and len(n) == 2)
+        except (KeyError, IndexError, AttributeError, TypeError):
+            raise ValueError(f"factors has no (x, d) for analog leaf {jax.tree_util.keystr(path)}") from None
+        if not (isinstance(entry, (tuple, list)) and len(entry) == 2):
+            raise ValueError(
+                f"factors for analog leaf {jax.tree_util.keystr(path)} must be a pair (x, d), got {type(entry).__name__}"
+            )
+        out.append(tuple(entry))
+    return out
+
+
+def check_factors(path, shape, x, d) -> None:
+    n_in, n_out = tile_lib.matrix_shape(shape)
+    where = jax.tree_util.keystr(path)
+    x_shape, d_shape = jnp.shape(x), jnp.shape(d)
+    if len(x_shape) != 2 or x_shape[1] != n_in:
+        raise ValueError(f"factors x for leaf {where} must have shape (batch, {n_in}) "
+                         f"(kernel {tuple(shape)} viewed as ({n_in}, {n_out})), got {x_shape}")
+    if len(d_shape) != 2 or d_shape[1] != n_out:
+        raise ValueError(f"factors d for leaf {where} must have shape (batch, {n_out}) "
+                         f"(kernel {tuple(shape)} viewed as ({n_in}, {n_out})), got {d_shape}")
+    if x_shape[0] != d_shape[0]:
+        raise ValueError(f"factors x and d for leaf {where} need the same batch size, got {x_shape[0]} and {d_shape[0]}")
+
+
+def check_grad(path, param, grad) -> None:
+    if jnp.shape(grad) != jnp.shape(param):
+        raise ValueError(f"grads for leaf {jax.tree_util.keystr(path)} have shape {jnp.shape(grad)}, "
+                         f"params {jnp.shape(param)}")
+
+
+# ----------------------------------------------------------------------------------------
+# tiles
+
+
+def as_matrix(t: Tile) -> Tile:
+    """The (inputs, outputs) view of a tile (kernels of rank > 2 flatten their leading dims)."""
+    shape2 = tile_lib.matrix_shape(t.w.shape)
+    return Tile(*(f.reshape(shape2) for f in t))
+
+
+def reshape_tile(t: Tile, shape) -> Tile:
+    return Tile(*(f.reshape(shape) for f in t))
+
+
+def write(t2: Tile, device: Device, grad2, factor, lr, key, cfg: pulse.UpdateConfig) -> Tile:
+    """The analog gradient step ``T <- analog_update(T, -lr * g)`` on a 2-D tile view.
+
+    In "outer" mode the per-sample factors fire rank-1 pulse trains; otherwise the requested
+    change ``-lr * g`` goes through :func:`aimcjax.pulse.update`.
+    """
+    if cfg.mode == "outer":
+        x, d = factor
+        return pulse.outer_update(t2, device, x, d, lr, key, cfg)
+    return pulse.update(t2, device, -lr * grad2, key, cfg)
+
+
+def sgd_update(grad, lr, param):
+    """Digital leaves: plain SGD at the analog rate."""
+    return (-lr * grad).astype(jnp.result_type(param))
+
+
+def split_key(key, n: int):
+    keys = jax.random.split(key, n + 1)
+    return keys[0], list(keys[1:])
+
+
+def num_lines(shape) -> int:
+    return tile_lib.matrix_shape(shape)[0]
+
+
+def prod(shape) -> int:
+    return math.prod(shape)
+
+
+masked_node = optax.MaskedNode
