@@ -340,9 +340,28 @@ COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "reproduce": cmd_reproduce,
             "csgd": cmd_csgd, "devices": cmd_devices}
 
 
+def _compilation_cache():
+    """Keep compiled XLA programs across invocations (reruns and sweeps skip most compile time).
+
+    ``AIMCJAX_CACHE_DIR`` chooses the folder (default ``~/.cache/aimcjax/xla``); set it to an
+    empty string to disable.
+    """
+    path = os.environ.get("AIMCJAX_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "aimcjax", "xla"))
+    if not path:
+        return
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return  # an unwritable cache only costs time
+    import jax
+    if jax.config.jax_compilation_cache_dir is None:
+        jax.config.update("jax_compilation_cache_dir", path)
+
+
 def run(argv=None):
     """Parse ``argv`` and run; raises on errors (see :func:`main` for the exit-status wrapper)."""
     os.environ.setdefault("MPLBACKEND", "Agg")
+    _compilation_cache()
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _apply_config(parser, None, argv)
