@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 _NOT_SAVED = {"out", "config", "quiet", "command", "list"}
 
 
-def _apply_config(parser, sub_name, argv):
+def _apply_config(parser, argv):
     """Reparse ``argv`` with a saved config's values as defaults (explicit flags still win)."""
     args = parser.parse_args(argv)
     if not getattr(args, "config", None):
@@ -364,7 +364,7 @@ def run(argv=None):
     _compilation_cache()
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _apply_config(parser, None, argv)
+    args = _apply_config(parser, argv)
     from aimcjax.experiments.output import OutputDir
     out = OutputDir(args.out)
     out.write_json("config.json", {"command": args.command, "version": CONFIG_VERSION,
