@@ -78,6 +78,29 @@ def test_reproduce_main_recipe_tiny(tmp_path, capsys):
     assert (out / "curves.png").exists()
 
 
+def test_reproduce_table8_and_table7_tiny(tmp_path, capsys):
+    # Same FCN settings as the main recipe above, so the compiled programs are shared.
+    out = tmp_path / "t8"
+    assert cli.main(["reproduce", "table8", "--set",
+                     "epochs=1,train_size=30,gammas=1,taus=0.6,families=power",
+                     "--quiet", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "97.39" in text and "<15" in text  # RF Table 8's power gamma=1 tau=0.6 row
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(r["family"], r["gamma"], r["tau"]) for r in summary["rows"]] == [("power", 1.0, 0.6)]
+    assert (out / "table8.png").exists()
+
+
+@pytest.mark.slow
+def test_reproduce_table7_tiny(tmp_path, capsys):
+    out = tmp_path / "t7"
+    assert cli.main(["reproduce", "table7", "--set", "epochs=1,train_size=30,sigmas=0.1/1.2",
+                     "--quiet", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["sigma_c"] for r in summary["rows"]] == [0.1, 1.2]
+    assert "97.66" in capsys.readouterr().out
+
+
 def test_reproduce_list(capsys):
     assert cli.main(["reproduce", "--list"]) == 0
     text = capsys.readouterr().out
@@ -124,3 +147,13 @@ def test_python_m_exits_nonzero_with_one_line(tmp_path):
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "--epochs" in lines[0], proc.stderr
+
+
+def test_csgd_subcommand_tiny(tmp_path, capsys):
+    pytest.importorskip("aimcjax.experiments.csgd")
+    out = tmp_path / "c"
+    assert cli.main(["csgd", "ls", "--simulate", "4", "--iterations", "5", "--quiet", "--out", str(out)]) == 0
+    assert "uploads" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["num_workers"] == 4 and summary["settings"]["iterations"] == 5
+    assert (out / "csgd_ls.png").exists()

@@ -10,6 +10,7 @@ schedule (30 epochs, lr halved at 15, 3 seeds) on full MNIST when ``data_path`` 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -53,10 +54,17 @@ SMALL_NOTES = ("inputs standardised (zero mean, unit variance); mnist5k (4000 tr
                "instead of 60k/10k; fewer epochs, no lr halving; 1 seed")
 
 
-def _dataset(data_path, seed=0):
+@functools.lru_cache(maxsize=2)
+def _dataset(data_path):
+    # Cached: the same dataset object lets the recipes share compiled programs in a process.
     if data_path:
         return data_lib.standardize(data_lib.load("mnist", data_path))
     return data_lib.standardize(data_lib.load("mnist5k", seed=0))
+
+
+def _seq(v):
+    """A setting given as one value (e.g. from ``--set gammas=1``) or a sequence, as a tuple."""
+    return (v,) if isinstance(v, (str, int, float)) else tuple(v)
 
 
 def _fmt(v):
@@ -137,7 +145,8 @@ def table8(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=None
     s = dict(TABLE8_FULL if full else TABLE8_SMALL)
     for k, v in (("epochs", epochs), ("train_size", train_size), ("gammas", gammas), ("taus", taus)):
         if v is not None:
-            s[k] = v
+            s[k] = _seq(v) if k in ("gammas", "taus") else v
+    families = _seq(families)
     seeds = list(range(seed, seed + s["seeds"]))
     cfg = TrainConfig(model="fcn", epochs=s["epochs"], batch_size=10, transfer_lr=0.01, gamma=0.4,
                       update="pulse", train_size=s["train_size"],
@@ -237,7 +246,7 @@ def table7(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=None
     s = dict(TABLE7_FULL if full else TABLE7_SMALL)
     for k, v in (("epochs", epochs), ("train_size", train_size), ("sigmas", sigmas)):
         if v is not None:
-            s[k] = v
+            s[k] = _seq(v) if k == "sigmas" else v
     seeds = list(range(seed, seed + s["seeds"]))
     cfg = TrainConfig(model="fcn", epochs=s["epochs"], batch_size=10, transfer_lr=0.01,
                       update="pulse", train_size=s["train_size"], lr_decay_epoch=15 if full else 0)
