@@ -157,3 +157,19 @@ def test_csgd_subcommand_tiny(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"]["num_workers"] == 4 and summary["settings"]["iterations"] == 5
     assert (out / "csgd_ls.png").exists()
+
+
+@pytest.mark.slow
+def test_reproduce_least_squares_recipes_tiny(tmp_path, capsys):
+    # Each fig2 run compiles its own program (3 algorithms here): slow on a busy CPU.
+    out = tmp_path / "f2"
+    assert cli.main(["reproduce", "fig2", "--set", "steps=20,up_downs=0.3", "--quiet", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["final_loss"]) == {"analog_sgd", "tiki_taka", "residual_learning"}
+    assert set(summary["final_loss"]["tiki_taka"]) == {"0.3"}
+    assert (out / "fig2.png").exists()
+    out = tmp_path / "ip"
+    assert cli.main(["reproduce", "implicit-penalty", "--set", "steps=300,asymmetries=0.3", "--quiet",
+                     "--out", str(out)]) == 0
+    assert "W_pen" in capsys.readouterr().out
+    assert (out / "implicit_penalty.png").exists()

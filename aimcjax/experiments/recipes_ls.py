@@ -19,6 +19,10 @@ FIG2_C = (0.0, 0.1, 0.2, 0.3)
 _NAMES = {"analog_sgd": "Analog SGD", "tiki_taka": "Tiki-Taka", "residual_learning": "Residual"}
 
 
+def _seq(v):
+    return (v,) if isinstance(v, (int, float)) else tuple(v)
+
+
 def fig2(*, full=False, seed=0, out=None, quiet=False, echo=print, steps=None, seeds=None,
          up_downs=FIG2_C):
     """[RF] Fig. 2: final loss of Analog SGD, Tiki-Taka and residual learning per asymmetry c.
@@ -31,8 +35,9 @@ def fig2(*, full=False, seed=0, out=None, quiet=False, echo=print, steps=None, s
     """
     from aimcjax.experiments import least_squares as ls
     out = out or OutputDir(None)
+    up_downs = tuple(float(c) for c in _seq(up_downs))
     steps = steps or 1000
-    seeds = list(seeds) if seeds is not None else ([seed, seed + 1, seed + 2] if full else [seed])
+    seeds = list(_seq(seeds)) if seeds is not None else ([seed, seed + 1, seed + 2] if full else [seed])
     echo(f"RF Fig. 2: least squares 100x50, SoftBounds tau=3.5, dw_min=1e-4, BL 8, {steps} steps, "
          f"seeds {seeds}")
     res = ls.fig2_sweep(tuple(up_downs), ls.FIG2_ALGORITHMS, steps=steps, seeds=tuple(seeds))
@@ -80,8 +85,8 @@ def implicit_penalty(*, full=False, seed=0, out=None, quiet=False, echo=print, s
     echo(f"RF Theorem 1: Analog SGD (expected update) with gradient noise, least squares 200x8, "
          f"{steps} steps, average of the last {average}")
     rows = []
-    for a in asymmetries:
-        r = ls.implicit_penalty(asymmetry=a, steps=steps, average_last=average, seed=seed)
+    for a in _seq(asymmetries):
+        r = ls.implicit_penalty(asymmetry=float(a), steps=steps, average_last=average, seed=seed)
         rows.append(r)
     echo("")
     echo(f"{'asym':>5s} | {'|W_analog - W_pen|':>19s} | {'|W_analog - W*|':>16s} | {'|W_pen - W*|':>13s}")
