@@ -118,7 +118,10 @@ def _closed_form_apply(tile: Tile, device: Device, n):
     up = n > 0
     factor = jnp.where(up, jnp.maximum(1 - up_step / hi, 0), jnp.maximum(1 + down_step / lo, 0))
     target = jnp.where(up, hi, lo)
-    return jnp.clip(target - (target - w) * factor ** jnp.abs(n), lo, hi)
+    count = jnp.abs(n)
+    # factor**count via exp/log (XLA's pow is several times slower on CPU); 0**0 stays 1.
+    shrink = jnp.where(count == 0, 1.0, jnp.exp(count * jnp.log(factor)))
+    return jnp.clip(target - (target - w) * shrink, lo, hi)
 
 
 def _pulse_loop_apply(tile: Tile, device: Device, n, key):
@@ -223,9 +226,7 @@ def update(tile: Tile, device: Device, dW, key, cfg: UpdateConfig = UpdateConfig
     raise ValueError('mode "outer" needs the per-sample factors (x, d): use pulse.outer_update')
 
 
-def _slot_buckets(bl: int) -> tuple[int, ...]:
-    """Train lengths compiled for: powers of two below bl, and bl itself."""
-    return tuple(sorted({min(2**i, bl) for i in range(bl.bit_length() + 1)}))
+_SLOT_CHUNK = 4  # pulse-train slots drawn per coincidence matmul
 
 
 def _sample_pulse_counts(x, d, lr, dw_min, key, cfg: UpdateConfig):
@@ -253,22 +254,22 @@ def _sample_pulse_counts(x, d, lr, dw_min, key, cfg: UpdateConfig):
     else:
         p_x = jnp.abs(x) * base
         p_d = d_abs * base
-    k_x, k_d = jax.random.split(key)
+    # Slots are drawn in chunks, and only as many chunks as this sample's BL needs: the cost
+    # follows the actual train length rather than cfg.bl (and, unlike a switch over sizes,
+    # stays one loop under vmap).
+    chunk = min(_SLOT_CHUNK, bl)
+    n_chunks = jnp.ceil(sample_bl / chunk).astype(jnp.int32)
 
-    def coincidences(n_slots):
-        # Only the first sample_bl slots fire; drawing n_slots >= sample_bl of them keeps the
-        # cost proportional to the actual train length rather than to cfg.bl.
-        slots = jnp.arange(n_slots) < sample_bl
-        bits_x = (jax.random.uniform(k_x, (x.shape[0], n_slots), dtype) < p_x[:, None]) & slots[None, :]
-        bits_d = (jax.random.uniform(k_d, (n_slots, d.shape[0]), dtype) < p_d[None, :]) & slots[:, None]
-        return jnp.matmul(bits_x.astype(dtype), bits_d.astype(dtype))
+    def add_chunk(carry):
+        c, counts = carry
+        k_x, k_d = jax.random.split(jax.random.fold_in(key, c))
+        slots = c * chunk + jnp.arange(chunk) < sample_bl
+        bits_x = (jax.random.uniform(k_x, (x.shape[0], chunk), dtype) < p_x[:, None]) & slots[None, :]
+        bits_d = (jax.random.uniform(k_d, (chunk, d.shape[0]), dtype) < p_d[None, :]) & slots[:, None]
+        return c + 1, counts + jnp.matmul(bits_x.astype(dtype), bits_d.astype(dtype))
 
-    buckets = _slot_buckets(bl)
-    if len(buckets) == 1:
-        counts = coincidences(bl)
-    else:
-        which = jnp.searchsorted(jnp.asarray(buckets), sample_bl.astype(jnp.int32))
-        counts = jax.lax.switch(which, [lambda s=s: coincidences(s) for s in buckets])
+    zeros = jnp.zeros((x.shape[0], d.shape[0]), dtype)
+    _, counts = jax.lax.while_loop(lambda c: c[0] < n_chunks, add_chunk, (jnp.int32(0), zeros))
     # sign(lr * x_j * d_i) > 0 fires a down pulse: W <- W - lr * x d^T.
     direction = -jnp.sign(lr) * jnp.sign(x)[:, None] * jnp.sign(d)[None, :]
     return (direction * counts).astype(jnp.int32)

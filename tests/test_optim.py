@@ -427,3 +427,14 @@ def test_bad_factors_and_grads_raise():
         optim.analog_sgd(0.1, dev).update({"w": jnp.zeros((3, 4))}, optim.analog_sgd(0.1, dev).init(params), params)
     with pytest.raises(ValueError, match="params"):
         optim.analog_sgd(0.1, dev).update(grads, optim.analog_sgd(0.1, dev).init(params), None)
+
+
+def test_factors_follow_params_structure_even_for_tuple_params():
+    """params = (kernel, bias): factors mirror it, ((x, d), None); no confusion with a pair."""
+    params = (jnp.zeros((4, 3)), jnp.zeros(3))
+    x, d = jnp.ones((2, 4)), jnp.full((2, 3), 0.1)
+    opt = optim.analog_sgd(0.1, WIDE, update=pulse.UpdateConfig(mode="outer"), key=0)
+    state = opt.init(params)
+    updates, _ = opt.update((x.T @ d, jnp.ones(3)), state, params, factors=((x, d), None))
+    np.testing.assert_allclose(updates[1], -0.1, atol=1e-7)
+    assert float(jnp.mean(updates[0])) < 0

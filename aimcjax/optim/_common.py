@@ -7,7 +7,6 @@ without leaves, so those trees checkpoint and shard like any other).
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Sequence
 
 import jax
@@ -215,7 +214,7 @@ def leaf_factors(factors, paths, flags, needed: bool) -> list:
             out.append(None)
             continue
         try:
-            entry = lookup(factors, path, stop=lambda n: isinstance(n, tuple) and len(n) == 2)
+            entry = lookup(factors, path)
         except (KeyError, IndexError, AttributeError, TypeError):
             raise ValueError(f"factors has no (x, d) for analog leaf {jax.tree_util.keystr(path)}") from None
         if not (isinstance(entry, (tuple, list)) and len(entry) == 2):
@@ -280,14 +279,6 @@ def sgd_update(grad, lr, param):
 def split_key(key, n: int):
     keys = jax.random.split(key, n + 1)
     return keys[0], list(keys[1:])
-
-
-def num_lines(shape) -> int:
-    return tile_lib.matrix_shape(shape)[0]
-
-
-def prod(shape) -> int:
-    return math.prod(shape)
 
 
 masked_node = optax.MaskedNode

@@ -1,0 +1,142 @@
+"""Settings of communication-censored SGD and its batch / slack schedules.
+
+References:
+    [CSGD] Li, Wu, Chen, Li, Ling. Communication-Censored Distributed Stochastic Gradient
+    Descent. arXiv:1909.03631 (IEEE TNNLS 2021).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+MODES = ("csgd", "lag", "sgd")
+
+
+def _check_finite_number(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError(f"{name} must not be NaN")
+    return value
+
+
+def _check_rate(name: str, value) -> None:
+    value = _check_finite_number(name, value)
+    if not (0.0 < value < math.inf):
+        raise ValueError(f"{name} must lie in (0, inf), got {value}")
+
+
+@dataclasses.dataclass(frozen=True)
+class CensorConfig:
+    """When a worker uploads its gradient, and how batch and slack evolve [CSGD].
+
+    Worker m uploads its fresh mini-batch gradient g_m at iteration k only if
+    ``||g_m - g_hat_m||^2 > tau^k`` with
+
+            tau^k = (xi / (alpha^2 D) * sum_{j=1..D} ||x^{k+1-j} - x^{k-j}||^2 + sigma^k) / M^2,
+
+    otherwise the server reuses the stale ``g_hat_m``. The window holds the D most recent
+    parameter moves (zeros before the first D iterations). Every worker uploads at k = 0.
+
+    Args:
+        mode: ``"csgd"`` (censoring with slack sigma^k), ``"lag"`` (LAG-S: the same test with
+            sigma^k = 0) or ``"sgd"`` (always upload).
+        learning_rate: alpha in the threshold; set it to the server optimizer's step size.
+        xi: weight of the parameter-move term (default 1/60 as in [CSGD]).
+        window: D, the number of recent parameter moves in the threshold.
+        sigma0: slack sigma^0 >= 0; sigma^k = sigma0 * sigma_decay^k.
+        sigma_decay: eta_2 in (0, inf).
+        batch0: B^0 >= 1 (may be fractional: B^k = min(B_max, floor(B^0 * eta_1^k))).
+        batch_growth: eta_1 in (0, inf).
+        batch_max: B_max >= B^0 (default: floor(B^0)).
+        max_staleness: if set, a worker that has been censored this many consecutive
+            iterations uploads at the next one.
+
+    Example:
+        >>> cfg = CensorConfig(learning_rate=0.2, sigma0=4.25, sigma_decay=0.85,
+        ...                    batch0=1.2, batch_growth=1.2, batch_max=100_000)
+        >>> batch_size(cfg, 3)
+        2
+
+    References:
+        [CSGD] Algorithm 1 and Section V (settings of the experiments).
+    """
+
+    mode: str = "csgd"
+    learning_rate: float = 0.1
+    xi: float = 1.0 / 60.0
+    window: int = 10
+    sigma0: float = 0.0
+    sigma_decay: float = 1.0
+    batch0: float = 1.0
+    batch_growth: float = 1.0
+    batch_max: int | None = None
+    max_staleness: int | None = None
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        _check_rate("learning_rate", self.learning_rate)
+        if _check_finite_number("xi", self.xi) < 0:
+            raise ValueError(f"xi must be >= 0, got {self.xi}")
+        if isinstance(self.window, bool) or not isinstance(self.window, int):
+            raise TypeError(f"window must be an int, got {type(self.window).__name__}")
+        if self.window < 1:
+            raise ValueError(f"window must be >= 1, got {self.window}")
+        if _check_finite_number("sigma0", self.sigma0) < 0:
+            raise ValueError(f"sigma0 must be >= 0, got {self.sigma0}")
+        if math.isinf(self.sigma0):
+            raise ValueError("sigma0 must be finite")
+        _check_rate("sigma_decay", self.sigma_decay)
+        _check_rate("batch_growth", self.batch_growth)
+        if _check_finite_number("batch0", self.batch0) < 1 or math.isinf(self.batch0):
+            raise ValueError(f"batch0 must be a finite number >= 1, got {self.batch0}")
+        if self.batch_max is None:
+            object.__setattr__(self, "batch_max", int(math.floor(self.batch0)))
+        if isinstance(self.batch_max, bool) or not isinstance(self.batch_max, int):
+            raise TypeError(f"batch_max must be an int, got {type(self.batch_max).__name__}")
+        if self.batch0 > self.batch_max:
+            raise ValueError(f"batch0 ({self.batch0}) must not exceed batch_max ({self.batch_max})")
+        if self.max_staleness is not None:
+            if isinstance(self.max_staleness, bool) or not isinstance(self.max_staleness, int):
+                raise TypeError("max_staleness must be an int or None")
+            if self.max_staleness < 1:
+                raise ValueError(f"max_staleness must be >= 1, got {self.max_staleness}")
+
+
+def batch_size(config: CensorConfig, k: int) -> int:
+    """B^k = min(B_max, floor(B^0 * eta_1^k)) for iteration k >= 0 (host-side, exact)."""
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    log_b = math.log(config.batch0) + k * math.log(config.batch_growth)
+    if log_b >= math.log(config.batch_max):
+        return config.batch_max
+    return max(1, min(config.batch_max, math.floor(math.exp(log_b) * (1 + 1e-12))))
+
+
+def padded_batch_size(config: CensorConfig, k: int, bucket_growth: int = 2) -> int:
+    """Shape a batch of iteration k is padded to: the next power of ``bucket_growth``,
+    capped at B_max.
+
+    A jitted step compiles once per padded size, so a growing batch costs at most
+    ``ceil(log_{bucket_growth}(B_max)) + 1`` compilations; the padding is masked out of
+    the loss. A larger ``bucket_growth`` compiles less and pads more.
+    """
+    if isinstance(bucket_growth, bool) or not isinstance(bucket_growth, int) or bucket_growth < 2:
+        raise ValueError(f"bucket_growth must be an int >= 2, got {bucket_growth!r}")
+    b = batch_size(config, k)
+    padded = 1
+    while padded < b:
+        padded *= bucket_growth
+    return min(config.batch_max, padded)
+
+
+def batch_mask(config: CensorConfig, k: int, num_workers: int, bucket_growth: int = 2):
+    """Boolean mask of shape (num_workers, padded_batch_size) marking the B^k real examples."""
+    import numpy as np
+
+    padded = padded_batch_size(config, k, bucket_growth)
+    row = np.arange(padded) < batch_size(config, k)
+    return np.broadcast_to(row, (num_workers, padded)).copy()
