@@ -1,0 +1,404 @@
+"""The ``aimcjax`` command (also ``python -m aimcjax``).
+
+Subcommands::
+
+    aimcjax train      train classifiers (several algorithms give a comparison table)
+    aimcjax sweep      a grid over device parameters x algorithms x seeds, vmapped
+    aimcjax reproduce  the paper experiments as named recipes
+    aimcjax csgd       the communication-censored distributed experiments
+    aimcjax devices    list device families/presets, plot response curves
+
+Every subcommand takes ``--out DIR`` (``config.json``, ``metrics.jsonl``, ``summary.json``,
+PNG plots), ``--quiet`` and ``--config DIR/config.json`` (rerun a run exactly). Bad input exits
+with status 2 and one line on stderr (set ``AIMCJAX_DEBUG=1`` for the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+import time
+
+__all__ = ["main", "build_parser"]
+
+CONFIG_VERSION = 1
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors in one line (no usage dump)."""
+
+    def error(self, message):
+        raise CLIError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
+# -- argument types ------------------------------------------------------------------------------
+
+def _positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _nonneg_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def _positive_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return v
+
+
+def _nonneg_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return v
+
+
+def _overrides(text):
+    """``epochs=1,taus=0.6/0.8`` -> {"epochs": 1, "taus": (0.6, 0.8)}."""
+    def number(v):
+        v = v.strip()
+        for cast in (int, float):
+            try:
+                return cast(v)
+            except ValueError:
+                pass
+        return v
+    out = {}
+    for item in text.split(","):
+        name, eq, value = item.partition("=")
+        name = name.strip()
+        if not eq or not name.isidentifier():
+            raise argparse.ArgumentTypeError(f"expected name=value, got {item.strip()!r}")
+        out[name] = tuple(number(v) for v in value.split("/")) if "/" in value else number(value)
+    return out
+
+
+def _lr_map(text):
+    """``0.05`` or ``digital=0.1,analog-sgd=0.05``."""
+    from aimcjax.experiments.training import ALGORITHMS
+    if "=" not in text:
+        return {"*": _positive_float(text)}
+    out = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name not in ALGORITHMS:
+            raise argparse.ArgumentTypeError(f"unknown algorithm {name!r} in --lr")
+        out[name] = _positive_float(value)
+    return out
+
+
+# -- parser --------------------------------------------------------------------------------------
+
+def _common(p, seeds=True):
+    p.add_argument("--out", metavar="DIR", help="write config.json, metrics.jsonl, summary.json and plots here")
+    p.add_argument("--config", metavar="FILE", help="rerun from a config.json written by --out (flags given now override it)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, only the result table")
+    if seeds:
+        p.add_argument("--seeds", type=_nonneg_int, nargs="+", default=[0], metavar="S",
+                       help="seeds (each run repeated per seed; tables show mean ± std)")
+
+
+def _training_args(p, algorithms_default):
+    from aimcjax.data import EMBEDDED
+    from aimcjax.experiments.models import MODELS
+    from aimcjax.experiments.training import ALGORITHMS, UPDATE_MODES
+    p.add_argument("--dataset", default="mnist5k",
+                   help=f"embedded: {', '.join(EMBEDDED)}; with --data-path: mnist, fashion-mnist, cifar10, cifar100")
+    p.add_argument("--data-path", metavar="PATH", help="your copy of the dataset (IDX folder, mnist.npz, CIFAR pickles)")
+    p.add_argument("--model", choices=MODELS, default="fcn",
+                   help="fcn 784-256-128-10 sigmoid, cnn 2x conv5x5 + pool (tanh), mlp one hidden layer")
+    p.add_argument("--algorithm", "--algorithms", dest="algorithms", nargs="+", choices=ALGORITHMS,
+                   default=algorithms_default, metavar="ALG",
+                   help=f"one or more of {', '.join(ALGORITHMS)}")
+    p.add_argument("--epochs", type=_positive_int, default=10)
+    p.add_argument("--batch-size", type=_positive_int, default=10)
+    p.add_argument("--lr", type=_lr_map, default=None, metavar="LR",
+                   help="learning rate for all algorithms, or per algorithm 'digital=0.1,residual=0.05' "
+                        "(default: digital 0.1, analog 0.05 as RF)")
+    p.add_argument("--transfer-lr", type=_positive_float, default=0.01, help="beta of TT/RL/TTv2 (RF: 0.01)")
+    p.add_argument("--gamma", type=_nonneg_float, default=0.4, help="residual learning's gamma in W + gamma P")
+    p.add_argument("--lr-decay-epoch", type=_nonneg_int, default=0,
+                   help="halve the learning rate from this epoch on (RF: 15 of 30; 0 = never)")
+    p.add_argument("--update", choices=UPDATE_MODES, default="pulse",
+                   help="how analog writes become pulses (outer = aihwkit's rank-1 pulse trains)")
+    p.add_argument("--bl", type=_positive_int, default=31, help="max pulses per element and update")
+    p.add_argument("--omega", type=_nonneg_float, default=0.0,
+                   help="weight-to-conductance scaling as aihwkit's weight_scaling_omega (0 = off)")
+    p.add_argument("--train-size", type=_nonneg_int, default=0, help="use only this many training samples (0 = all)")
+    p.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=True,
+                   help="zero-mean unit-variance inputs (train statistics); see docs for why")
+    p.add_argument("--chunk-size", type=_nonneg_int, default=0,
+                   help="runs per compiled vmapped batch (0 = all of an algorithm at once)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of the ``aimcjax`` command."""
+    from aimcjax.experiments import RECIPES
+    parser = _Parser(prog="aimcjax", description="Analog in-memory training, simulated in JAX.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("train", help="train classifiers; several algorithms give a comparison table")
+    _training_args(p, ["digital"])
+    p.add_argument("--device", default="power:gamma=1,tau=0.6",
+                   help="device spec, e.g. 'power:gamma=1,tau=0.6,dw_min=1e-3' or a preset name")
+    _common(p)
+
+    p = sub.add_parser("sweep", help="device-parameter grid x algorithms x seeds in one vmapped program")
+    _training_args(p, ["analog-sgd"])
+    p.add_argument("--device", default="power:gamma=0.5/1/2,tau=0.6",
+                   help="grid spec: values separated by '/', e.g. 'power:gamma=0.5/1/2,tau=0.6/0.7/0.8'")
+    _common(p)
+
+    p = sub.add_parser("reproduce", help="paper experiments as named recipes")
+    p.add_argument("name", nargs="?", choices=list(RECIPES), metavar="NAME",
+                   help="; ".join(f"{k}: {v[2]}" for k, v in RECIPES.items()))
+    p.add_argument("--full", action="store_true", help="the paper's scale (hours on CPU)")
+    p.add_argument("--list", action="store_true", help="list the recipes")
+    p.add_argument("--data-path", metavar="PATH", help="full MNIST (IDX folder or mnist.npz) for the MNIST recipes")
+    p.add_argument("--set", dest="overrides", type=_overrides, default={}, metavar="K=V,...",
+                   help="override recipe settings, e.g. 'epochs=1,train_size=200,gammas=1/2' ('/' separates list items)")
+    _common(p, seeds=False)
+    p.add_argument("--seed", type=_nonneg_int, default=0)
+
+    p = sub.add_parser("csgd", help="communication-censored distributed SGD experiments")
+    p.add_argument("experiment", nargs="?", choices=["ls", "mnist"], default="ls")
+    p.add_argument("--simulate", type=_positive_int, metavar="N",
+                   help="simulate N workers on CPU (else one worker per visible device)")
+    p.add_argument("--iterations", type=_positive_int, default=None)
+    p.add_argument("--full", action="store_true")
+    _common(p, seeds=False)
+    p.add_argument("--seed", type=_nonneg_int, default=0)
+
+    p = sub.add_parser("devices", help="list families and presets; plot response curves, F/G, symmetric points")
+    p.add_argument("specs", nargs="*", metavar="SPEC", help="devices to plot (specs or preset names)")
+    _common(p, seeds=False)
+    return parser
+
+
+_NOT_SAVED = {"out", "config", "quiet", "command", "list"}
+
+
+def _apply_config(parser, argv):
+    """Reparse ``argv`` with a saved config's values as defaults (explicit flags still win)."""
+    args = parser.parse_args(argv)
+    if not getattr(args, "config", None):
+        return args
+    path = args.config
+    if os.path.isdir(path):
+        path = os.path.join(path, "config.json")
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except FileNotFoundError:
+        raise CLIError(f"--config: no such file {path!r} (expected a config.json written by --out)") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise CLIError(f"--config: cannot read {path!r} as JSON ({e})") from None
+    if not isinstance(saved, dict) or "command" not in saved or "args" not in saved:
+        raise CLIError(f"--config: {path!r} is not an aimcjax config.json (no 'command'/'args')")
+    if saved["command"] != args.command:
+        raise CLIError(f"--config: {path!r} is a config of 'aimcjax {saved['command']}', "
+                       f"not of 'aimcjax {args.command}'")
+    subparser = _subparsers(parser)[args.command]
+    known = {a.dest for a in subparser._actions}
+    unknown = sorted(set(saved["args"]) - known)
+    if unknown:
+        raise CLIError(f"--config: {path!r} has unknown settings {', '.join(unknown)}")
+    # Positional arguments are not overridden by defaults once given; saved values go in.
+    defaults = dict(saved["args"])
+    subparser.set_defaults(**defaults)
+    return parser.parse_args(argv)
+
+
+def _subparsers(parser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices
+    raise AssertionError("no subcommands")
+
+
+def _saved_args(args) -> dict:
+    return {k: v for k, v in vars(args).items() if k not in _NOT_SAVED}
+
+
+# -- subcommands ---------------------------------------------------------------------------------
+
+def _dataset(args):
+    return _load_dataset(args.dataset, args.data_path, args.standardize)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_dataset(name, path, standardize):
+    # Cached: one object per dataset lets repeated runs in a process reuse compiled programs.
+    from aimcjax import data
+    ds = data.load(name, path)
+    return data.standardize(ds) if standardize else ds
+
+
+def _base_config(args):
+    from aimcjax.experiments.training import TrainConfig
+    return TrainConfig(model=args.model, algorithm=args.algorithms[0], epochs=args.epochs,
+                       batch_size=args.batch_size, transfer_lr=args.transfer_lr, gamma=args.gamma,
+                       lr_decay_epoch=args.lr_decay_epoch, update=args.update, bl=args.bl,
+                       omega=args.omega, train_size=args.train_size)
+
+
+def _lrs(args):
+    if not args.lr:
+        return {}
+    if "*" in args.lr:
+        return {alg: args.lr["*"] for alg in args.algorithms}
+    return dict(args.lr)
+
+
+def _run_training(args, out, grid, title):
+    from aimcjax.experiments import sweep
+    base = _base_config(args)
+    ds = _dataset(args)
+    if not args.quiet:
+        print(f"{args.dataset}: {len(ds.x_train)} train / {len(ds.x_test)} test; model {args.model}; "
+              f"{len(grid)} device(s) x {len(args.seeds)} seed(s); algorithms {', '.join(args.algorithms)}")
+    summary, timings = sweep.run_grid(base, args.algorithms, grid, args.seeds, ds, out,
+                                      lrs=_lrs(args), chunk_size=args.chunk_size, quiet=args.quiet,
+                                      echo=(lambda *_: None) if args.quiet else print)
+    print(sweep.format_table(summary["table"]))
+    sweep.plot_curves(summary, out, title=title)
+    return summary
+
+
+def cmd_train(args, out):
+    from aimcjax import specs
+    device = specs.parse(args.device)
+    return _run_training(args, out, [({}, device)], f"{args.model} on {args.dataset}, {args.device}")
+
+
+def cmd_sweep(args, out):
+    from aimcjax import specs
+    grid = specs.parse_grid(args.device)
+    return _run_training(args, out, grid, f"sweep {args.device}")
+
+
+def cmd_reproduce(args, out):
+    from aimcjax.experiments import RECIPES, get_recipe
+    if args.list or not args.name:
+        for name, (_, _, desc) in RECIPES.items():
+            print(f"{name:18s} {desc}")
+        if not args.name:
+            return None
+    recipe = get_recipe(args.name)
+    extra = {"data_path": args.data_path} if args.data_path else {}
+    extra.update(args.overrides or {})
+    try:
+        return recipe(full=args.full, seed=args.seed, out=out, quiet=args.quiet, **extra)
+    except TypeError as e:
+        if "unexpected keyword" in str(e):
+            raise CLIError(f"aimcjax reproduce: error: {args.name} does not take that setting ({e})") from None
+        raise
+
+
+def cmd_csgd(args, out):
+    from aimcjax.experiments import get_recipe
+    recipe = get_recipe("csgd-ls" if args.experiment == "ls" else "csgd-mnist")
+    return recipe(full=args.full, seed=args.seed, out=out, quiet=args.quiet,
+                  simulate=args.simulate, iterations=args.iterations)
+
+
+def cmd_devices(args, out):
+    from aimcjax.experiments import device_report
+    return device_report.run(args.specs, out)
+
+
+COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "reproduce": cmd_reproduce,
+            "csgd": cmd_csgd, "devices": cmd_devices}
+
+
+def _compilation_cache():
+    """Keep compiled XLA programs across invocations (reruns and sweeps skip most compile time).
+
+    ``AIMCJAX_CACHE_DIR`` chooses the folder (default ``~/.cache/aimcjax/xla``); set it to an
+    empty string to disable.
+    """
+    path = os.environ.get("AIMCJAX_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "aimcjax", "xla"))
+    if not path:
+        return
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return  # an unwritable cache only costs time
+    import jax
+    if jax.config.jax_compilation_cache_dir is None:
+        jax.config.update("jax_compilation_cache_dir", path)
+
+
+def run(argv=None):
+    """Parse ``argv`` and run; raises on errors (see :func:`main` for the exit-status wrapper)."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    _compilation_cache()
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _apply_config(parser, argv)
+    from aimcjax.experiments.output import OutputDir
+    out = OutputDir(args.out)
+    out.write_json("config.json", {"command": args.command, "version": CONFIG_VERSION,
+                                   "args": _saved_args(args)})
+    t0 = time.perf_counter()
+    summary = COMMANDS[args.command](args, out)
+    if summary is not None:
+        out.write_json("summary.json", summary)
+    if not args.quiet:
+        where = f"; files in {out.path}" if out.path else ""
+        print(f"done in {time.perf_counter() - t0:.1f}s{where}")
+    return summary
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``aimcjax`` console script; returns the exit status."""
+    from aimcjax.data import DataError
+    from aimcjax.specs import SpecError
+    try:
+        run(argv)
+    except CLIError as e:
+        text = str(e)
+        print(text if text.startswith("aimcjax") else f"aimcjax: error: {text}", file=sys.stderr)
+        return 2
+    except (SpecError, DataError, ValueError, TypeError, RuntimeError, OSError) as e:
+        if os.environ.get("AIMCJAX_DEBUG"):
+            raise
+        print(f"aimcjax: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aimcjax: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
