@@ -173,3 +173,14 @@ def test_reproduce_least_squares_recipes_tiny(tmp_path, capsys):
                      "--out", str(out)]) == 0
     assert "W_pen" in capsys.readouterr().out
     assert (out / "implicit_penalty.png").exists()
+
+
+@pytest.mark.slow
+def test_train_runs_the_rest_of_the_field(tmp_path, capsys):
+    algorithms = ["cttv2", "agad", "multi-tile", "mixed-precision"]
+    args = TINY + ["--algorithm", *algorithms, "--device", "softbounds:tau=1", "--quiet",
+                   "--out", str(tmp_path / "o")]
+    assert cli.main(["train"] + args) == 0
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert sorted(r["algorithm"] for r in summary["runs"]) == sorted(algorithms)
+    assert all(0.0 <= r["final_test_acc"] <= 1.0 for r in summary["runs"])

@@ -24,7 +24,8 @@ from aimcjax.experiments import models as _models
 __all__ = ["ALGORITHMS", "UPDATE_MODES", "TrainConfig", "build_optimizer", "Trainer", "get_trainer",
            "train", "sweep"]
 
-ALGORITHMS = ("digital", "analog-sgd", "tiki-taka", "residual", "residual-v2", "ttv2")
+ALGORITHMS = ("digital", "analog-sgd", "tiki-taka", "residual", "residual-v2", "ttv2", "cttv2", "agad",
+              "multi-tile", "mixed-precision")
 UPDATE_MODES = ("pulse", "expected", "outer", "ideal")
 
 
@@ -111,12 +112,9 @@ def build_optimizer(cfg: TrainConfig, device, key, mask, steps_per_epoch: int):
     lr = _schedule(cfg, steps_per_epoch, cfg.lr)
     if cfg.algorithm == "digital":
         return optax.with_extra_args_support(optax.sgd(lr))
-    try:
-        from aimcjax import optim
-        from aimcjax.pulse import UpdateConfig
-    except ImportError as e:
-        raise RuntimeError(f"algorithm {cfg.algorithm!r} needs aimcjax.optim, which is not "
-                           f"available in this installation ({e})") from None
+    from aimcjax import optim
+    from aimcjax.pulse import UpdateConfig
+
     update = UpdateConfig(mode=cfg.update, bl=cfg.bl)
     common = dict(device=device, update=update, key=key, mask=mask)
     if cfg.algorithm == "analog-sgd":
@@ -126,6 +124,14 @@ def build_optimizer(cfg: TrainConfig, device, key, mask, steps_per_epoch: int):
         return optim.tiki_taka(lr, transfer_lr, **common)
     if cfg.algorithm == "ttv2":
         return optim.ttv2(lr, transfer_lr, **common)
+    if cfg.algorithm == "cttv2":
+        return optim.chopped_ttv2(lr, transfer_lr, gamma=cfg.gamma, **common)
+    if cfg.algorithm == "agad":
+        return optim.agad(lr, transfer_lr, **common)
+    if cfg.algorithm == "multi-tile":
+        return optim.multi_tile_residual(lr, transfer_lr, cfg.gamma, **common)
+    if cfg.algorithm == "mixed-precision":
+        return optim.mixed_precision(lr, device, key=key, mask=mask)
     version = 2 if cfg.algorithm == "residual-v2" else 1
     return optim.residual_learning(lr, transfer_lr, cfg.gamma, version=version, **common)
 
