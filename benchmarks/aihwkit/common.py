@@ -1,0 +1,117 @@
+"""Shared pieces of the side-by-side benchmarks (stdlib only: imported from both venvs).
+
+Workload definitions live here once, so that the aihwkit side (run in its own venv, see
+setup.sh) and the aimcjax side use the same sizes, rates and device parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+AIHWKIT_PYTHON = Path(os.environ.get("AIHWKIT_VENV", "/work/aihwkit-venv")) / "bin" / "python"
+RECORDED = HERE / "recorded.json"
+THREADS = 2  # the benchmark machine has 2 cores; both libraries get both
+
+# Workload constants (PAPERS.md, RF FCN on MNIST).
+FCN_SIZES = (784, 256, 128, 10)
+LR = 0.05  # alpha: analog learning rate of the FCN
+TRANSFER_LR = 0.01  # beta
+GAMMA = 0.4
+DW_MIN = 1e-3
+TAU = 0.6
+DW_MIN_STD = 0.3  # multiplicative cycle-to-cycle noise, aihwkit's default magnitude
+BL = 31
+
+# W2: 512x512 tile, batch 64. "Realistic" gradients: x are sigmoid activations in [0, 1],
+# d are backpropagated errors of a few 1e-3..1e-2 (N(0, 0.01^2)): k = lr*max|x|*max|d|/dw_min ~ 2,
+# so aihwkit's update-BL management picks BL ~ 2 of 31.
+W2_SIZE = 512
+W2_BATCH = 64
+W2_D_STD = 0.01
+
+# W3: 16 device configurations (Power response, RF Table 8 grid) x the W1 model x 200 steps.
+W3_GAMMAS = (0.5, 1.0, 2.0, 3.0)
+W3_TAUS = (0.6, 0.7, 0.8, 1.0)
+W3_STEPS = 200
+W3_BATCH = 10
+
+
+def w3_grid():
+    """The 16 (gamma, tau) pairs of W3, in order."""
+    return [(g, t) for g in W3_GAMMAS for t in W3_TAUS]
+
+
+def time_runs(run, n_steps: int, repeats: int, warmup: int = 1, sync=lambda out: out):
+    """Median seconds per step of `repeats` timed calls of `run(n_steps)` after warm-up."""
+    for _ in range(warmup):
+        sync(run(n_steps))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        sync(run(n_steps))
+        times.append((time.perf_counter() - start) / n_steps)
+    return {"median_s": statistics.median(times), "times_s": times}
+
+
+def run_aihwkit(args: list[str], timeout: float = 3600) -> dict:
+    """Run aihwkit_side.py in the aihwkit venv; returns its JSON result."""
+    if not AIHWKIT_PYTHON.exists():
+        raise SystemExit(
+            f"aihwkit venv not found at {AIHWKIT_PYTHON}: run benchmarks/aihwkit/setup.sh "
+            "or set AIHWKIT_VENV"
+        )
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
+    proc = subprocess.run(
+        [str(AIHWKIT_PYTHON), str(HERE / "aihwkit_side.py"), *args],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"aihwkit side failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def report(workload: str, rows: list[dict], check: bool, tolerance: float = 0.5) -> int:
+    """Print a ratio table; with `check`, compare ratios to recorded.json.
+
+    A case fails the check when its ratio falls below (1 - tolerance) x the recorded ratio
+    (timings on a shared 2-core machine wobble by tens of percent, so the default is loose).
+    Returns the process exit status.
+    """
+    print(f"\n{workload}: median time per step (s) and speed-up of aimcjax over aihwkit")
+    print(f"{'case':44s} {'aihwkit':>10s} {'aimcjax':>10s} {'ratio':>7s}")
+    for row in rows:
+        print(f"{row['case']:44s} {row['aihwkit_s']:10.5f} {row['aimcjax_s']:10.5f} "
+              f"{row['ratio']:7.2f}")
+    status = 0
+    if check:
+        recorded = json.loads(RECORDED.read_text()).get(workload, {}) if RECORDED.exists() else {}
+        for row in rows:
+            ref = recorded.get(row["case"])
+            if ref is None:
+                print(f"check: no recorded ratio for {row['case']!r}")
+                continue
+            ok = row["ratio"] >= (1 - tolerance) * ref
+            print(f"check: {row['case']:44s} ratio {row['ratio']:.2f} vs recorded {ref:.2f}: "
+                  f"{'ok' if ok else 'REGRESSED'}")
+            status |= 0 if ok else 1
+    return status
+
+
+def record(workload: str, rows: list[dict]) -> None:
+    """Store the ratios of `rows` in recorded.json (used by --check)."""
+    data = json.loads(RECORDED.read_text()) if RECORDED.exists() else {}
+    data.setdefault(workload, {}).update({r["case"]: round(r["ratio"], 3) for r in rows})
+    RECORDED.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def emit(result: dict) -> None:
+    """Last stdout line of a side script: its JSON result."""
+    sys.stdout.write(json.dumps(result) + "\n")
