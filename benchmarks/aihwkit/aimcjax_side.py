@@ -24,6 +24,16 @@ import jax.numpy as jnp  # noqa: E402
 
 from aimcjax import devices, pulse, tile  # noqa: E402
 
+
+def _rss_mb():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+BASELINE_RSS_MB = _rss_mb()  # after importing jax: the runtime's own footprint
+
 import common as C  # noqa: E402
 import fcn  # noqa: E402
 
@@ -104,7 +114,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     a = p.parse_args(argv)
     result = {"w1": w1, "w2": w2, "w3": w3}[a.workload](a)
-    result.update(library="aimcjax", jax=jax.__version__, backend=jax.default_backend())
+    result.update(baseline_rss_mb=BASELINE_RSS_MB, library="aimcjax", jax=jax.__version__, backend=jax.default_backend())
     C.emit(result)
 
 

@@ -113,5 +113,62 @@ def record(workload: str, rows: list[dict]) -> None:
 
 
 def emit(result: dict) -> None:
-    """Last stdout line of a side script: its JSON result."""
+    """Last stdout line of a side script: its JSON result (plus the process's peak RSS)."""
+    import resource
+
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     sys.stdout.write(json.dumps(result) + "\n")
+
+
+def run_aimcjax(args: list[str], timeout: float = 3600) -> dict:
+    """Run aimcjax_side.py in this interpreter's venv (a fresh process per case)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "aimcjax_side.py"), *args],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"aimcjax side failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def side_by_side(workload: str, cases: list[tuple[str, list[str], list[str]]], argv=None) -> int:
+    """The driver of one workload: runs every case in both libraries, prints the table.
+
+    Args:
+      workload: "w1" | "w2" | "w3" (key in recorded.json).
+      cases: (name, aihwkit_args, aimcjax_args) per case; the workload name is prepended.
+      argv: command line (--check, --record, --steps, --repeats, --only SUBSTRING).
+    """
+    import argparse
+
+    p = argparse.ArgumentParser(description=f"{workload}: aihwkit vs aimcjax, side by side")
+    p.add_argument("--check", action="store_true", help="compare ratios to recorded.json")
+    p.add_argument("--record", action="store_true", help="store the ratios in recorded.json")
+    p.add_argument("--steps", type=int, default=None, help="steps per timed call")
+    p.add_argument("--repeats", type=int, default=None, help="timed calls (median taken)")
+    p.add_argument("--only", default=None, help="run only cases whose name contains this")
+    p.add_argument("--json", default=None, help="also write the rows to this file")
+    a = p.parse_args(argv)
+    extra = []
+    if a.steps is not None:
+        extra += ["--steps", str(a.steps)]
+    if a.repeats is not None:
+        extra += ["--repeats", str(a.repeats)]
+    rows = []
+    for name, hw_args, jx_args in cases:
+        if a.only and a.only not in name:
+            continue
+        hw = run_aihwkit([workload, *hw_args, *extra])
+        jx = run_aimcjax([workload, *jx_args, *extra])
+        rows.append({"case": name, "aihwkit_s": hw["median_s"], "aimcjax_s": jx["median_s"],
+                     "ratio": hw["median_s"] / jx["median_s"], "aihwkit": hw, "aimcjax": jx})
+        print(f"{name}: aihwkit {hw['median_s']:.5f} s, aimcjax {jx['median_s']:.5f} s "
+              f"(compile {jx.get('compile_s', 0):.1f} s), ratio {rows[-1]['ratio']:.2f}",
+              flush=True)
+    status = report(workload, rows, a.check)
+    if a.record:
+        record(workload, rows)
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=1) + "\n")
+    return status
