@@ -73,12 +73,18 @@ def run_aihwkit_side(device: str, seeds: int, out: Path):
     np.save(out, result)
 
 
-def run_aimcjax_side(device: str, seeds: int):
+def run_aimcjax_side(device: str, seeds: int, kernel: str = "library"):
     sys.path.insert(0, str(C.REPO))
     import jax
     import jax.numpy as jnp
 
     from aimcjax import devices, pulse, tile
+
+    if kernel == "library":
+        outer_update = pulse.outer_update
+    else:  # the suggested faster kernel (pulse_speedup.py)
+        import pulse_speedup
+        outer_update = pulse_speedup.outer_update
 
     common = dict(dw_min=C.DW_MIN, dw_min_std=C.DW_MIN_STD, noise="multiplicative")
     dev = (devices.ConstantStep(w_min=-C.TAU, w_max=C.TAU, **common)
@@ -90,7 +96,7 @@ def run_aimcjax_side(device: str, seeds: int):
     def one_seed(key):
         def step(t, inp):
             x, d, k = inp
-            t = pulse.outer_update(t, dev, x, d, LR, k, cfg)
+            t = outer_update(t, dev, x, d, LR, k, cfg)
             return t, tile.weights(t)
         _, ws = jax.lax.scan(step, t0, (xs, ds, jax.random.split(key, STEPS)))
         return ws[jnp.asarray(RECORD_AT) - 1]
@@ -130,6 +136,8 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, default=300)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--kernel", choices=["library", "patched"], default="library",
+                   help="aimcjax side: pulse.outer_update or pulse_speedup.outer_update")
     a = p.parse_args(argv)
     if a.side == "aihwkit":
         run_aihwkit_side(a.device, a.seeds, a.out)
@@ -141,11 +149,12 @@ def main(argv=None):
             subprocess.run([str(C.AIHWKIT_PYTHON), __file__, "--side", "aihwkit", "--device",
                             device, "--seeds", str(a.seeds), "--out", str(out)], check=True)
             hw = np.load(out)
-        jx = run_aimcjax_side(device, a.seeds)
+        jx = run_aimcjax_side(device, a.seeds, a.kernel)
         for i, n in enumerate(RECORD_AT):
             rows.append({"device": device, "updates": n, **compare(hw[i], jx[i])})
     print(f"\nfidelity: {N_IN}x{N_OUT} tile, batch {BATCH}, lr {LR}, {a.seeds} seeds per library;"
-          " z = difference / standard error, per element (128 elements)")
+          f" aimcjax kernel: {a.kernel}; z = difference / standard error, per element"
+          " (128 elements)")
     print(f"{'device':14s} {'upd':>4s} {'max|z| mean':>12s} {'>3':>6s} {'rms z':>6s} "
           f"{'max|z| std':>11s} {'>3':>6s} {'rms z':>6s} {'drift':>8s} {'std hw':>8s} "
           f"{'std jx':>8s}")
