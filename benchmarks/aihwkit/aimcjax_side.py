@@ -48,6 +48,14 @@ def power(gamma=1.0, tau=C.TAU):
                          noise="multiplicative")
 
 
+def kernel(name):
+    """The "outer" update kernel: the library's, or the suggested one (pulse_speedup.py)."""
+    if name == "library":
+        return pulse.outer_update
+    import pulse_speedup
+    return pulse_speedup.outer_update
+
+
 def block(tree):
     return jax.block_until_ready(tree)
 
@@ -61,6 +69,7 @@ def timed_compile(fn, *args):
 def w2(a):
     dev = softbounds()
     cfg = pulse.UpdateConfig(mode=a.mode, bl=C.BL)
+    outer = kernel(a.kernel)
     t0 = tile.init(0, dev, (C.W2_SIZE, C.W2_SIZE))
     kx, kd = jax.random.split(jax.random.PRNGKey(0))
     xs = jax.random.uniform(kx, (8, C.W2_BATCH, C.W2_SIZE))
@@ -69,7 +78,7 @@ def w2(a):
     def many(t, key, n_steps):
         def step(t, i):
             k = jax.random.fold_in(key, i)
-            return pulse.outer_update(t, dev, xs[i % 8], ds[i % 8], C.LR, k, cfg), None
+            return outer(t, dev, xs[i % 8], ds[i % 8], C.LR, k, cfg), None
         t, _ = jax.lax.scan(step, t, jnp.arange(n_steps))
         return t
 
@@ -88,14 +97,15 @@ def w2(a):
 
 def w1(a):
     dev = softbounds() if a.device == "softbounds" else power(gamma=a.gamma)
-    trainer = fcn.Trainer(dev, a.algo, a.mode, a.batch)
+    trainer = fcn.Trainer(dev, a.algo, a.mode, a.batch, outer_update=kernel(a.kernel))
     out = trainer.time(a.steps, a.repeats)
     return out
 
 
 def w3(a):
     devs = devices.stack([power(gamma=g, tau=t) for g, t in C.w3_grid()])
-    trainer = fcn.Trainer(devs, "sgd", a.mode, C.W3_BATCH, n_configs=len(C.w3_grid()))
+    trainer = fcn.Trainer(devs, "sgd", a.mode, C.W3_BATCH, n_configs=len(C.w3_grid()),
+                          outer_update=kernel(a.kernel))
     out = trainer.time(a.steps, a.repeats)
     out["per_config_step_s"] = out["median_s"] / len(C.w3_grid())
     out["state_bytes"] = trainer.state_bytes()
@@ -110,6 +120,8 @@ def main(argv=None):
     p.add_argument("--device", choices=["softbounds", "power"], default="softbounds")
     p.add_argument("--gamma", type=float, default=1.0)
     p.add_argument("--mode", choices=["outer", "pulse", "expected", "ideal"], default="outer")
+    p.add_argument("--kernel", choices=["library", "patched"], default="library",
+                   help='"outer" kernel: pulse.outer_update or pulse_speedup.outer_update')
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=5)
     a = p.parse_args(argv)

@@ -132,13 +132,15 @@ def run_aimcjax(args: list[str], timeout: float = 3600) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def side_by_side(workload: str, cases: list[tuple[str, list[str], list[str]]], argv=None) -> int:
+def side_by_side(workload: str, cases: list[tuple[str, list[str], list[str]]], argv=None,
+                 defaults: list[str] = ()) -> int:
     """The driver of one workload: runs every case in both libraries, prints the table.
 
     Args:
       workload: "w1" | "w2" | "w3" (key in recorded.json).
       cases: (name, aihwkit_args, aimcjax_args) per case; the workload name is prepended.
       argv: command line (--check, --record, --steps, --repeats, --only SUBSTRING).
+      defaults: side arguments placed before the case's own (e.g. --steps for this workload).
     """
     import argparse
 
@@ -159,8 +161,8 @@ def side_by_side(workload: str, cases: list[tuple[str, list[str], list[str]]], a
     for name, hw_args, jx_args in cases:
         if a.only and a.only not in name:
             continue
-        hw = run_aihwkit([workload, *hw_args, *extra])
-        jx = run_aimcjax([workload, *jx_args, *extra])
+        hw = run_aihwkit([workload, *defaults, *hw_args, *extra])
+        jx = run_aimcjax([workload, *defaults, *jx_args, *extra])
         rows.append({"case": name, "aihwkit_s": hw["median_s"], "aimcjax_s": jx["median_s"],
                      "ratio": hw["median_s"] / jx["median_s"], "aihwkit": hw, "aimcjax": jx})
         print(f"{name}: aihwkit {hw['median_s']:.5f} s, aimcjax {jx['median_s']:.5f} s "

@@ -83,10 +83,12 @@ class Trainer:
         transfer_update).
       batch: mini-batch size.
       n_configs: leading size of a stacked ``device``; None for a single device.
+      outer_update: the update kernel (default aimcjax.pulse.outer_update).
     """
 
-    def __init__(self, device, algo, mode, batch, n_configs=None):
+    def __init__(self, device, algo, mode, batch, n_configs=None, outer_update=None):
         self.device, self.algo, self.batch, self.n_configs = device, algo, batch, n_configs
+        self.outer_update = outer_update or pulse.outer_update
         self.cfg = pulse.UpdateConfig(mode=mode, bl=C.BL)
         self.transfer_cfg = pulse.UpdateConfig(mode="outer", bl=C.BL)
         key = jax.random.PRNGKey(0)
@@ -143,7 +145,7 @@ class Trainer:
             k = jax.random.fold_in(k_upd, i)
             layer = dict(layer, b=layer["b"] - C.LR * jnp.sum(di, axis=0))
             target = "C" if self.algo == "sgd" else "A"
-            layer[target] = pulse.outer_update(layer[target], device, xi, di, C.LR,
+            layer[target] = self.outer_update(layer[target], device, xi, di, C.LR,
                                                jax.random.fold_in(k, 0), self.cfg)
             if self.algo == "tiki_taka":
                 layer["C"] = self._transfer(device, layer, state["step"],
@@ -157,7 +159,7 @@ class Trainer:
         onehot = jax.nn.one_hot(step % n_in, n_in)[None]
         read = _mvm(tile.weights(layer["A"]), onehot, jax.random.fold_in(key, 0))
         # W <- W - lr * x d^T with lr = -beta: C gains +beta * read on line j.
-        return pulse.outer_update(layer["C"], device, onehot, read, -C.TRANSFER_LR,
+        return self.outer_update(layer["C"], device, onehot, read, -C.TRANSFER_LR,
                                   jax.random.fold_in(key, 1), self.transfer_cfg)
 
     # -- driving ---------------------------------------------------------------------------
