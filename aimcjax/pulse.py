@@ -109,17 +109,16 @@ def _closed_form_apply(tile: Tile, device: Device, n):
     up_step = tile.gain_up * dw * (1 + c)
     down_step = tile.gain_down * dw * (1 - c)
     n = n.astype(w.dtype)
-    n_up, n_down = jnp.maximum(n, 0), jnp.maximum(-n, 0)
     if isinstance(device, ConstantStep):
+        n_up, n_down = jnp.maximum(n, 0), jnp.maximum(-n, 0)
         # Monotone constant steps: clipping after each pulse equals clipping once.
         return jnp.clip(w + n_up * up_step - n_down * down_step, lo, hi)
-    # Soft bounds: the distance to the bound shrinks by a constant factor per pulse; a step
-    # larger than the distance lands on the bound (factor clipped at 0).
-    r_up = jnp.maximum(1 - up_step / hi, 0)
-    r_down = jnp.maximum(1 + down_step / lo, 0)
-    up = hi - (hi - w) * r_up**n_up
-    down = lo + (w - lo) * r_down**n_down
-    return jnp.clip(jnp.where(n > 0, up, jnp.where(n < 0, down, w)), lo, hi)
+    # Soft bounds: the distance to the bound pulsed towards shrinks by a constant factor per
+    # pulse; a step larger than the distance lands on the bound (factor clipped at 0).
+    up = n > 0
+    factor = jnp.where(up, jnp.maximum(1 - up_step / hi, 0), jnp.maximum(1 + down_step / lo, 0))
+    target = jnp.where(up, hi, lo)
+    return jnp.clip(target - (target - w) * factor ** jnp.abs(n), lo, hi)
 
 
 def _pulse_loop_apply(tile: Tile, device: Device, n, key):
@@ -224,6 +223,11 @@ def update(tile: Tile, device: Device, dW, key, cfg: UpdateConfig = UpdateConfig
     raise ValueError('mode "outer" needs the per-sample factors (x, d): use pulse.outer_update')
 
 
+def _slot_buckets(bl: int) -> tuple[int, ...]:
+    """Train lengths compiled for: powers of two below bl, and bl itself."""
+    return tuple(sorted({min(2**i, bl) for i in range(bl.bit_length() + 1)}))
+
+
 def _sample_pulse_counts(x, d, lr, dw_min, key, cfg: UpdateConfig):
     """One sample's coincidence counts n_ij (>= 0) and direction, as aihwkit's
     stochastic-compressed pulse trains with update (BL) management."""
@@ -250,10 +254,21 @@ def _sample_pulse_counts(x, d, lr, dw_min, key, cfg: UpdateConfig):
         p_x = jnp.abs(x) * base
         p_d = d_abs * base
     k_x, k_d = jax.random.split(key)
-    slots = jnp.arange(bl) < sample_bl  # slots past this sample's BL never fire
-    bits_x = (jax.random.uniform(k_x, (x.shape[0], bl), dtype) < p_x[:, None]) & slots[None, :]
-    bits_d = (jax.random.uniform(k_d, (bl, d.shape[0]), dtype) < p_d[None, :]) & slots[:, None]
-    counts = jnp.matmul(bits_x.astype(dtype), bits_d.astype(dtype))  # coincidences per element
+
+    def coincidences(n_slots):
+        # Only the first sample_bl slots fire; drawing n_slots >= sample_bl of them keeps the
+        # cost proportional to the actual train length rather than to cfg.bl.
+        slots = jnp.arange(n_slots) < sample_bl
+        bits_x = (jax.random.uniform(k_x, (x.shape[0], n_slots), dtype) < p_x[:, None]) & slots[None, :]
+        bits_d = (jax.random.uniform(k_d, (n_slots, d.shape[0]), dtype) < p_d[None, :]) & slots[:, None]
+        return jnp.matmul(bits_x.astype(dtype), bits_d.astype(dtype))
+
+    buckets = _slot_buckets(bl)
+    if len(buckets) == 1:
+        counts = coincidences(bl)
+    else:
+        which = jnp.searchsorted(jnp.asarray(buckets), sample_bl.astype(jnp.int32))
+        counts = jax.lax.switch(which, [lambda s=s: coincidences(s) for s in buckets])
     # sign(lr * x_j * d_i) > 0 fires a down pulse: W <- W - lr * x d^T.
     direction = -jnp.sign(lr) * jnp.sign(x)[:, None] * jnp.sign(d)[None, :]
     return (direction * counts).astype(jnp.int32)

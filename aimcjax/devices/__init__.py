@@ -361,6 +361,10 @@ class Exponential(Device):
         qm = (1 - c) * jnp.expm1(g * jnp.maximum(1 - w / w_min, 0)) / norm
         return qp, qm
 
+    def symmetric_point(self):
+        symmetric = (jnp.asarray(self.asymmetry) == 0) & (jnp.asarray(self.w_min) == -jnp.asarray(self.w_max))
+        return jnp.where(symmetric, 0.0, super().symmetric_point())
+
 
 @_device
 class Piecewise(Device):

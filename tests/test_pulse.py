@@ -1,0 +1,282 @@
+"""The pulse-update kernel: exact per-pulse semantics, statistics of the modes, aihwkit's
+stochastic-compressed outer-product trains, compilation and vmap behaviour, validation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aimcjax import devices as D
+from aimcjax import pulse as P
+from aimcjax import tile as T
+
+PULSE = P.UpdateConfig(mode="pulse")
+OUTER = P.UpdateConfig(mode="outer")
+
+
+def _loop_apply(tile, device, n, key=0):
+    """Force the per-pulse loop: a device passed through jit has traced parameters, which
+    rules out the closed-form shortcut."""
+    return jax.jit(P.apply)(tile, device, n, key)
+
+
+# -- exact per-pulse semantics -----------------------------------------------------------------
+
+@settings(max_examples=40, deadline=None)
+@given(
+    w0=st.floats(-0.59, 0.59),
+    n=st.integers(0, 300),
+    tau=st.floats(0.2, 2.0),
+    dw_min=st.floats(1e-4, 5e-2),
+)
+def test_soft_bounds_up_pulses_follow_geometric_closed_form(w0, n, tau, dw_min):
+    w0 = w0 * tau / 0.6
+    dev = D.SoftBounds(tau=tau, dw_min=dw_min)
+    t = T.init(0, dev, (1,), w0=w0)
+    want = tau - (tau - w0) * (1 - dw_min / tau) ** n
+    counts = jnp.full((1,), n, jnp.int32)
+    fast = P.apply(t, dev, counts, 0).w[0]
+    loop = _loop_apply(t, dev, counts).w[0]
+    # float32: each pulse adds ~1 ulp of relative rounding, so n pulses stay within n ulps of tau
+    tol = 4e-7 * tau * (n + 4)
+    assert abs(float(fast) - want) <= tol
+    assert abs(float(loop) - want) <= tol
+
+
+_jit_update = jax.jit(P.update)  # one compile per device family across hypothesis examples
+
+DEVICES = [
+    D.ConstantStep(dw_min=0.05),
+    D.SoftBounds(tau=0.6, asymmetry=0.3, dw_min=0.05),
+    D.Power(tau=0.6, gamma=0.5, asymmetry=-0.2, dw_min=0.05, dw_min_std=1.0),
+    D.Exponential(tau=0.6, gamma=3.0, dw_min=0.05, dw_min_std=2.0, noise="multiplicative"),
+    D.Piecewise(up=[2.0, 0.5], down=[0.5, 2.0], w_min=-0.6, w_max=0.6, dw_min=0.05, dw_min_std=3.0),
+    D.Custom(q_plus=lambda w: 1 - w, q_minus=lambda w: 1 + w, w_min=-0.6, w_max=0.6, dw_min=0.05),
+]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    which=st.integers(0, len(DEVICES) - 1),
+    scale=st.sampled_from([0.0, 1e-6, 1.0, 1e3, 1e30, 1e37]),
+    mode=st.sampled_from(["pulse", "expected"]),
+    seed=st.integers(0, 2**16),
+)
+def test_weights_never_leave_bounds(which, scale, mode, seed):
+    dev = DEVICES[which]
+    t = T.init(seed, dev.replace(w_max_dtod=0.2, w_min_dtod=0.2, dw_min_dtod=0.3), (6, 5), zero_shift=True)
+    dW = scale * jax.random.normal(jax.random.PRNGKey(seed), (6, 5))
+    new = _jit_update(t, dev, dW, seed, P.UpdateConfig(mode=mode, bl=1000))
+    assert np.isfinite(np.asarray(new.w)).all()
+    assert (new.w >= t.w_min).all() and (new.w <= t.w_max).all()
+
+
+def test_bounds_hold_at_edges_in_float64():
+    with jax.enable_x64(True):
+        dev = D.SoftBounds(tau=1.0, dw_min=0.3, dw_min_std=5.0)
+        edges = jnp.array([-1.0, -1.0 + 1e-12, 0.0, 1.0 - 1e-12, 1.0], jnp.float64)
+        t = T.init(0, dev, (5,), w0=edges)
+        assert t.w.dtype == jnp.float64
+        for sign in (1, -1):
+            new = P.apply(t, dev, jnp.full((5,), sign * 50, jnp.int32), 1)
+            assert new.w.dtype == jnp.float64
+            assert np.isfinite(np.asarray(new.w)).all()
+            assert (new.w >= -1.0).all() and (new.w <= 1.0).all()
+
+
+def test_constant_step_noise_free_is_exact_and_saturates():
+    dev = D.ConstantStep(dw_min=0.1)
+    t = T.init(0, dev, (3,), w0=jnp.array([0.0, 0.85, -0.85]))
+    new = P.apply(t, dev, jnp.array([3, 5, -5]), 0)
+    np.testing.assert_allclose(new.w, [0.3, 1.0, -1.0], rtol=1e-6)
+
+
+# -- "pulse" mode statistics --------------------------------------------------------------------
+
+def test_pulse_mode_mean_matches_expected_update():
+    dev = D.Power(tau=0.6, gamma=2.0, asymmetry=0.1, dw_min=1e-3, dw_min_std=0.5)
+    w0 = jnp.array([-0.3, 0.0, 0.2, 0.4])
+    dW = jnp.array([0.0123, -0.0071, 0.0049, -0.0207])
+    t = T.init(0, dev, (4,), w0=w0)
+    keys = jax.random.split(jax.random.PRNGKey(7), 4000)
+    moved = jax.vmap(lambda k: P.update(t, dev, dW, k, PULSE).w)(keys) - t.w
+    expected = dev.expected_update(w0, dW) - w0
+    # Statistical part: 5 standard errors of the mean over 4000 keys.
+    se = np.asarray(moved.std(0)) / np.sqrt(len(keys))
+    # Deterministic part: pulses re-evaluate q after each step, expected_update does not; the
+    # drift of q over a request is |q'| * |dW| * max(q), so the gap is at most |dW|^2*|q'|*q/2.
+    w = np.linspace(-0.6, 0.6, 2001)
+    q_slope = np.abs(np.gradient(np.maximum(dev.q_plus(w), dev.q_minus(w)), w)).max()
+    bias = np.asarray(dW) ** 2 * q_slope * 2.0 / 2
+    err = np.abs(np.asarray(moved.mean(0) - expected))
+    assert (err <= 5 * se + bias).all(), (err, se, bias)
+
+
+def test_granularity_of_a_fraction_of_a_pulse():
+    dev = D.ConstantStep(dw_min=1e-3)
+    t = T.init(0, dev, (1,))
+    keys = jax.random.split(jax.random.PRNGKey(0), 4000)
+    moved = jax.vmap(lambda k: P.update(t, dev, jnp.array([0.3e-3]), k, PULSE).w[0])(keys)
+    pulses = np.round(np.asarray(moved) / 1e-3)
+    np.testing.assert_allclose(np.asarray(moved), pulses * 1e-3, atol=1e-9)  # whole pulses only
+    assert set(np.unique(pulses)) <= {0.0, 1.0}
+    # Bernoulli(0.3) over 4000 keys: 5 standard errors
+    assert abs(pulses.mean() - 0.3) < 5 * np.sqrt(0.3 * 0.7 / 4000)
+
+
+def test_pulse_mode_caps_at_bl():
+    dev = D.ConstantStep(dw_min=1e-3)
+    t = T.init(0, dev, (2,))
+    new = P.update(t, dev, jnp.array([1.0, -1.0]), 0, P.UpdateConfig(mode="pulse", bl=7))
+    np.testing.assert_allclose(new.w, [0.007, -0.007], rtol=1e-6)
+
+
+def test_expected_and_ideal_modes():
+    dev = D.SoftBounds(tau=0.6, asymmetry=0.2)
+    t = T.init(0, dev, (3,), w0=jnp.array([0.1, -0.2, 0.5]))
+    dW = jnp.array([0.05, -0.05, 0.5])
+    got = P.update(t, dev, dW, 0, P.UpdateConfig(mode="expected"))
+    np.testing.assert_allclose(got.w, dev.expected_update(t.w, dW), rtol=1e-6)
+    ideal = P.update(t, dev, dW, 0, P.UpdateConfig(mode="ideal"))
+    np.testing.assert_allclose(ideal.w, t.w + dW, rtol=1e-6)  # digital: no response, no clip
+
+
+# -- "outer" mode: aihwkit's stochastic-compressed pulse trains -----------------------------------
+
+def _outer_counts(x, d, lr, dw_min, key, cfg=OUTER):
+    return P._sample_pulse_counts(jnp.asarray(x), jnp.asarray(d), lr, dw_min, key, cfg)
+
+
+def test_outer_mean_change_on_constant_step_is_minus_lr_d_xT():
+    dev = D.ConstantStep(dw_min=1e-3)
+    t = T.init(0, dev, (4, 3))
+    x = jnp.array([[1.0, -0.5, 0.25, 0.0], [0.3, 0.6, -0.9, 0.1]])
+    d = jnp.array([[0.2, -0.1, 0.05], [-0.3, 0.15, 0.02]])
+    lr = 0.02
+    keys = jax.random.split(jax.random.PRNGKey(1), 3000)
+    moved = jax.vmap(lambda k: P.outer_update(t, dev, x, d, lr, k, OUTER).w)(keys) - t.w
+    want = -lr * x.T @ d
+    se = np.asarray(moved.std(0)) / np.sqrt(len(keys))
+    err = np.abs(np.asarray(moved.mean(0) - want))
+    assert (err <= 5 * se + 1e-9).all(), (err, se)
+
+
+def test_outer_expected_counts_below_saturation():
+    x = jnp.array([0.9, -0.4, 0.1, 0.0, 0.6])
+    d = jnp.array([0.5, -0.05, 0.25])
+    lr, dw_min = 0.01, 1e-3  # k = lr*0.9*0.5/dw_min = 4.5 -> BL 5, below bl=31
+    keys = jax.random.split(jax.random.PRNGKey(2), 6000)
+    n = jax.vmap(lambda k: _outer_counts(x, d, lr, dw_min, k))(keys)
+    want = lr * np.abs(np.outer(x, d)) / dw_min
+    assert np.abs(np.asarray(n)).max() <= 5
+    mean = np.abs(np.asarray(n)).mean(0)
+    se = np.abs(np.asarray(n)).std(0) / np.sqrt(len(keys))
+    assert (np.abs(mean - want) <= 5 * se + 1e-9).all(), (mean, want, se)
+    # direction: positive lr * x * d fires down pulses
+    sign = np.sign(np.asarray(n).sum(0))
+    np.testing.assert_array_equal(sign, -np.sign(np.outer(x, d)))
+
+
+def test_outer_saturates_at_bl():
+    x = jnp.array([1.0, 0.5, -0.2])
+    d = jnp.array([-2.0, 1.0])
+    lr, dw_min = 1.0, 1e-3  # k = 2000 >> bl
+    cfg = P.UpdateConfig(mode="outer", bl=31)
+    keys = jax.random.split(jax.random.PRNGKey(3), 200)
+    n = np.asarray(jax.vmap(lambda k: _outer_counts(x, d, lr, dw_min, k, cfg))(keys))
+    assert np.abs(n).max() == 31
+    # the largest |x_j d_i| fires in every slot: p = sqrt(k_eff / BL) = 1
+    assert (n[:, 0, 0] == 31).all()
+    # others saturate proportionally: E|n_ij| = 31 * |x_j d_i| / max|x d|
+    want = 31 * np.abs(np.outer(x, d)) / 2.0
+    mean, se = np.abs(n).mean(0), np.abs(n).std(0) / np.sqrt(len(keys))
+    assert (np.abs(mean - want) <= 5 * se + 1e-9).all()
+
+
+def test_outer_applies_samples_in_sequence():
+    # Element at 0.99 with bound 1: +5 pulses then -5 pulses. In sequence it hits the bound
+    # first (0.99 -> 1.0 -> 0.95); the summed request would leave it at 0.99.
+    dev = D.ConstantStep(dw_min=0.01)
+    t = T.init(0, dev, (1, 1), w0=0.99)
+    lr = 0.05  # k = lr*1*1/0.01 = 5 -> BL 5, p = 1: exactly 5 pulses per sample
+    x = jnp.ones((2, 1))
+    d = jnp.array([[-1.0], [1.0]])
+    new = P.outer_update(t, dev, x, d, lr, 0, OUTER)
+    assert float(new.w[0, 0]) == pytest.approx(0.95, abs=1e-6)
+    reverse = P.outer_update(t, dev, x, d[::-1], lr, 0, OUTER)
+    assert float(reverse.w[0, 0]) == pytest.approx(0.99, abs=1e-6)
+
+
+def test_outer_on_rank4_kernel_uses_matrix_view():
+    dev = D.ConstantStep(dw_min=1e-3)
+    t = T.init(0, dev, (3, 3, 2, 4))
+    x = jnp.ones((5, 18))
+    d = 0.01 * jnp.ones((5, 4))
+    new = P.outer_update(t, dev, x, d, 0.1, 0, OUTER)
+    assert new.w.shape == (3, 3, 2, 4)
+    # k = 0.1*1*0.01/1e-3 = 1 -> BL 1, p = 1: each sample fires exactly one down pulse
+    np.testing.assert_allclose(new.w, -5e-3, rtol=1e-5)
+
+
+# -- compilation, vmap over devices ---------------------------------------------------------------
+
+def test_compiles_once_per_shape():
+    traces = []
+
+    def step(t, dev, dW, key):
+        traces.append(1)
+        return P.update(t, dev, dW, key, PULSE)
+
+    f = jax.jit(step)
+    dev = D.SoftBounds(tau=0.6, dw_min_std=0.2)
+    t = T.init(0, dev, (8, 8))
+    for i in range(4):
+        t = f(t, dev.replace(tau=0.6 + 0.01 * i), 0.01 * jnp.ones((8, 8)), jax.random.PRNGKey(i))
+    assert len(traces) == 1
+
+
+def test_vmap_over_sixteen_devices_equals_separate_calls():
+    devs = [D.Power(tau=t, gamma=g, asymmetry=0.1, dw_min=1e-3, dw_min_std=0.3)
+            for t in (0.6, 0.7, 0.8, 0.9) for g in (0.5, 1.0, 2.0, 3.0)]
+    x = jax.random.normal(jax.random.PRNGKey(0), (4, 6))
+    d = 0.1 * jax.random.normal(jax.random.PRNGKey(1), (4, 5))
+
+    def run(dev):
+        t = T.init(jax.random.PRNGKey(5), dev, (6, 5), zero_shift=True)
+        t = P.update(t, dev, 0.01 * jnp.ones((6, 5)), jax.random.PRNGKey(6), PULSE)
+        return P.outer_update(t, dev, x, d, 0.05, jax.random.PRNGKey(7), OUTER).w
+
+    batched = jax.jit(jax.vmap(run))(D.stack(devs))
+    single = jax.jit(run)
+    for i, dev in enumerate(devs):
+        np.testing.assert_allclose(batched[i], single(dev), rtol=1e-6, atol=1e-7)
+
+
+# -- validation -------------------------------------------------------------------------------------
+
+def _t():
+    return T.init(0, D.SoftBounds(), (2, 3))
+
+
+@pytest.mark.parametrize(
+    "call,err,arg",
+    [
+        (lambda: P.UpdateConfig(mode="analog"), ValueError, "mode"),
+        (lambda: P.UpdateConfig(bl=0), ValueError, "bl"),
+        (lambda: P.update(_t(), D.SoftBounds(), jnp.zeros((3, 2)), 0), ValueError, "dW"),
+        (lambda: P.update(_t(), D.SoftBounds(), jnp.full((2, 3), jnp.nan), 0), ValueError, "dW"),
+        (lambda: P.update(_t(), D.SoftBounds(), jnp.zeros((2, 3)), 0, OUTER), ValueError, "outer"),
+        (lambda: P.apply(_t(), D.SoftBounds(), jnp.zeros((2, 3)), 0), TypeError, "n must be an integer"),
+        (lambda: P.apply(_t(), D.SoftBounds(), jnp.zeros((2, 2), jnp.int32), 0), ValueError, "n has shape"),
+        (lambda: P.outer_update(_t(), D.SoftBounds(), jnp.zeros((4, 3)), jnp.zeros((4, 3)), 0.1, 0), ValueError, "x must"),
+        (lambda: P.outer_update(_t(), D.SoftBounds(), jnp.zeros((4, 2)), jnp.zeros((4, 2)), 0.1, 0), ValueError, "d must"),
+        (lambda: P.outer_update(_t(), D.SoftBounds(), jnp.zeros((4, 2)), jnp.zeros((5, 3)), 0.1, 0), ValueError, "batch"),
+        (lambda: P.update(_t(), "dev", jnp.zeros((2, 3)), 0), TypeError, "device"),
+        (lambda: P.update(_t(), D.SoftBounds(), jnp.zeros((2, 3)), 0, "pulse"), TypeError, "cfg"),
+    ],
+)
+def test_bad_input(call, err, arg):
+    with pytest.raises(err, match=arg):
+        call()
