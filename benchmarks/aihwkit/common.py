@@ -1,0 +1,190 @@
+"""Shared pieces of the side-by-side benchmarks (stdlib only: imported from both venvs).
+
+Workload definitions live here once, so that the aihwkit side (run in its own venv, see
+setup.sh) and the aimcjax side use the same sizes, rates and device parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+AIHWKIT_PYTHON = Path(os.environ.get("AIHWKIT_VENV", "/work/aihwkit-venv")) / "bin" / "python"
+RECORDED = HERE / "recorded.json"
+THREADS = 2  # the benchmark machine has 2 cores; both libraries get both
+
+# Workload constants (PAPERS.md, RF FCN on MNIST).
+FCN_SIZES = (784, 256, 128, 10)
+LR = 0.05  # alpha: analog learning rate of the FCN
+TRANSFER_LR = 0.01  # beta
+GAMMA = 0.4
+DW_MIN = 1e-3
+TAU = 0.6
+DW_MIN_STD = 0.3  # multiplicative cycle-to-cycle noise, aihwkit's default magnitude
+BL = 31
+
+# W2: 512x512 tile, batch 64. "Realistic" gradients: x are sigmoid activations in [0, 1],
+# d are backpropagated errors of a few 1e-3..1e-2 (N(0, 0.01^2)): k = lr*max|x|*max|d|/dw_min ~ 2,
+# so aihwkit's update-BL management picks BL ~ 2 of 31.
+W2_SIZE = 512
+W2_BATCH = 64
+W2_D_STD = 0.01
+
+# W3: 16 device configurations (Power response, RF Table 8 grid) x the W1 model x 200 steps.
+W3_GAMMAS = (0.5, 1.0, 2.0, 3.0)
+W3_TAUS = (0.6, 0.7, 0.8, 1.0)
+W3_STEPS = 200
+W3_BATCH = 10
+
+
+def w3_grid():
+    """The 16 (gamma, tau) pairs of W3, in order."""
+    return [(g, t) for g in W3_GAMMAS for t in W3_TAUS]
+
+
+def time_runs(run, n_steps: int, repeats: int, warmup: int = 1, sync=lambda out: out):
+    """Median wall and CPU seconds per step of `repeats` timed calls of `run(n_steps)`.
+
+    CPU time (all threads of the process) is reported beside wall time because the benchmark
+    machine is shared: other processes stretch wall time by up to 3x, CPU time much less.
+    """
+    for _ in range(warmup):
+        sync(run(n_steps))
+    times, cpu = [], []
+    for _ in range(repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        sync(run(n_steps))
+        times.append((time.perf_counter() - start) / n_steps)
+        cpu.append((time.process_time() - start_cpu) / n_steps)
+    return {"median_s": statistics.median(times), "times_s": times,
+            "median_cpu_s": statistics.median(cpu), "cpu_s": cpu}
+
+
+def run_aihwkit(args: list[str], timeout: float = 3600) -> dict:
+    """Run aihwkit_side.py in the aihwkit venv; returns its JSON result."""
+    if not AIHWKIT_PYTHON.exists():
+        raise SystemExit(
+            f"aihwkit venv not found at {AIHWKIT_PYTHON}: run benchmarks/aihwkit/setup.sh "
+            "or set AIHWKIT_VENV"
+        )
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
+    proc = subprocess.run(
+        [str(AIHWKIT_PYTHON), str(HERE / "aihwkit_side.py"), *args],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"aihwkit side failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def report(workload: str, rows: list[dict], check: bool, tolerance: float = 0.5) -> int:
+    """Print a ratio table; with `check`, compare CPU-time ratios to recorded.json.
+
+    A case fails the check when its CPU-time ratio falls below (1 - tolerance) x the recorded one
+    (timings on a shared 2-core machine wobble by tens of percent, so the default is loose).
+    Returns the process exit status.
+    """
+    print(f"\n{workload}: median wall / CPU seconds per step; speed-up of aimcjax over aihwkit")
+    print(f"{'case':46s} {'aihwkit':>9s} {'aimcjax':>9s} {'ratio':>6s} {'hw cpu':>9s} "
+          f"{'jx cpu':>9s} {'cpu ratio':>9s}")
+    for row in rows:
+        print(f"{row['case']:46s} {row['aihwkit_s']:9.5f} {row['aimcjax_s']:9.5f} "
+              f"{row['ratio']:6.2f} {row['aihwkit_cpu_s']:9.5f} {row['aimcjax_cpu_s']:9.5f} "
+              f"{row['cpu_ratio']:9.2f}")
+    status = 0
+    if check:
+        recorded = json.loads(RECORDED.read_text()).get(workload, {}) if RECORDED.exists() else {}
+        for row in rows:
+            ref = recorded.get(row["case"])
+            if ref is None:
+                print(f"check: no recorded ratio for {row['case']!r}")
+                continue
+            ok = row["cpu_ratio"] >= (1 - tolerance) * ref
+            print(f"check: {row['case']:44s} CPU ratio {row['cpu_ratio']:.2f} vs recorded {ref:.2f}: "
+                  f"{'ok' if ok else 'REGRESSED'}")
+            status |= 0 if ok else 1
+    return status
+
+
+def record(workload: str, rows: list[dict]) -> None:
+    """Store the CPU-time ratios of `rows` in recorded.json (used by --check)."""
+    data = json.loads(RECORDED.read_text()) if RECORDED.exists() else {}
+    data.setdefault(workload, {}).update({r["case"]: round(r["cpu_ratio"], 3) for r in rows})
+    RECORDED.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def emit(result: dict) -> None:
+    """Last stdout line of a side script: its JSON result (plus the process's peak RSS)."""
+    import resource
+
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+def run_aimcjax(args: list[str], timeout: float = 3600) -> dict:
+    """Run aimcjax_side.py in this interpreter's venv (a fresh process per case)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "aimcjax_side.py"), *args],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"aimcjax side failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def side_by_side(workload: str, cases: list[tuple[str, list[str], list[str]]], argv=None,
+                 defaults: list[str] = ()) -> int:
+    """The driver of one workload: runs every case in both libraries, prints the table.
+
+    Args:
+      workload: "w1" | "w2" | "w3" (key in recorded.json).
+      cases: (name, aihwkit_args, aimcjax_args) per case; the workload name is prepended.
+      argv: command line (--check, --record, --steps, --repeats, --only SUBSTRING).
+      defaults: side arguments placed before the case's own (e.g. --steps for this workload).
+    """
+    import argparse
+
+    p = argparse.ArgumentParser(description=f"{workload}: aihwkit vs aimcjax, side by side")
+    p.add_argument("--check", action="store_true", help="compare ratios to recorded.json")
+    p.add_argument("--record", action="store_true", help="store the ratios in recorded.json")
+    p.add_argument("--steps", type=int, default=None, help="steps per timed call")
+    p.add_argument("--repeats", type=int, default=None, help="timed calls (median taken)")
+    p.add_argument("--only", default=None, help="run only cases whose name contains this")
+    p.add_argument("--json", default=None, help="also write the rows to this file")
+    a = p.parse_args(argv)
+    extra = []
+    if a.steps is not None:
+        extra += ["--steps", str(a.steps)]
+    if a.repeats is not None:
+        extra += ["--repeats", str(a.repeats)]
+    rows, aihwkit_runs = [], {}
+    for name, hw_args, jx_args in cases:
+        if a.only and a.only not in name:
+            continue
+        hw_key = tuple(hw_args)
+        if hw_key not in aihwkit_runs:  # cases sharing an aihwkit configuration share its run
+            aihwkit_runs[hw_key] = run_aihwkit([workload, *defaults, *hw_args, *extra])
+        hw = aihwkit_runs[hw_key]
+        jx = run_aimcjax([workload, *defaults, *jx_args, *extra])
+        rows.append({"case": name, "aihwkit_s": hw["median_s"], "aimcjax_s": jx["median_s"],
+                     "ratio": hw["median_s"] / jx["median_s"],
+                     "aihwkit_cpu_s": hw["median_cpu_s"], "aimcjax_cpu_s": jx["median_cpu_s"],
+                     "cpu_ratio": hw["median_cpu_s"] / jx["median_cpu_s"],
+                     "aihwkit": hw, "aimcjax": jx})
+        print(f"{name}: aihwkit {hw['median_s']:.5f} s, aimcjax {jx['median_s']:.5f} s "
+              f"(compile {jx.get('compile_s', 0):.1f} s), ratio {rows[-1]['ratio']:.2f}",
+              flush=True)
+    status = report(workload, rows, a.check)
+    if a.record:
+        record(workload, rows)
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=1) + "\n")
+    return status
