@@ -84,6 +84,7 @@ def _as_leaf(value):
     return value
 
 
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
 class Device:
     """Base of all device families.
 
@@ -94,6 +95,23 @@ class Device:
 
     # Fields that are static (part of the treedef) rather than leaves.
     _static: ClassVar[tuple[str, ...]] = ("noise",)
+
+    # Variation parameters every family carries (keyword-only, see _VARIATION_DOC).
+    dw_min_dtod: Any = 0.0
+    up_down_dtod: Any = 0.0
+    w_max_dtod: Any = 0.0
+    w_min_dtod: Any = 0.0
+    dw_min_std: Any = 0.0
+    reference_std: Any = 0.0
+    noise: str = "additive"
+
+    def __repr__(self):
+        # The family's own parameters first; variation parameters only where set.
+        shared = {f.name for f in dataclasses.fields(Device)}
+        own = [f.name for f in dataclasses.fields(self) if f.name not in shared]
+        varied = [n for n in VARIATION_FIELDS if _concrete(getattr(self, n)) is None or np.any(_concrete(getattr(self, n)) != 0)]
+        noise = ["noise"] if self.noise != "additive" else []
+        return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in own + varied + noise)})"
 
     # -- public API ---------------------------------------------------------------------------
     def response(self, w, w_min, w_max):
@@ -178,7 +196,7 @@ def symmetric_point_bisect(device: Device, gain_up, gain_down, w_min, w_max, ite
 
 def _device(cls):
     """Make ``cls`` a frozen dataclass and a pytree (numeric fields are leaves)."""
-    cls = dataclasses.dataclass(frozen=True, eq=False, repr=True)(cls)
+    cls = dataclasses.dataclass(frozen=True, eq=False, repr=False, kw_only=True)(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     static = [n for n in names if n in cls._static]
     data = [n for n in names if n not in cls._static]
@@ -223,13 +241,6 @@ class ConstantStep(Device):
     w_min: Any = -1.0
     w_max: Any = 1.0
     asymmetry: Any = 0.0
-    dw_min_dtod: Any = 0.0
-    up_down_dtod: Any = 0.0
-    w_max_dtod: Any = 0.0
-    w_min_dtod: Any = 0.0
-    dw_min_std: Any = 0.0
-    reference_std: Any = 0.0
-    noise: str = "additive"
 
     __doc__ = (__doc__ or "") + _VARIATION_DOC
 
@@ -254,13 +265,6 @@ class SoftBounds(Device):
     dw_min: Any = 1e-3
     w_min: Any = None
     w_max: Any = None
-    dw_min_dtod: Any = 0.0
-    up_down_dtod: Any = 0.0
-    w_max_dtod: Any = 0.0
-    w_min_dtod: Any = 0.0
-    dw_min_std: Any = 0.0
-    reference_std: Any = 0.0
-    noise: str = "additive"
 
     __doc__ = (__doc__ or "") + _VARIATION_DOC
 
@@ -292,13 +296,6 @@ class Power(Device):
     dw_min: Any = 1e-3
     w_min: Any = None
     w_max: Any = None
-    dw_min_dtod: Any = 0.0
-    up_down_dtod: Any = 0.0
-    w_max_dtod: Any = 0.0
-    w_min_dtod: Any = 0.0
-    dw_min_std: Any = 0.0
-    reference_std: Any = 0.0
-    noise: str = "additive"
 
     __doc__ = (__doc__ or "") + _VARIATION_DOC
 
@@ -337,13 +334,6 @@ class Exponential(Device):
     dw_min: Any = 1e-3
     w_min: Any = None
     w_max: Any = None
-    dw_min_dtod: Any = 0.0
-    up_down_dtod: Any = 0.0
-    w_max_dtod: Any = 0.0
-    w_min_dtod: Any = 0.0
-    dw_min_std: Any = 0.0
-    reference_std: Any = 0.0
-    noise: str = "additive"
 
     __doc__ = (__doc__ or "") + _VARIATION_DOC
 
@@ -379,13 +369,6 @@ class Piecewise(Device):
     w_min: Any = -1.0
     w_max: Any = 1.0
     dw_min: Any = 1e-3
-    dw_min_dtod: Any = 0.0
-    up_down_dtod: Any = 0.0
-    w_max_dtod: Any = 0.0
-    w_min_dtod: Any = 0.0
-    dw_min_std: Any = 0.0
-    reference_std: Any = 0.0
-    noise: str = "additive"
 
     __doc__ = (__doc__ or "") + _VARIATION_DOC
 
@@ -440,13 +423,6 @@ class Custom(Device):
     w_min: Any = -1.0
     w_max: Any = 1.0
     dw_min: Any = 1e-3
-    dw_min_dtod: Any = 0.0
-    up_down_dtod: Any = 0.0
-    w_max_dtod: Any = 0.0
-    w_min_dtod: Any = 0.0
-    dw_min_std: Any = 0.0
-    reference_std: Any = 0.0
-    noise: str = "additive"
 
     _static: ClassVar[tuple[str, ...]] = ("noise", "q_plus_fn", "q_minus_fn")
 
