@@ -176,6 +176,17 @@ def test_reproduce_least_squares_recipes_tiny(tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_table8_sweeps_extra_algorithms(tmp_path, capsys):
+    out = tmp_path / "t8x"
+    assert cli.main(["reproduce", "table8", "--set",
+                     "epochs=1,train_size=30,gammas=1,taus=0.6,families=power,extra=agad",
+                     "--quiet", "--out", str(out)]) == 0
+    assert "agad" in capsys.readouterr().out
+    row, = json.loads((out / "summary.json").read_text())["rows"]
+    assert 0.0 <= row["agad"]["mean"] <= 1.0
+
+
+@pytest.mark.slow
 def test_train_runs_the_rest_of_the_field(tmp_path, capsys):
     algorithms = ["cttv2", "agad", "multi-tile", "mixed-precision"]
     args = TINY + ["--algorithm", *algorithms, "--device", "softbounds:tau=1", "--quiet",

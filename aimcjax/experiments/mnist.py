@@ -18,7 +18,7 @@ from aimcjax import data as data_lib
 from aimcjax import specs
 from aimcjax.experiments import sweep as sweep_lib
 from aimcjax.experiments.output import OutputDir, figure
-from aimcjax.experiments.training import TrainConfig
+from aimcjax.experiments.training import ALGORITHMS, TrainConfig
 
 __all__ = ["main_job", "table8", "table7", "PAPER_TABLE8", "PAPER_TABLE7", "MAIN_SETTINGS"]
 
@@ -123,8 +123,9 @@ TABLE8_FULL = dict(epochs=30, train_size=0, gammas=(0.5, 1.0, 2.0), taus=(0.6, 0
 
 def table8(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=None,
            train_size=None, gammas=None, taus=None, families=("power", "exp"), data_path=None,
-           chunk_size=0):
-    """[RF] Table 8: FCN on MNIST across Power/Exponential responses, Analog SGD vs RL.
+           chunk_size=0, extra=()):
+    """[RF] Table 8: FCN on MNIST across Power/Exponential responses, Analog SGD vs RL
+    (plus any ``extra`` algorithms, e.g. ``("agad", "cttv2")``, as further columns).
 
     Each (family, algorithm) grid of gamma x tau x seeds is one vmapped program.
 
@@ -137,6 +138,8 @@ def table8(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=None
       epochs, train_size, gammas, taus, families: overrides of the defaults.
       data_path: full MNIST instead of mnist5k.
       chunk_size: runs per compiled batch (0 = all).
+      extra: further algorithms of :data:`~aimcjax.experiments.training.ALGORITHMS` to sweep
+        on the same grid (the paper has no numbers for them).
 
     Returns:
       The summary dict with ``rows``: one per (family, gamma, tau) with ours and the paper's.
@@ -147,6 +150,11 @@ def table8(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=None
         if v is not None:
             s[k] = _seq(v) if k in ("gammas", "taus") else v
     families = _seq(families)
+    extra = [a for a in _seq(extra) if a not in ("analog-sgd", "residual")]
+    unknown = [a for a in extra if a not in ALGORITHMS or a == "digital"]
+    if unknown:
+        raise ValueError(f"extra must name analog algorithms of {', '.join(ALGORITHMS[1:])}, got {unknown}")
+    analog = ["analog-sgd", "residual", *extra]
     seeds = list(range(seed, seed + s["seeds"]))
     cfg = TrainConfig(model="fcn", epochs=s["epochs"], batch_size=10, transfer_lr=0.01, gamma=0.4,
                       update="pulse", train_size=s["train_size"],
@@ -154,7 +162,7 @@ def table8(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=None
     ds = _dataset(data_path)
     echo(f"Table 8: FCN on {ds.name}, {cfg.epochs} epochs on {cfg.train_size or len(ds.x_train)} "
          f"samples, seeds {seeds}, gamma {list(s['gammas'])} x tau {list(s['taus'])} x {list(families)}")
-    lrs = {"digital": 0.1, "analog-sgd": 0.05, "residual": 0.05}
+    lrs = {"digital": 0.1, **{a: 0.05 for a in analog}}
     dig, _ = sweep_lib.run_grid(cfg, ["digital"], [({}, None)], seeds, ds, out, lrs=lrs,
                                 quiet=quiet, echo=echo)
     rows, curves = [], {"digital": dig["curves"]["digital"]}
@@ -162,7 +170,7 @@ def table8(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=None
     for fam in families:
         grid = specs.parse_grid(f"{fam}:gamma={'/'.join(map(str, s['gammas']))},"
                                 f"tau={'/'.join(map(str, s['taus']))}")
-        res, _ = sweep_lib.run_grid(cfg, ["analog-sgd", "residual"], grid, seeds, ds, out,
+        res, _ = sweep_lib.run_grid(cfg, analog, grid, seeds, ds, out,
                                     lrs=lrs, chunk_size=chunk_size, quiet=quiet, echo=echo)
         runs += [{**r, "family": fam} for r in res["runs"]]
         for params, _ in grid:
@@ -172,18 +180,20 @@ def table8(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=None
             rows.append({"family": fam, "gamma": g, "tau": t,
                          "analog-sgd": res["table"]["analog-sgd"][label],
                          "residual": res["table"]["residual"][label],
-                         "paper_analog-sgd": paper[0], "paper_residual": paper[1]})
-        for alg in ("analog-sgd", "residual"):
+                         "paper_analog-sgd": paper[0], "paper_residual": paper[1],
+                         **{a: res["table"][a][label] for a in extra}})
+        for alg in analog:
             for label, c in res["curves"][alg].items():
                 curves.setdefault(alg, {})[f"{fam} {label}"] = c
     digital = dig["table"]["digital"]["-"]
     echo("")
     echo(f"digital SGD: ours {_fmt(digital)}   paper {PAPER_DIGITAL}")
     echo(f"{'family':6s} {'gamma':>5s} {'tau':>4s} | {'ASGD ours':>12s} {'paper':>11s} | "
-         f"{'RL ours':>12s} {'paper (TT/RL)':>13s}")
+         f"{'RL ours':>12s} {'paper (TT/RL)':>13s}" + "".join(f" | {a:>12s}" for a in extra))
     for r in rows:
         echo(f"{r['family']:6s} {r['gamma']:5g} {r['tau']:4g} | {_fmt(r['analog-sgd']):>12s} "
-             f"{r['paper_analog-sgd']:>11s} | {_fmt(r['residual']):>12s} {r['paper_residual']:>13s}")
+             f"{r['paper_analog-sgd']:>11s} | {_fmt(r['residual']):>12s} {r['paper_residual']:>13s}"
+             + "".join(f" | {_fmt(r[a]):>12s}" for a in extra))
     summary = {"digital": digital, "rows": rows, "runs": runs, "curves": curves,
                "settings": {"config": dataclasses.asdict(cfg), "seeds": seeds, "lrs": lrs,
                             "grid": {"gammas": list(s["gammas"]), "taus": list(s["taus"]),
@@ -191,7 +201,7 @@ def table8(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=None
                             "notes": None if full else SMALL_NOTES}}
     _plot_rows(rows, digital, out, "table8.png", "RF Table 8: FCN on MNIST",
                lambda r: f"{r['family'][:3]} g{r['gamma']:g} t{r['tau']:g}",
-               ("analog-sgd", "residual"))
+               tuple(analog))
     return summary
 
 
@@ -212,7 +222,7 @@ def _plot_rows(rows, digital, out, name, title, label, algorithms):
         ours = [100 * r[alg]["mean"] for r in rows]
         err = [100 * r[alg]["std"] for r in rows]
         line = ax.errorbar(x + 0.1 * (i - 0.5), ours, yerr=err, fmt="o", label=f"{alg} (ours)")
-        paper = [_paper_value(r[f"paper_{alg}"]) for r in rows]
+        paper = [_paper_value(r.get(f"paper_{alg}", "")) for r in rows]
         ax.plot(x + 0.1 * (i - 0.5), paper, "x", color=line[0].get_color(), label=f"{alg} (paper)")
     ax.axhline(100 * digital["mean"], color="k", ls="--", lw=1, label="digital (ours)")
     ax.set_xticks(x)
