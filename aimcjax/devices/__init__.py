@@ -253,12 +253,10 @@ class ConstantStep(Device):
         return (1 + self.asymmetry) * one, (1 - self.asymmetry) * one
 
 
-@_device
-class SoftBounds(Device):
-    """Linear (soft-bounds) response: q_plus = (1+c)(1 - w/w_max), q_minus = (1-c)(1 - w/w_min).
-
-    With symmetric bounds ``±tau`` the symmetric point is ``c*tau`` [RF §3].
-    """
+@dataclasses.dataclass(frozen=True, eq=False, repr=False, kw_only=True)
+class _TauFamily(Device):
+    """Families whose range defaults to [-tau, tau] and whose up/down imbalance is ``asymmetry``
+    (a ``gamma`` field, where a family has one, must be > 0)."""
 
     tau: Any = 0.6
     asymmetry: Any = 0.0
@@ -266,13 +264,25 @@ class SoftBounds(Device):
     w_min: Any = None
     w_max: Any = None
 
-    __doc__ = (__doc__ or "") + _VARIATION_DOC
-
     def __post_init__(self):
         _check("tau", self.tau, lambda a: a > 0, "> 0")
+        if hasattr(self, "gamma"):
+            _check("gamma", self.gamma, lambda a: a > 0, "> 0")
         _check("asymmetry", self.asymmetry, lambda a: np.abs(a) < 1, "in (-1, 1)")
         _default_bounds(self)
         self._finish_init()
+
+
+@_device
+class SoftBounds(_TauFamily):
+    """Linear (soft-bounds) response: q_plus = (1+c)(1 - w/w_max), q_minus = (1-c)(1 - w/w_min).
+
+    With symmetric bounds ``±tau`` the symmetric point is ``c*tau`` [RF §3].
+    """
+
+
+    __doc__ = (__doc__ or "") + _VARIATION_DOC
+
 
     def response(self, w, w_min, w_max):
         c = self.asymmetry
@@ -287,24 +297,13 @@ class SoftBounds(Device):
 
 
 @_device
-class Power(Device):
+class Power(_TauFamily):
     """Power response: q_plus = (1+c)(1 - w/w_max)^gamma, q_minus = (1-c)(1 - w/w_min)^gamma."""
 
-    tau: Any = 0.6
     gamma: Any = 1.0
-    asymmetry: Any = 0.0
-    dw_min: Any = 1e-3
-    w_min: Any = None
-    w_max: Any = None
 
     __doc__ = (__doc__ or "") + _VARIATION_DOC
 
-    def __post_init__(self):
-        _check("tau", self.tau, lambda a: a > 0, "> 0")
-        _check("gamma", self.gamma, lambda a: a > 0, "> 0")
-        _check("asymmetry", self.asymmetry, lambda a: np.abs(a) < 1, "in (-1, 1)")
-        _default_bounds(self)
-        self._finish_init()
 
     def response(self, w, w_min, w_max):
         c = self.asymmetry
@@ -320,7 +319,7 @@ class Power(Device):
 
 
 @_device
-class Exponential(Device):
+class Exponential(_TauFamily):
     """Exponential response [RF §5]:
 
     q_plus = (1+c)(e^{gamma(1 - w/w_max)} - 1)/(e^gamma - 1),
@@ -328,21 +327,10 @@ class Exponential(Device):
     The symmetric point is 0 for c = 0 and symmetric bounds; otherwise found by bisection.
     """
 
-    tau: Any = 0.6
     gamma: Any = 1.0
-    asymmetry: Any = 0.0
-    dw_min: Any = 1e-3
-    w_min: Any = None
-    w_max: Any = None
 
     __doc__ = (__doc__ or "") + _VARIATION_DOC
 
-    def __post_init__(self):
-        _check("tau", self.tau, lambda a: a > 0, "> 0")
-        _check("gamma", self.gamma, lambda a: a > 0, "> 0")
-        _check("asymmetry", self.asymmetry, lambda a: np.abs(a) < 1, "in (-1, 1)")
-        _default_bounds(self)
-        self._finish_init()
 
     def response(self, w, w_min, w_max):
         c, g = self.asymmetry, self.gamma
