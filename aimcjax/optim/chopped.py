@@ -50,7 +50,7 @@ from aimcjax import tile as tile_lib
 from aimcjax.devices import Device
 from aimcjax.optim import _common as common
 from aimcjax.optim._read import make_reader
-from aimcjax.optim.residual import TRANSFERS, _default_transfer_update
+from aimcjax.optim.residual import _default_transfer_update, check_residual_args
 from aimcjax.tile import Tile
 
 __all__ = ["ChoppedState", "chopped_ttv2", "agad"]
@@ -150,13 +150,7 @@ def _chopped_kernel(
 ) -> optax.GradientTransformationExtraArgs:
     common.check_rate("learning_rate", learning_rate)
     common.check_rate("transfer_lr", transfer_lr)
-    common.check_nonnegative("gamma", gamma)
-    common.check_device("device", device)
-    residual_device = device if residual_device is None else residual_device
-    common.check_device("residual_device", residual_device)
-    _check_bool("zero_shift", zero_shift)
-    if transfer not in TRANSFERS:
-        raise ValueError(f"transfer must be one of {TRANSFERS}, got {transfer!r}")
+    residual_device = check_residual_args(gamma, device, residual_device, zero_shift, transfer)
     transfer_every = common.static_int("transfer_every", transfer_every, minimum=1)
     in_chop_prob = _check_probability("in_chop_prob", in_chop_prob)
     for name, flag in (("in_chop_random", in_chop_random), ("no_buffer", no_buffer), ("forget_buffer", forget_buffer)):

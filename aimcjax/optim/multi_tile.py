@@ -37,7 +37,7 @@ from aimcjax.devices import Device
 from aimcjax.optim import _common as common
 from aimcjax.optim._read import make_reader
 from aimcjax.optim.chopped import write_lines
-from aimcjax.optim.residual import TRANSFERS, _default_transfer_update
+from aimcjax.optim.residual import _default_transfer_update, check_residual_args
 
 __all__ = ["MultiTileState", "multi_tile_residual"]
 
@@ -132,14 +132,7 @@ def multi_tile_residual(
 
     transfer_lrs = _per_stage("transfer_lr", transfer_lr, n_stages, rate)
     periods = _per_stage("transfer_every", transfer_every, n_stages, lambda n, v: common.static_int(n, v, minimum=1))
-    common.check_nonnegative("gamma", gamma)
-    common.check_device("device", device)
-    residual_device = device if residual_device is None else residual_device
-    common.check_device("residual_device", residual_device)
-    if not isinstance(zero_shift, bool):
-        raise TypeError(f"zero_shift must be a bool, got {zero_shift!r}")
-    if transfer not in TRANSFERS:
-        raise ValueError(f"transfer must be one of {TRANSFERS}, got {transfer!r}")
+    residual_device = check_residual_args(gamma, device, residual_device, zero_shift, transfer)
     common.check_update_config("update", update)
     if transfer_update is None:
         transfer_update = _default_transfer_update(update)

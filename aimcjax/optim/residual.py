@@ -55,6 +55,20 @@ class ResidualLearningState(NamedTuple):
     buffer: Any
 
 
+def check_residual_args(gamma, device, residual_device, zero_shift, transfer):
+    """Validate the arguments every residual-array algorithm shares; returns the residual
+    array's device (``device`` when ``residual_device`` is None)."""
+    common.check_nonnegative("gamma", gamma)
+    common.check_device("device", device)
+    residual_device = device if residual_device is None else residual_device
+    common.check_device("residual_device", residual_device)
+    if not isinstance(zero_shift, bool):
+        raise TypeError(f"zero_shift must be a bool, got {zero_shift!r}")
+    if transfer not in TRANSFERS:
+        raise ValueError(f"transfer must be one of {TRANSFERS}, got {transfer!r}")
+    return residual_device
+
+
 def _default_transfer_update(update: pulse.UpdateConfig) -> pulse.UpdateConfig:
     # aihwkit's transfer writes: same pulse type as the gradient writes, BL 31 with update
     # (BL) management, so W moves at most 31 * dw_min per transfer and line.
@@ -81,14 +95,7 @@ def _residual_kernel(
 ) -> optax.GradientTransformationExtraArgs:
     common.check_rate("learning_rate", learning_rate)
     common.check_rate("transfer_lr", transfer_lr)
-    common.check_nonnegative("gamma", gamma)
-    common.check_device("device", device)
-    residual_device = device if residual_device is None else residual_device
-    common.check_device("residual_device", residual_device)
-    if not isinstance(zero_shift, bool):
-        raise TypeError(f"zero_shift must be a bool, got {zero_shift!r}")
-    if transfer not in TRANSFERS:
-        raise ValueError(f"transfer must be one of {TRANSFERS}, got {transfer!r}")
+    residual_device = check_residual_args(gamma, device, residual_device, zero_shift, transfer)
     transfer_every = common.static_int("transfer_every", transfer_every, minimum=1)
     version = common.static_int("version", version, allowed=(1, 2))
     assert buffer in _BUFFERS
