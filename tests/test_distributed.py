@@ -28,7 +28,7 @@ def ls_batches(steps, batch, seed=0, workers=WORKERS, dim=DIM):
 
 
 def reference_csgd(config, batches, lr, workers=WORKERS, dim=DIM):
-    """The algorithm as written in DESIGN §7 / [CSGD] Alg. 1, in float64 numpy."""
+    """The algorithm of [CSGD] Alg. 1 (slack outside DESIGN §7's 1/M^2, see CensorConfig), float64 numpy."""
     x = np.zeros(dim)
     held = np.zeros((workers, dim))
     moves, iterates, sent_all = [], [], []
@@ -37,7 +37,7 @@ def reference_csgd(config, batches, lr, workers=WORKERS, dim=DIM):
         grads = np.einsum("mbd,mb->md", a, np.einsum("mbd,d->mb", a, x) - y) / a.shape[1]
         window = sum(moves[-config.window:])
         slack = 0.0 if config.mode == "lag" else config.sigma0 * config.sigma_decay**k
-        tau = (config.xi / (config.learning_rate**2 * config.window) * window + slack) / workers**2
+        tau = config.xi / (config.learning_rate**2 * config.window) * window / workers**2 + slack
         sent = np.sum((grads - held) ** 2, axis=1) > tau
         if k == 0 or config.mode == "sgd":
             sent[:] = True
@@ -294,7 +294,7 @@ def test_csgd_distributes_residual_learning():
     workers, dim = 4, 8
     device = devices.SoftBounds(tau=1.0, dw_min=1e-3)
     inner = residual_learning(0.1, 0.1, 0.4, device, key=0)
-    config = dist.CensorConfig(learning_rate=0.1, sigma0=2.0, sigma_decay=0.97)
+    config = dist.CensorConfig(learning_rate=0.1, sigma0=0.125, sigma_decay=0.97)
 
     def loss(weights, example):  # a (dim, 1) crossbar
         return 0.5 * ((example["a"] @ weights)[0] - example["y"]) ** 2

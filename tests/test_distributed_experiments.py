@@ -43,14 +43,27 @@ def test_results_table_and_plot(digits, tmp_path):
 
 @pytest.mark.slow
 def test_least_squares_censors_and_converges():
-    result = experiments.least_squares(iterations=40, batch_max=256, target=1e-2,
-                                       bucket_growth=16)
+    """The paper's least-squares setting as stated (PAPERS.md), 100 iterations.
+
+    Measured (seed 0): to ||x - x*|| < 1e-4 CSGD 166 uploads (77 iterations), LAG-S 214 (22),
+    SGD 230 (23); over the 100 iterations CSGD sends 20% of SGD's messages. The paper's 20
+    uploads are out of reach here: the first batches hold 1-2 samples, so a worker's fresh
+    gradient differs from its held one by E||g - g_hat||^2 ~ 8 (d + 1) ||x - x*||^2 / B ~ 900
+    at k = 1 against a threshold <= 4.25, and every worker uploads for the first ~6 iterations
+    (see aimcjax.experiments.csgd). The assertions are the loose claims only.
+    """
+    result = experiments.least_squares(iterations=100)
     runs = result["modes"]
     sgd = runs["sgd"]["uploads_to_target"]
-    assert sgd is not None and runs["csgd"]["uploads_to_target"] is not None, result["table"]
-    assert runs["csgd"]["uploads_to_target"] < sgd, result["table"]
-    assert runs["csgd"]["ratio_to_sgd"] < 0.5, result["table"]
-    assert runs["lag"]["uploads_to_target"] >= 0.9 * sgd, result["table"]
+    csgd = runs["csgd"]["uploads_to_target"]
+    assert sgd is not None and csgd is not None, result["table"]
+    assert csgd < 0.9 * sgd, result["table"]
+    assert runs["csgd"]["ratio_to_sgd"] < 0.3, result["table"]  # per iteration: most censored
+    assert runs["lag"]["uploads_to_target"] >= 0.85 * sgd, result["table"]
+    assert runs["lag"]["ratio_to_sgd"] > 0.85, result["table"]
+    # The forced phase: with B <= 2 every worker's innovation dwarfs the slack.
+    first = np.diff([0] + runs["csgd"]["uploads"])[:4]
+    assert np.all(first == 10), first
 
 
 def test_bad_experiment_input():

@@ -76,13 +76,17 @@ def censored_mean(grads, g_hat, tau, axis_name="workers", *, force=False):
 
 
 def threshold(config: CensorConfig, recent_sq_moves, count, num_workers_: int):
-    """tau^k of [CSGD] eq. (5): (xi/(alpha^2 D) sum_j ||x^{k+1-j}-x^{k-j}||^2 + sigma^k)/M^2."""
+    """tau^k = xi/(alpha^2 D M^2) sum_{j=1..D} ||x^{k+1-j} - x^{k-j}||^2 + sigma^k.
+
+    The move term is [LAG]'s (DESIGN §7); the slack sigma^k is added outside the 1/M^2 so
+    that the papers' slacks are used as printed (see :class:`CensorConfig`).
+    """
     moves = config.xi / (config.learning_rate**2 * config.window) * jnp.sum(recent_sq_moves)
+    moves = moves / num_workers_**2
     if config.mode == "lag":
-        slack = 0.0
-    else:
-        slack = config.sigma0 * jnp.power(jnp.float32(config.sigma_decay), count.astype(jnp.float32))
-    return (moves + slack) / num_workers_**2
+        return moves
+    slack = config.sigma0 * jnp.power(jnp.float32(config.sigma_decay), count.astype(jnp.float32))
+    return moves + slack
 
 
 class CSGDState(NamedTuple):
