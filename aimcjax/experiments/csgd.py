@@ -23,11 +23,12 @@ Conventions where the paper is silent or uses other units (stated so results can
   0..255 intensities, ``pixels="raw"``, make every mode oscillate and CSGD censor nothing).
 * Least squares uses the loss (a^T x - y)^2 (no 1/2: with it SGD needs twice the paper's
   24 iterations); the heterogeneous worker draws its features with mean ``shift`` instead
-  of 0 (same x*). CSGD cannot approach the paper's 20 uploads here: at k = 1 (B = 1) a
+  of 0 (same x*). Over seeds 0-4 CSGD reaches 1e-4 in 85 +- 5 iterations with 186 +- 24
+  uploads (18.6 per worker) and SGD in 23 +- 1 with 230: the paper's iteration counts
+  (85, 24), and its "20 uploads" matches ours per worker, so we read its 8% as per-worker
+  CSGD against total SGD. Counted alike the ratio cannot be small here: at k = 1 (B = 1) a
   worker's innovation is E||g - g_hat||^2 ~ 8 (d + 1) ||x - x*||^2 ~ 900 against a
-  threshold of at most sigma^1 ~ 3.6, so every worker uploads until the batch has grown
-  (the first ~6 iterations); and between uploads the server's step is constant, so fewer
-  than 2 messages per worker cannot steer the iterate to 1e-4.
+  threshold of at most sigma^1 ~ 3.6, so every worker uploads for the first ~6 iterations.
 
 Every mode sees the same data stream.
 
