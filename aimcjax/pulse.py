@@ -327,19 +327,25 @@ def _sample_pulse_counts(x, d, lr, dw_min, key, cfg: UpdateConfig):
     chunk = min(_SLOT_CHUNK, bl)
     n_chunks = jnp.ceil(sample_bl / chunk).astype(jnp.int32)
 
-    def add_chunk(carry):
-        c, counts = carry
+    # sign(lr * x_j * d_i) > 0 fires a down pulse (W <- W - lr * x d^T): with the signs on the
+    # bits, the matmul yields the signed count directly (all terms of n_ij share one sign).
+    sign_x = (-jnp.sign(lr) * jnp.sign(x)).astype(dtype)
+    sign_d = jnp.sign(d).astype(dtype)
+
+    def chunk_counts(c):
         k_x, k_d = jax.random.split(jax.random.fold_in(key, c))
         slots = c * chunk + jnp.arange(chunk) < sample_bl
         bits_x = (jax.random.uniform(k_x, (x.shape[0], chunk), dtype) < p_x[:, None]) & slots[None, :]
         bits_d = (jax.random.uniform(k_d, (chunk, d.shape[0]), dtype) < p_d[None, :]) & slots[:, None]
-        return c + 1, counts + jnp.matmul(bits_x.astype(dtype), bits_d.astype(dtype))
+        return jnp.matmul(jnp.where(bits_x, sign_x[:, None], 0), jnp.where(bits_d, sign_d[None, :], 0))
 
-    zeros = jnp.zeros((x.shape[0], d.shape[0]), dtype)
-    _, counts = jax.lax.while_loop(lambda c: c[0] < n_chunks, add_chunk, (jnp.int32(0), zeros))
-    # sign(lr * x_j * d_i) > 0 fires a down pulse: W <- W - lr * x d^T.
-    direction = -jnp.sign(lr) * jnp.sign(x)[:, None] * jnp.sign(d)[None, :]
-    return (direction * counts).astype(jnp.int32)
+    def add_chunk(carry):
+        c, counts = carry
+        return c + 1, counts + chunk_counts(c)
+
+    # Every sample has at least one chunk (BL >= 1): the first is drawn outside the loop.
+    _, counts = jax.lax.while_loop(lambda c: c[0] < n_chunks, add_chunk, (jnp.int32(1), chunk_counts(jnp.int32(0))))
+    return counts.astype(jnp.int32)
 
 
 def outer_update(tile: Tile, device: Device, x, d, lr, key, cfg: UpdateConfig = UpdateConfig(mode="outer")) -> Tile:
