@@ -32,10 +32,10 @@ import numpy as np
 from aimcjax.devices import ConstantStep, Device, Exponential, Power, SoftBounds
 from aimcjax.tile import Tile, as_key, matrix_shape
 
-__all__ = ["UpdateConfig", "MODES", "NOISE_RNGS", "apply", "update", "outer_update", "pulse_counts"]
+__all__ = ["UpdateConfig", "MODES", "RNGS", "apply", "update", "outer_update", "pulse_counts"]
 
 MODES = ("expected", "pulse", "outer", "ideal")
-NOISE_RNGS = ("counter", "threefry")  # generators of the per-pulse noise, see apply
+RNGS = ("counter", "threefry")  # generators of the per-element random numbers, see apply
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +49,9 @@ class UpdateConfig:
       update_management: "outer" mode balances the x and d pulse probabilities per sample.
       update_bl_management: "outer" mode shortens the train to ceil(lr*max|x|*max|d|/dw_min).
       stochastic_rounding: "pulse" mode rounds dW/dw_min stochastically (else to nearest).
-      noise_rng: generator of the per-pulse cycle-to-cycle noise (see :func:`apply`):
-        "counter" (default, fast) or "threefry" (jax.random.normal, the reference).
+      rng: generator of the per-element random numbers: the per-pulse cycle-to-cycle noise
+        (see :func:`apply`) and the "pulse" mode's stochastic rounding. "counter" (default,
+        fast) or "threefry" (jax.random.normal / uniform, the reference).
     """
 
     mode: str = "pulse"
@@ -58,7 +59,7 @@ class UpdateConfig:
     update_management: bool = True
     update_bl_management: bool = True
     stochastic_rounding: bool = True
-    noise_rng: str = "counter"
+    rng: str = "counter"
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -68,8 +69,8 @@ class UpdateConfig:
         for name in ("update_management", "update_bl_management", "stochastic_rounding"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        if self.noise_rng not in NOISE_RNGS:
-            raise ValueError(f"noise_rng must be one of {NOISE_RNGS}, got {self.noise_rng!r}")
+        if self.rng not in RNGS:
+            raise ValueError(f"rng must be one of {RNGS}, got {self.rng!r}")
 
 
 jax.tree_util.register_pytree_node(
@@ -144,28 +145,50 @@ def _mix32(x):
     return x ^ (x >> s2)
 
 
-def _counter_normal(key, counter, dtype):
-    """Standard normals, one per entry of ``counter`` (distinct uint32 element ids), from a
-    keyed counter-based generator: bits = mix(mix(id ^ k0) ^ k1) with (k0, k1) drawn from
-    ``key`` by threefry, then sqrt(2) erfinv(u) of the 23-bit symmetric uniform
-    u in (-1, 1). Both mixing rounds are bijections, so the ids of one draw give distinct
-    bit patterns; a fresh key gives an independent stream. It costs a few integer
-    operations per element, where threefry's 20 rounds cost ~15x more on CPU (this draw is
-    the inner loop of the per-pulse kernel)."""
+def _counter_bits(key, counter):
+    """32 random bits per entry of ``counter`` (distinct uint32 element ids) from a keyed
+    counter-based generator: mix(mix(id ^ k0) ^ k1) with (k0, k1) drawn from ``key`` by
+    threefry. Both mixing rounds are bijections, so the ids of one draw give distinct bit
+    patterns; a fresh key gives an independent stream. It costs a few integer operations per
+    element, ~15x less than threefry's 20 rounds on CPU."""
     k0, k1 = jax.random.bits(key, (2,), jnp.uint32)
-    bits = _mix32(_mix32(counter ^ k0) ^ k1)
-    # 23 random mantissa bits -> u0 in [0, 1) -> odd multiples of 2^-23 in (-1, 1): symmetric.
-    u0 = jax.lax.bitcast_convert_type((bits >> 9) | jnp.uint32(0x3F800000), jnp.float32) - 1.0
-    u = 2.0 * u0 - 1.0 + 2.0**-23
+    return _mix32(_mix32(counter ^ k0) ^ k1)
+
+
+def _unit_uniform(bits):
+    """The top 23 bits as a float32 in [0, 1) (the resolution of jax.random.uniform's)."""
+    return jax.lax.bitcast_convert_type((bits >> 9) | jnp.uint32(0x3F800000), jnp.float32) - 1.0
+
+
+def _counter_normal(key, counter, dtype):
+    """Standard normals, one per entry of ``counter``: sqrt(2) erfinv(u) of the symmetric
+    uniform u = 2 u0 - 1 + 2^-23 in (-1, 1) (odd multiples of 2^-23), u0 from
+    :func:`_counter_bits`."""
+    u = 2.0 * _unit_uniform(_counter_bits(key, counter)) - 1.0 + 2.0**-23
     return (np.sqrt(2.0) * jax.lax.erf_inv(u)).astype(dtype)
 
 
-def _noise_sampler(key, shape, dtype, noise_rng):
+def _counter_ok(rng, dtype):
+    # 23 random bits serve float32 and narrower; float64 keeps the reference generator.
+    return rng == "counter" and jnp.finfo(dtype).bits <= 32
+
+
+def _element_ids(shape):
+    return jax.lax.iota(jnp.uint32, int(np.prod(shape))).reshape(shape)
+
+
+def _uniform(key, shape, dtype, rng):
+    """U[0, 1) of ``shape``: the counter generator or jax.random.uniform (the reference)."""
+    if _counter_ok(rng, dtype):
+        return _unit_uniform(_counter_bits(key, _element_ids(shape))).astype(dtype)
+    return jax.random.uniform(key, shape, dtype)
+
+
+def _noise_sampler(key, shape, dtype, rng):
     """A function t -> standard normals of ``shape`` for loop iteration t."""
-    if noise_rng == "counter" and jnp.finfo(dtype).bits <= 32:
-        counter = jax.lax.iota(jnp.uint32, int(np.prod(shape))).reshape(shape)
-        return lambda t: _counter_normal(jax.random.fold_in(key, t), counter, dtype)
-    # the reference generator (and float64, which needs more than 23 random bits)
+    if _counter_ok(rng, dtype):
+        ids = _element_ids(shape)
+        return lambda t: _counter_normal(jax.random.fold_in(key, t), ids, dtype)
     return lambda t: jax.random.normal(jax.random.fold_in(key, t), shape, dtype)
 
 
@@ -183,7 +206,7 @@ def _directed_response(device: Device, up, w_min, w_max):
     return lambda w: jnp.where(up, *device.response(w, w_min, w_max))
 
 
-def _pulse_loop_apply(tile: Tile, device: Device, n, key, noise_rng: str = "counter"):
+def _pulse_loop_apply(tile: Tile, device: Device, n, key, rng: str = "counter"):
     """n pulses one at a time, response and noise re-drawn per pulse; loops max|n| times."""
     w0 = tile.w
     dtype = w0.dtype
@@ -193,7 +216,7 @@ def _pulse_loop_apply(tile: Tile, device: Device, n, key, noise_rng: str = "coun
     sigma = jnp.asarray(device.dw_min_std, dtype)
     noisy = _static_value(device.dw_min_std) != 0.0  # unknown (traced) counts as noisy
     response = _directed_response(device, up, tile.w_min, tile.w_max)
-    normal = _noise_sampler(key, w0.shape, dtype, noise_rng)
+    normal = _noise_sampler(key, w0.shape, dtype, rng)
 
     def body(carry):
         t, w = carry
@@ -209,7 +232,7 @@ def _pulse_loop_apply(tile: Tile, device: Device, n, key, noise_rng: str = "coun
     return w
 
 
-def apply(tile: Tile, device: Device, n, key, noise_rng: str = "counter") -> Tile:
+def apply(tile: Tile, device: Device, n, key, rng: str = "counter") -> Tile:
     """Fire signed pulse counts ``n`` (positive: up) on every element.
 
     Args:
@@ -217,7 +240,7 @@ def apply(tile: Tile, device: Device, n, key, noise_rng: str = "counter") -> Til
       device: its device (response functions and noise).
       n: integer array shaped like the tile: pulses per element, sign = direction.
       key: PRNG key (or int) for the cycle-to-cycle noise.
-      noise_rng: "counter": the per-pulse standard normals come from a keyed counter-based
+      rng: "counter": the per-pulse standard normals come from a keyed counter-based
         generator seeded from ``key`` (a few integer operations per element; float32 and
         narrower); "threefry": from ``jax.random.normal`` (the reference, ~8x slower on
         CPU). Both draw i.i.d. N(0, 1) noise; they differ only in the stream for a key.
@@ -234,12 +257,12 @@ def apply(tile: Tile, device: Device, n, key, noise_rng: str = "counter") -> Til
     if not jnp.issubdtype(n.dtype, jnp.integer):
         raise TypeError(f"n must be an integer array of pulse counts, got dtype {n.dtype}")
     _check_same_shape("n", n, tile)
-    if noise_rng not in NOISE_RNGS:
-        raise ValueError(f"noise_rng must be one of {NOISE_RNGS}, got {noise_rng!r}")
+    if rng not in RNGS:
+        raise ValueError(f"rng must be one of {RNGS}, got {rng!r}")
     exact_shortcut = isinstance(device, (ConstantStep, SoftBounds)) and _static_value(device.dw_min_std) == 0.0
     if exact_shortcut:
         return tile._replace(w=_closed_form_apply(tile, device, n))
-    return tile._replace(w=_pulse_loop_apply(tile, device, n, as_key(key), noise_rng))
+    return tile._replace(w=_pulse_loop_apply(tile, device, n, as_key(key), rng))
 
 
 def _expected(tile: Tile, device: Device, dW):
@@ -248,11 +271,16 @@ def _expected(tile: Tile, device: Device, dW):
     return jnp.clip(tile.w + dW * gain, tile.w_min, tile.w_max)
 
 
-def pulse_counts(dW, dw_min, bl: int, key, stochastic: bool = True):
-    """Signed pulse counts for a requested change: round(dW/dw_min), capped at +-bl."""
+def pulse_counts(dW, dw_min, bl: int, key, stochastic: bool = True, rng: str = "counter"):
+    """Signed pulse counts for a requested change: round(dW/dw_min), capped at +-bl.
+
+    ``rng`` picks the generator of the stochastic rounding's uniforms (see :data:`RNGS`);
+    both give U[0, 1) with 23-bit resolution."""
+    if rng not in RNGS:
+        raise ValueError(f"rng must be one of {RNGS}, got {rng!r}")
     x = dW / dw_min
     if stochastic:
-        x = jnp.floor(x + jax.random.uniform(as_key(key), x.shape, x.dtype))
+        x = jnp.floor(x + _uniform(as_key(key), x.shape, x.dtype, rng))
     else:
         x = jnp.round(x)
     return jnp.clip(x, -bl, bl).astype(jnp.int32)
@@ -288,8 +316,8 @@ def update(tile: Tile, device: Device, dW, key, cfg: UpdateConfig = UpdateConfig
         return tile._replace(w=_expected(tile, device, dW))
     if cfg.mode == "pulse":
         k_round, k_noise = jax.random.split(as_key(key))
-        n = pulse_counts(dW, device.dw_min, cfg.bl, k_round, cfg.stochastic_rounding)
-        return apply(tile, device, n, k_noise, cfg.noise_rng)
+        n = pulse_counts(dW, device.dw_min, cfg.bl, k_round, cfg.stochastic_rounding, cfg.rng)
+        return apply(tile, device, n, k_noise, cfg.rng)
     raise ValueError('mode "outer" needs the per-sample factors (x, d): use pulse.outer_update')
 
 
@@ -410,7 +438,7 @@ def outer_update(tile: Tile, device: Device, x, d, lr, key, cfg: UpdateConfig = 
         xb, db, kb = inputs
         k_bits, k_noise = jax.random.split(kb)
         n = _sample_pulse_counts(xb, db, lr, device.dw_min, k_bits, cfg)
-        return apply(t, device, n, k_noise, cfg.noise_rng), None
+        return apply(t, device, n, k_noise, cfg.rng), None
 
     keys = jax.random.split(as_key(key), x.shape[0])
     flat, _ = jax.lax.scan(one_sample, flat, (x, d, keys))

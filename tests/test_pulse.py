@@ -288,6 +288,28 @@ def test_counter_noise_is_iid_standard_normal():
     assert chi2 < stats.chi2.ppf(1 - 1e-6, 31)
 
 
+def test_counter_uniform_and_stochastic_rounding():
+    """The counter uniforms (stochastic rounding of the "pulse" mode) against U[0, 1), 2^16
+    per draw. Bounds are 5 standard errors: mean SE sqrt(1/12/N); variance 1/12 with
+    Var((u - 1/2)^2) = 1/80 - 1/144, SE sqrt(that/N); neighbour correlation SE 1/sqrt(N);
+    32-cell chi-square (31 dof) at its 1 - 1e-6 quantile. Rounding dW = 0.3 dw_min gives one
+    pulse with probability 0.3 (binomial SE sqrt(0.21/N)) and never two."""
+    from scipy import stats
+
+    shape = (256, 256)
+    n = shape[0] * shape[1]
+    u = np.asarray(P._uniform(jax.random.PRNGKey(5), shape, jnp.float32, "counter"), np.float64).ravel()
+    assert u.min() >= 0 and u.max() < 1
+    assert abs(u.mean() - 0.5) < 5 * np.sqrt(1 / 12 / n)
+    assert abs(u.var() - 1 / 12) < 5 * np.sqrt((1 / 80 - 1 / 144) / n)
+    assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 5 / np.sqrt(n)
+    cells = np.bincount((u * 32).astype(int), minlength=32)
+    assert np.sum((cells - n / 32) ** 2 / (n / 32)) < stats.chi2.ppf(1 - 1e-6, 31)
+    counts = np.asarray(P.pulse_counts(jnp.full(shape, 0.3e-3), 1e-3, 31, jax.random.PRNGKey(6)))
+    assert set(np.unique(counts)) <= {0, 1}
+    assert abs(counts.mean() - 0.3) < 5 * np.sqrt(0.21 / n)
+
+
 @pytest.mark.parametrize("dev", [
     D.Power(tau=0.6, gamma=2.0, asymmetry=0.2, dw_min=0.01, dw_min_std=0.5, noise="multiplicative"),
     D.SoftBounds(tau=0.6, asymmetry=-0.3, dw_min=0.01, dw_min_std=0.5),
@@ -352,8 +374,9 @@ def _t():
     [
         (lambda: P.UpdateConfig(mode="analog"), ValueError, "mode"),
         (lambda: P.UpdateConfig(bl=0), ValueError, "bl"),
-        (lambda: P.UpdateConfig(noise_rng="philox"), ValueError, "noise_rng"),
-        (lambda: P.apply(_t(), D.SoftBounds(), jnp.zeros((2, 3), jnp.int32), 0, "rbg"), ValueError, "noise_rng"),
+        (lambda: P.UpdateConfig(rng="philox"), ValueError, "rng"),
+        (lambda: P.apply(_t(), D.SoftBounds(), jnp.zeros((2, 3), jnp.int32), 0, "rbg"), ValueError, "rng"),
+        (lambda: P.pulse_counts(jnp.zeros(3), 1e-3, 31, 0, rng="rbg"), ValueError, "rng"),
         (lambda: P.update(_t(), D.SoftBounds(), jnp.zeros((3, 2)), 0), ValueError, "dW"),
         (lambda: P.update(_t(), D.SoftBounds(), jnp.full((2, 3), jnp.nan), 0), ValueError, "dW"),
         (lambda: P.update(_t(), D.SoftBounds(), jnp.zeros((2, 3)), 0, OUTER), ValueError, "outer"),

@@ -57,10 +57,10 @@ def case(name, n_in, n_out, batch, d_std, repeats, patched=None):
     fired = int(jnp.sum(jnp.abs(n)))
     max_total = int(jnp.max(jnp.sum(jnp.abs(n), axis=0)))
 
-    def apply_all(t, n, k, noise_rng):
+    def apply_all(t, n, k, rng):
         def body(t, inp):
             nb, kb = inp
-            return pulse.apply(t, dev, nb, kb, noise_rng), None
+            return pulse.apply(t, dev, nb, kb, rng), None
         return jax.lax.scan(body, t, (n, jax.random.split(k, batch)))[0]
 
     apply_jit = jax.jit(apply_all, static_argnums=3)
