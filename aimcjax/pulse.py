@@ -7,7 +7,10 @@ One pulse on an element with weight w (gains s+/s-, bounds [lo, hi]):
 
 where ``resp`` adds the cycle-to-cycle noise of the device's ``noise`` mode. Pulses are
 applied one at a time with the response re-evaluated after each; the only shortcuts are
-exact closed forms (noise-free constant-step and soft-bounds devices).
+exact closed forms (noise-free constant-step and soft-bounds devices) and, in "outer" mode,
+running the per-pulse loop only over the rows and columns that carry pulses (exact). The
+per-pulse noise and the stochastic rounding come from a fast counter-based generator by
+default (``rng="threefry"``: jax.random, the reference; same distributions).
 
 Modes of :class:`UpdateConfig` (DESIGN §4):
   "expected": the continuous analog update [RF eq. 5], no granularity, no noise.
@@ -232,6 +235,55 @@ def _pulse_loop_apply(tile: Tile, device: Device, n, key, rng: str = "counter"):
     return w
 
 
+def _has_closed_form(device: Device) -> bool:
+    """Noise-free constant-step and soft-bounds devices: n pulses in closed form."""
+    return isinstance(device, (ConstantStep, SoftBounds)) and _static_value(device.dw_min_std) == 0.0
+
+
+_BLOCK = (128, 64)  # (rows, columns) per pass of the per-pulse loop of "outer" mode
+
+
+def _apply_active_block(tile: Tile, device: Device, n, key, rng: str):
+    """:func:`apply` on the rows and columns of ``n`` that carry pulses, a block at a time.
+
+    One sample's coincidences n_ij can be non-zero only where row j's x-train and column i's
+    d-train both fired (typically a third of the rows and a fifth of the columns; for a
+    one-hot x, as in a transfer, one row), so the per-pulse loop, whose cost is one dense
+    noise draw per pulse, runs over those only: elements without pulses are unchanged by
+    :func:`apply` anyway, and every pulsed element still gets fresh noise per pulse (streams
+    keyed per block), so the law is that of :func:`apply` on the whole tile.
+    """
+    n_rows, n_cols = n.shape
+    rb, cb = min(_BLOCK[0], n_rows), min(_BLOCK[1], n_cols)
+    pulsed = n != 0
+    live_rows, live_cols = jnp.any(pulsed, axis=1), jnp.any(pulsed, axis=0)
+    row_order = jnp.argsort(~live_rows, stable=True)  # pulsed rows first
+    col_order = jnp.argsort(~live_cols, stable=True)
+    row_blocks = (jnp.sum(live_rows) + rb - 1) // rb
+    col_blocks = (jnp.sum(live_cols) + cb - 1) // cb
+
+    def take(order, index, size, total):
+        # The last block is shifted back to fit; lines it shares with the previous block
+        # were pulsed there and get no pulses here.
+        start = jnp.minimum(index * size, total - size)
+        fresh = start + jnp.arange(size) >= index * size
+        return jax.lax.dynamic_slice_in_dim(order, start, size), fresh
+
+    def one_block(carry):
+        k, w = carry
+        rows, fresh_r = take(row_order, k // col_blocks, rb, n_rows)
+        cols, fresh_c = take(col_order, k % col_blocks, cb, n_cols)
+        at = (rows[:, None], cols[None, :])
+        part = tile._replace(w=w[at], **{f: getattr(tile, f)[at] for f in ("gain_up", "gain_down", "w_min", "w_max")})
+        n_part = jnp.where(fresh_r[:, None] & fresh_c[None, :], n[at], 0)
+        w_part = _pulse_loop_apply(part, device, n_part, jax.random.fold_in(key, k), rng)
+        return k + 1, w.at[at].set(w_part, unique_indices=True)
+
+    n_blocks = row_blocks * col_blocks
+    _, w = jax.lax.while_loop(lambda c: c[0] < n_blocks, one_block, (jnp.zeros((), n_blocks.dtype), tile.w))
+    return tile._replace(w=w)
+
+
 def apply(tile: Tile, device: Device, n, key, rng: str = "counter") -> Tile:
     """Fire signed pulse counts ``n`` (positive: up) on every element.
 
@@ -259,8 +311,7 @@ def apply(tile: Tile, device: Device, n, key, rng: str = "counter") -> Tile:
     _check_same_shape("n", n, tile)
     if rng not in RNGS:
         raise ValueError(f"rng must be one of {RNGS}, got {rng!r}")
-    exact_shortcut = isinstance(device, (ConstantStep, SoftBounds)) and _static_value(device.dw_min_std) == 0.0
-    if exact_shortcut:
+    if _has_closed_form(device):
         return tile._replace(w=_closed_form_apply(tile, device, n))
     return tile._replace(w=_pulse_loop_apply(tile, device, n, as_key(key), rng))
 
@@ -438,7 +489,9 @@ def outer_update(tile: Tile, device: Device, x, d, lr, key, cfg: UpdateConfig = 
         xb, db, kb = inputs
         k_bits, k_noise = jax.random.split(kb)
         n = _sample_pulse_counts(xb, db, lr, device.dw_min, k_bits, cfg)
-        return apply(t, device, n, k_noise, cfg.rng), None
+        if _has_closed_form(device):
+            return apply(t, device, n, k_noise, cfg.rng), None
+        return _apply_active_block(t, device, n, k_noise, cfg.rng), None
 
     keys = jax.random.split(as_key(key), x.shape[0])
     flat, _ = jax.lax.scan(one_sample, flat, (x, d, keys))

@@ -154,21 +154,13 @@ class Trainer:
         return {"layers": new_layers, "step": state["step"] + 1}, loss
 
     def _transfer(self, device, layer, step, key):
-        """Read input line j of A (one-hot through the periphery), write C += beta * read.
-
-        The write touches line j only: its pulse trains are those of a one-hot outer update
-        (x_j = 1, all other x zero, so no other line can fire), drawn on that line alone
-        (same law; aihwkit's cost likewise scales with the line, not the tile).
-        """
+        """Read input line j of A (one-hot through the periphery), write C += beta * read."""
         n_in = layer["A"].w.shape[0]
-        j = step % n_in
-        onehot = jax.nn.one_hot(j, n_in)[None]
+        onehot = jax.nn.one_hot(step % n_in, n_in)[None]
         read = _mvm(tile.weights(layer["A"]), onehot, jax.random.fold_in(key, 0))
-        line = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, j, 1, axis=0), layer["C"])
-        # W <- W - lr * x d^T with lr = -beta and x = (1,): line j gains +beta * read.
-        line = self.outer_update(line, device, jnp.ones((1, 1), read.dtype), read, -C.TRANSFER_LR,
-                                 jax.random.fold_in(key, 1), self.transfer_cfg)
-        return layer["C"]._replace(w=jax.lax.dynamic_update_slice_in_dim(layer["C"].w, line.w, j, axis=0))
+        # W <- W - lr * x d^T with lr = -beta: C gains +beta * read on line j.
+        return self.outer_update(layer["C"], device, onehot, read, -C.TRANSFER_LR,
+                                  jax.random.fold_in(key, 1), self.transfer_cfg)
 
     # -- driving ---------------------------------------------------------------------------
     def _run(self, device, state, key, n_steps):
