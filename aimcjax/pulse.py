@@ -7,7 +7,10 @@ One pulse on an element with weight w (gains s+/s-, bounds [lo, hi]):
 
 where ``resp`` adds the cycle-to-cycle noise of the device's ``noise`` mode. Pulses are
 applied one at a time with the response re-evaluated after each; the only shortcuts are
-exact closed forms (noise-free constant-step and soft-bounds devices).
+exact closed forms (noise-free constant-step and soft-bounds devices) and, in "outer" mode,
+running the per-pulse loop only over the rows and columns that carry pulses (exact). The
+per-pulse noise and the stochastic rounding come from a fast counter-based generator by
+default (``rng="threefry"``: jax.random, the reference; same distributions).
 
 Modes of :class:`UpdateConfig` (DESIGN §4):
   "expected": the continuous analog update [RF eq. 5], no granularity, no noise.
@@ -29,12 +32,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aimcjax.devices import ConstantStep, Device, SoftBounds
+from aimcjax.devices import ConstantStep, Device, Exponential, Power, SoftBounds
 from aimcjax.tile import Tile, as_key, matrix_shape
 
-__all__ = ["UpdateConfig", "MODES", "apply", "update", "outer_update", "pulse_counts"]
+__all__ = ["UpdateConfig", "MODES", "RNGS", "apply", "update", "outer_update", "pulse_counts"]
 
 MODES = ("expected", "pulse", "outer", "ideal")
+RNGS = ("counter", "threefry")  # generators of the per-element random numbers, see apply
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +52,9 @@ class UpdateConfig:
       update_management: "outer" mode balances the x and d pulse probabilities per sample.
       update_bl_management: "outer" mode shortens the train to ceil(lr*max|x|*max|d|/dw_min).
       stochastic_rounding: "pulse" mode rounds dW/dw_min stochastically (else to nearest).
+      rng: generator of the per-element random numbers: the per-pulse cycle-to-cycle noise
+        (see :func:`apply`) and the "pulse" mode's stochastic rounding. "counter" (default,
+        fast) or "threefry" (jax.random.normal / uniform, the reference).
     """
 
     mode: str = "pulse"
@@ -55,6 +62,7 @@ class UpdateConfig:
     update_management: bool = True
     update_bl_management: bool = True
     stochastic_rounding: bool = True
+    rng: str = "counter"
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -64,6 +72,8 @@ class UpdateConfig:
         for name in ("update_management", "update_bl_management", "stochastic_rounding"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if self.rng not in RNGS:
+            raise ValueError(f"rng must be one of {RNGS}, got {self.rng!r}")
 
 
 jax.tree_util.register_pytree_node(
@@ -124,31 +134,157 @@ def _closed_form_apply(tile: Tile, device: Device, n):
     return jnp.clip(target - (target - w) * shrink, lo, hi)
 
 
-def _pulse_loop_apply(tile: Tile, device: Device, n, key):
+# lowbias32 (C. Wellons, "hash-prospector"): a bijective 32-bit integer mixer.
+_MIX_SHIFTS = (16, 15, 15)
+_MIX_MULTS = (0x21F0AAAD, 0x735A2D97)
+
+
+def _mix32(x):
+    s0, s1, s2 = _MIX_SHIFTS
+    x = x ^ (x >> s0)
+    x = x * jnp.uint32(_MIX_MULTS[0])
+    x = x ^ (x >> s1)
+    x = x * jnp.uint32(_MIX_MULTS[1])
+    return x ^ (x >> s2)
+
+
+def _counter_bits(key, counter):
+    """32 random bits per entry of ``counter`` (distinct uint32 element ids) from a keyed
+    counter-based generator: mix(mix(id ^ k0) ^ k1) with (k0, k1) drawn from ``key`` by
+    threefry. Both mixing rounds are bijections, so the ids of one draw give distinct bit
+    patterns; a fresh key gives an independent stream. It costs a few integer operations per
+    element, ~15x less than threefry's 20 rounds on CPU."""
+    k0, k1 = jax.random.bits(key, (2,), jnp.uint32)
+    return _mix32(_mix32(counter ^ k0) ^ k1)
+
+
+def _unit_uniform(bits):
+    """The top 23 bits as a float32 in [0, 1) (the resolution of jax.random.uniform's)."""
+    return jax.lax.bitcast_convert_type((bits >> 9) | jnp.uint32(0x3F800000), jnp.float32) - 1.0
+
+
+def _counter_normal(key, counter, dtype):
+    """Standard normals, one per entry of ``counter``: sqrt(2) erfinv(u) of the symmetric
+    uniform u = 2 u0 - 1 + 2^-23 in (-1, 1) (odd multiples of 2^-23), u0 from
+    :func:`_counter_bits`."""
+    u = 2.0 * _unit_uniform(_counter_bits(key, counter)) - 1.0 + 2.0**-23
+    return (np.sqrt(2.0) * jax.lax.erf_inv(u)).astype(dtype)
+
+
+def _counter_ok(rng, dtype):
+    # 23 random bits serve float32 and narrower; float64 keeps the reference generator.
+    return rng == "counter" and jnp.finfo(dtype).bits <= 32
+
+
+def _element_ids(shape):
+    return jax.lax.iota(jnp.uint32, int(np.prod(shape))).reshape(shape)
+
+
+def _uniform(key, shape, dtype, rng):
+    """U[0, 1) of ``shape``: the counter generator or jax.random.uniform (the reference)."""
+    if _counter_ok(rng, dtype):
+        return _unit_uniform(_counter_bits(key, _element_ids(shape))).astype(dtype)
+    return jax.random.uniform(key, shape, dtype)
+
+
+def _noise_sampler(key, shape, dtype, rng):
+    """A function t -> standard normals of ``shape`` for loop iteration t."""
+    if _counter_ok(rng, dtype):
+        ids = _element_ids(shape)
+        return lambda t: _counter_normal(jax.random.fold_in(key, t), ids, dtype)
+    return lambda t: jax.random.normal(jax.random.fold_in(key, t), shape, dtype)
+
+
+def _directed_response(device: Device, up, w_min, w_max):
+    """A function w -> each element's response to a pulse in its direction ``up`` (q_plus
+    where up, else q_minus), built so that the per-pulse loop evaluates one side only."""
+    if type(device) in (SoftBounds, Power, Exponential):
+        # These families have q_plus = (1+c) f(1 - w/w_max) and q_minus = (1-c) f(1 - w/w_min)
+        # with one f: q_plus taken against the bound pulsed towards gives either side, with one
+        # f per element instead of two (for Power one pow instead of two).
+        c = device.asymmetry
+        bound = jnp.where(up, w_max, w_min)
+        down_ratio = (1 - c) / (1 + c)
+        return lambda w: jnp.where(up, 1, down_ratio) * device.response(w, bound, bound)[0]
+    return lambda w: jnp.where(up, *device.response(w, w_min, w_max))
+
+
+def _pulse_loop_apply(tile: Tile, device: Device, n, key, rng: str = "counter"):
     """n pulses one at a time, response and noise re-drawn per pulse; loops max|n| times."""
     w0 = tile.w
     dtype = w0.dtype
-    sign = jnp.sign(n).astype(dtype)
-    count = jnp.abs(n)
-    gain = jnp.where(n > 0, tile.gain_up, tile.gain_down)
+    up = n > 0
+    # Loop invariants folded into few arrays: each loop iteration is a pass over the tile.
+    amp = jnp.where(up, tile.gain_up, -tile.gain_down) * device.dw_min
     sigma = jnp.asarray(device.dw_min_std, dtype)
     noisy = _static_value(device.dw_min_std) != 0.0  # unknown (traced) counts as noisy
+    response = _directed_response(device, up, tile.w_min, tile.w_max)
+    normal = _noise_sampler(key, w0.shape, dtype, rng)
 
     def body(carry):
         t, w = carry
-        qp, qm = device.response(w, tile.w_min, tile.w_max)
-        q = jnp.where(n > 0, qp, qm)
+        q = response(w)
         if noisy:
-            xi = jax.random.normal(jax.random.fold_in(key, t), w.shape, dtype)
+            xi = normal(t)
             q = q + sigma * xi if device.noise == "additive" else q * (1 + sigma * xi)
-        stepped = jnp.clip(w + sign * gain * device.dw_min * q, tile.w_min, tile.w_max)
-        return t + 1, jnp.where(count > t, stepped, w)
+        stepped = jnp.clip(w + amp * q, tile.w_min, tile.w_max)
+        return t + 1, jnp.where(jnp.abs(n) > t, stepped, w)
 
-    _, w = jax.lax.while_loop(lambda c: c[0] < jnp.max(count), body, (jnp.zeros((), count.dtype), w0))
+    max_count = jnp.max(jnp.abs(n))
+    _, w = jax.lax.while_loop(lambda c: c[0] < max_count, body, (jnp.zeros((), n.dtype), w0))
     return w
 
 
-def apply(tile: Tile, device: Device, n, key) -> Tile:
+def _has_closed_form(device: Device) -> bool:
+    """Noise-free constant-step and soft-bounds devices: n pulses in closed form."""
+    return isinstance(device, (ConstantStep, SoftBounds)) and _static_value(device.dw_min_std) == 0.0
+
+
+_BLOCK = (128, 64)  # (rows, columns) per pass of the per-pulse loop of "outer" mode
+
+
+def _apply_active_block(tile: Tile, device: Device, n, key, rng: str):
+    """:func:`apply` on the rows and columns of ``n`` that carry pulses, a block at a time.
+
+    One sample's coincidences n_ij can be non-zero only where row j's x-train and column i's
+    d-train both fired (typically a third of the rows and a fifth of the columns; for a
+    one-hot x, as in a transfer, one row), so the per-pulse loop, whose cost is one dense
+    noise draw per pulse, runs over those only: elements without pulses are unchanged by
+    :func:`apply` anyway, and every pulsed element still gets fresh noise per pulse (streams
+    keyed per block), so the law is that of :func:`apply` on the whole tile.
+    """
+    n_rows, n_cols = n.shape
+    rb, cb = min(_BLOCK[0], n_rows), min(_BLOCK[1], n_cols)
+    pulsed = n != 0
+    live_rows, live_cols = jnp.any(pulsed, axis=1), jnp.any(pulsed, axis=0)
+    row_order = jnp.argsort(~live_rows, stable=True)  # pulsed rows first
+    col_order = jnp.argsort(~live_cols, stable=True)
+    row_blocks = (jnp.sum(live_rows) + rb - 1) // rb
+    col_blocks = (jnp.sum(live_cols) + cb - 1) // cb
+
+    def take(order, index, size, total):
+        # The last block is shifted back to fit; lines it shares with the previous block
+        # were pulsed there and get no pulses here.
+        start = jnp.minimum(index * size, total - size)
+        fresh = start + jnp.arange(size) >= index * size
+        return jax.lax.dynamic_slice_in_dim(order, start, size), fresh
+
+    def one_block(carry):
+        k, w = carry
+        rows, fresh_r = take(row_order, k // col_blocks, rb, n_rows)
+        cols, fresh_c = take(col_order, k % col_blocks, cb, n_cols)
+        at = (rows[:, None], cols[None, :])
+        part = tile._replace(w=w[at], **{f: getattr(tile, f)[at] for f in ("gain_up", "gain_down", "w_min", "w_max")})
+        n_part = jnp.where(fresh_r[:, None] & fresh_c[None, :], n[at], 0)
+        w_part = _pulse_loop_apply(part, device, n_part, jax.random.fold_in(key, k), rng)
+        return k + 1, w.at[at].set(w_part, unique_indices=True)
+
+    n_blocks = row_blocks * col_blocks
+    _, w = jax.lax.while_loop(lambda c: c[0] < n_blocks, one_block, (jnp.zeros((), n_blocks.dtype), tile.w))
+    return tile._replace(w=w)
+
+
+def apply(tile: Tile, device: Device, n, key, rng: str = "counter") -> Tile:
     """Fire signed pulse counts ``n`` (positive: up) on every element.
 
     Args:
@@ -156,6 +292,10 @@ def apply(tile: Tile, device: Device, n, key) -> Tile:
       device: its device (response functions and noise).
       n: integer array shaped like the tile: pulses per element, sign = direction.
       key: PRNG key (or int) for the cycle-to-cycle noise.
+      rng: "counter": the per-pulse standard normals come from a keyed counter-based
+        generator seeded from ``key`` (a few integer operations per element; float32 and
+        narrower); "threefry": from ``jax.random.normal`` (the reference, ~8x slower on
+        CPU). Both draw i.i.d. N(0, 1) noise; they differ only in the stream for a key.
 
     Returns:
       The tile with updated stored weights.
@@ -169,10 +309,11 @@ def apply(tile: Tile, device: Device, n, key) -> Tile:
     if not jnp.issubdtype(n.dtype, jnp.integer):
         raise TypeError(f"n must be an integer array of pulse counts, got dtype {n.dtype}")
     _check_same_shape("n", n, tile)
-    exact_shortcut = isinstance(device, (ConstantStep, SoftBounds)) and _static_value(device.dw_min_std) == 0.0
-    if exact_shortcut:
+    if rng not in RNGS:
+        raise ValueError(f"rng must be one of {RNGS}, got {rng!r}")
+    if _has_closed_form(device):
         return tile._replace(w=_closed_form_apply(tile, device, n))
-    return tile._replace(w=_pulse_loop_apply(tile, device, n, as_key(key)))
+    return tile._replace(w=_pulse_loop_apply(tile, device, n, as_key(key), rng))
 
 
 def _expected(tile: Tile, device: Device, dW):
@@ -181,11 +322,16 @@ def _expected(tile: Tile, device: Device, dW):
     return jnp.clip(tile.w + dW * gain, tile.w_min, tile.w_max)
 
 
-def pulse_counts(dW, dw_min, bl: int, key, stochastic: bool = True):
-    """Signed pulse counts for a requested change: round(dW/dw_min), capped at +-bl."""
+def pulse_counts(dW, dw_min, bl: int, key, stochastic: bool = True, rng: str = "counter"):
+    """Signed pulse counts for a requested change: round(dW/dw_min), capped at +-bl.
+
+    ``rng`` picks the generator of the stochastic rounding's uniforms (see :data:`RNGS`);
+    both give U[0, 1) with 23-bit resolution."""
+    if rng not in RNGS:
+        raise ValueError(f"rng must be one of {RNGS}, got {rng!r}")
     x = dW / dw_min
     if stochastic:
-        x = jnp.floor(x + jax.random.uniform(as_key(key), x.shape, x.dtype))
+        x = jnp.floor(x + _uniform(as_key(key), x.shape, x.dtype, rng))
     else:
         x = jnp.round(x)
     return jnp.clip(x, -bl, bl).astype(jnp.int32)
@@ -221,8 +367,8 @@ def update(tile: Tile, device: Device, dW, key, cfg: UpdateConfig = UpdateConfig
         return tile._replace(w=_expected(tile, device, dW))
     if cfg.mode == "pulse":
         k_round, k_noise = jax.random.split(as_key(key))
-        n = pulse_counts(dW, device.dw_min, cfg.bl, k_round, cfg.stochastic_rounding)
-        return apply(tile, device, n, k_noise)
+        n = pulse_counts(dW, device.dw_min, cfg.bl, k_round, cfg.stochastic_rounding, cfg.rng)
+        return apply(tile, device, n, k_noise, cfg.rng)
     raise ValueError('mode "outer" needs the per-sample factors (x, d): use pulse.outer_update')
 
 
@@ -260,19 +406,25 @@ def _sample_pulse_counts(x, d, lr, dw_min, key, cfg: UpdateConfig):
     chunk = min(_SLOT_CHUNK, bl)
     n_chunks = jnp.ceil(sample_bl / chunk).astype(jnp.int32)
 
-    def add_chunk(carry):
-        c, counts = carry
+    # sign(lr * x_j * d_i) > 0 fires a down pulse (W <- W - lr * x d^T): with the signs on the
+    # bits, the matmul yields the signed count directly (all terms of n_ij share one sign).
+    sign_x = (-jnp.sign(lr) * jnp.sign(x)).astype(dtype)
+    sign_d = jnp.sign(d).astype(dtype)
+
+    def chunk_counts(c):
         k_x, k_d = jax.random.split(jax.random.fold_in(key, c))
         slots = c * chunk + jnp.arange(chunk) < sample_bl
         bits_x = (jax.random.uniform(k_x, (x.shape[0], chunk), dtype) < p_x[:, None]) & slots[None, :]
         bits_d = (jax.random.uniform(k_d, (chunk, d.shape[0]), dtype) < p_d[None, :]) & slots[:, None]
-        return c + 1, counts + jnp.matmul(bits_x.astype(dtype), bits_d.astype(dtype))
+        return jnp.matmul(jnp.where(bits_x, sign_x[:, None], 0), jnp.where(bits_d, sign_d[None, :], 0))
 
-    zeros = jnp.zeros((x.shape[0], d.shape[0]), dtype)
-    _, counts = jax.lax.while_loop(lambda c: c[0] < n_chunks, add_chunk, (jnp.int32(0), zeros))
-    # sign(lr * x_j * d_i) > 0 fires a down pulse: W <- W - lr * x d^T.
-    direction = -jnp.sign(lr) * jnp.sign(x)[:, None] * jnp.sign(d)[None, :]
-    return (direction * counts).astype(jnp.int32)
+    def add_chunk(carry):
+        c, counts = carry
+        return c + 1, counts + chunk_counts(c)
+
+    # Every sample has at least one chunk (BL >= 1): the first is drawn outside the loop.
+    _, counts = jax.lax.while_loop(lambda c: c[0] < n_chunks, add_chunk, (jnp.int32(1), chunk_counts(jnp.int32(0))))
+    return counts.astype(jnp.int32)
 
 
 def outer_update(tile: Tile, device: Device, x, d, lr, key, cfg: UpdateConfig = UpdateConfig(mode="outer")) -> Tile:
@@ -337,7 +489,9 @@ def outer_update(tile: Tile, device: Device, x, d, lr, key, cfg: UpdateConfig = 
         xb, db, kb = inputs
         k_bits, k_noise = jax.random.split(kb)
         n = _sample_pulse_counts(xb, db, lr, device.dw_min, k_bits, cfg)
-        return apply(t, device, n, k_noise), None
+        if _has_closed_form(device):
+            return apply(t, device, n, k_noise, cfg.rng), None
+        return _apply_active_block(t, device, n, k_noise, cfg.rng), None
 
     keys = jax.random.split(as_key(key), x.shape[0])
     flat, _ = jax.lax.scan(one_sample, flat, (x, d, keys))

@@ -254,6 +254,159 @@ def test_vmap_over_sixteen_devices_equals_separate_calls():
         np.testing.assert_allclose(batched[i], single(dev), rtol=1e-6, atol=1e-7)
 
 
+# -- the per-pulse noise generator ----------------------------------------------------------------
+
+def test_counter_noise_is_iid_standard_normal():
+    """The counter-based normals of the per-pulse loop, 2^16 per draw, against N(0, 1).
+
+    Every bound is 5 standard errors of its statistic (false-alarm rate ~1e-6 per check):
+    mean SE 1/sqrt(N); variance SE sqrt(2/N); E[z^4] = 3 with Var(z^4) = 105 - 9 = 96, SE
+    sqrt(96/N); tail P(|z| > 3) = 0.0027 with SE sqrt(p(1-p)/N); correlations (neighbouring
+    elements, two loop iterations of one key, two keys) SE 1/sqrt(N). The shape check bins
+    Phi(z) into 32 equal cells: chi-square with 31 dof, bound at its 1 - 1e-6 quantile.
+    """
+    from scipy import stats
+
+    shape = (256, 256)
+    n = shape[0] * shape[1]
+    counter = jax.lax.iota(jnp.uint32, n).reshape(shape)
+    key = jax.random.PRNGKey(3)
+    draw = jax.jit(lambda k: P._counter_normal(k, counter, jnp.float32))
+    z0 = np.asarray(draw(jax.random.fold_in(key, 0)), np.float64).ravel()
+    z1 = np.asarray(draw(jax.random.fold_in(key, 1)), np.float64).ravel()
+    z_other = np.asarray(draw(jax.random.fold_in(jax.random.PRNGKey(4), 0)), np.float64).ravel()
+    se = 1 / np.sqrt(n)
+    assert abs(z0.mean()) < 5 * se
+    assert abs(z0.var() - 1) < 5 * np.sqrt(2 / n)
+    assert abs(np.mean(z0**4) - 3) < 5 * np.sqrt(96 / n)
+    p3 = 2 * stats.norm.sf(3)
+    assert abs(np.mean(np.abs(z0) > 3) - p3) < 5 * np.sqrt(p3 * (1 - p3) / n)
+    for a, b in ((z0[:-1], z0[1:]), (z0[:-256], z0[256:]), (z0, z1), (z0, z_other)):
+        assert abs(np.corrcoef(a, b)[0, 1]) < 5 * se
+    cells = np.bincount(np.minimum((stats.norm.cdf(z0) * 32).astype(int), 31), minlength=32)
+    chi2 = np.sum((cells - n / 32) ** 2 / (n / 32))
+    assert chi2 < stats.chi2.ppf(1 - 1e-6, 31)
+
+
+def test_counter_uniform_and_stochastic_rounding():
+    """The counter uniforms (stochastic rounding of the "pulse" mode) against U[0, 1), 2^16
+    per draw. Bounds are 5 standard errors: mean SE sqrt(1/12/N); variance 1/12 with
+    Var((u - 1/2)^2) = 1/80 - 1/144, SE sqrt(that/N); neighbour correlation SE 1/sqrt(N);
+    32-cell chi-square (31 dof) at its 1 - 1e-6 quantile. Rounding dW = 0.3 dw_min gives one
+    pulse with probability 0.3 (binomial SE sqrt(0.21/N)) and never two."""
+    from scipy import stats
+
+    shape = (256, 256)
+    n = shape[0] * shape[1]
+    u = np.asarray(P._uniform(jax.random.PRNGKey(5), shape, jnp.float32, "counter"), np.float64).ravel()
+    assert u.min() >= 0 and u.max() < 1
+    assert abs(u.mean() - 0.5) < 5 * np.sqrt(1 / 12 / n)
+    assert abs(u.var() - 1 / 12) < 5 * np.sqrt((1 / 80 - 1 / 144) / n)
+    assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 5 / np.sqrt(n)
+    cells = np.bincount((u * 32).astype(int), minlength=32)
+    assert np.sum((cells - n / 32) ** 2 / (n / 32)) < stats.chi2.ppf(1 - 1e-6, 31)
+    counts = np.asarray(P.pulse_counts(jnp.full(shape, 0.3e-3), 1e-3, 31, jax.random.PRNGKey(6)))
+    assert set(np.unique(counts)) <= {0, 1}
+    assert abs(counts.mean() - 0.3) < 5 * np.sqrt(0.21 / n)
+
+
+@pytest.mark.parametrize("dev", [
+    D.Power(tau=0.6, gamma=2.0, asymmetry=0.2, dw_min=0.01, dw_min_std=0.5, noise="multiplicative"),
+    D.SoftBounds(tau=0.6, asymmetry=-0.3, dw_min=0.01, dw_min_std=0.5),
+    D.Piecewise(up=[2.0, 0.5], down=[0.5, 2.0], w_min=-0.6, w_max=0.6, dw_min=0.01, dw_min_std=0.5),
+], ids=["power-mult", "softbounds-add", "piecewise-add"])
+def test_counter_noise_loop_matches_threefry_reference_in_distribution(dev):
+    """The per-pulse loop with the fast counter noise against the same loop with
+    jax.random.normal (the reference), on 2^15 elements per direction that start equal and
+    get 8 pulses up (resp. down), so their spread is the cycle-to-cycle noise alone.
+
+    Mean: the two-sample z = (m1 - m2) / sqrt((s1^2 + s2^2) / N) is N(0, 1) under "same
+    law"; bound 5. Std: the SE of a sample std is s sqrt((kurt - 1) / (4N)) (kurt = the
+    kurtosis, 3 for a normal; we use the pooled sample kurtosis), so the two-sample z of the
+    stds is bounded by 5 too. A 3% error in the noise's std (z ~ 3% / 0.55% ~ 5.5 here)
+    would fail.
+    """
+    shape = (256, 256)
+    t = T.init(0, dev, shape, w0=0.05)
+    n = jnp.where(jnp.arange(shape[1]) < shape[1] // 2, 8, -8) * jnp.ones(shape, jnp.int32)
+    fast = jax.jit(lambda t, k: P.apply(t, dev, n, k, "counter").w)(t, jax.random.PRNGKey(11))
+    ref = jax.jit(lambda t, k: P.apply(t, dev, n, k, "threefry").w)(t, jax.random.PRNGKey(12))
+    for half in (slice(0, 128), slice(128, 256)):
+        a = np.asarray(fast[:, half], np.float64).ravel()
+        b = np.asarray(ref[:, half], np.float64).ravel()
+        m = a.size
+        assert a.std() > 0.1 * dev.dw_min  # the noise is actually there
+        z_mean = (a.mean() - b.mean()) / np.sqrt((a.var() + b.var()) / m)
+        kurt = np.mean(np.concatenate([(a - a.mean()) ** 4 / a.var() ** 2, (b - b.mean()) ** 4 / b.var() ** 2]))
+        se_std = np.sqrt((kurt - 1) / (4 * m) * (a.var() + b.var()))
+        assert abs(z_mean) < 5
+        assert abs(a.std() - b.std()) / se_std < 5
+
+
+@pytest.mark.parametrize("dev", [
+    D.SoftBounds(tau=0.6, asymmetry=0.3),
+    D.Power(tau=0.7, gamma=0.5, asymmetry=-0.4),
+    D.Exponential(tau=0.6, gamma=3.0, asymmetry=0.2),
+    D.Piecewise(up=[2.0, 0.5], down=[0.5, 2.0], w_min=-0.6, w_max=0.6),
+])
+def test_directed_response_is_the_response_in_the_pulse_direction(dev):
+    """The loop evaluates one side of the response per element; it must equal q_plus where
+    the pulse is up and q_minus where down (per-element bounds, both signs of asymmetry);
+    float32 rounding of the (1-c)/(1+c) rescaling only."""
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
+    lo = -0.6 * (1 + 0.3 * jax.random.uniform(k1, (40, 30)))
+    hi = 0.6 * (1 + 0.3 * jax.random.uniform(k2, (40, 30)))
+    w = jax.random.uniform(k3, (40, 30), minval=-0.8, maxval=0.8)
+    up = (jnp.arange(30) % 2 == 0) * jnp.ones((40, 30), bool)
+    got = P._directed_response(dev, up, lo, hi)(w)
+    qp, qm = dev.response(w, lo, hi)
+    np.testing.assert_allclose(got, jnp.where(up, qp, qm), rtol=1e-6, atol=1e-7)
+
+
+def _rank1_counts(shape):
+    """Pulses on every other row and two columns in three (+4 on one, -4 on the other), as a
+    sample's coincidences: only some rows and columns carry pulses."""
+    rows = (jnp.arange(shape[0]) % 2 == 0)[:, None]
+    col = jnp.arange(shape[1])[None, :] % 3
+    return jnp.where(rows & (col == 1), 4, jnp.where(rows & (col == 2), -4, 0)).astype(jnp.int32)
+
+
+@pytest.mark.parametrize("shape", [(300, 150), (40, 7)])
+def test_block_apply_equals_apply_without_noise(shape):
+    """"outer" mode runs the loop on the pulsed rows/columns only, block by block (sizes that
+    are not multiples of the block shift the last block back); without noise the result must
+    be apply()'s, element for element, pulsed or not."""
+    dev = D.Power(tau=0.6, gamma=2.0, asymmetry=0.2, dw_min=0.01)
+    t = T.init(jax.random.PRNGKey(1), dev.replace(w_max_dtod=0.2, dw_min_dtod=0.3), shape, zero_shift=True)
+    for n in (_rank1_counts(shape), jnp.full(shape, 3, jnp.int32)):
+        # a device passed through jit is traced: both take the per-pulse loop
+        block = jax.jit(lambda t, d, n: P._apply_active_block(t, d, n, jax.random.PRNGKey(2), "counter").w)(t, dev, n)
+        dense = jax.jit(lambda t, d, n: P.apply(t, d, n, jax.random.PRNGKey(3)).w)(t, dev, n)
+        np.testing.assert_allclose(block, dense, rtol=1e-6, atol=1e-7)
+
+
+def test_block_apply_matches_apply_in_distribution():
+    """With noise, the block-wise loop against apply() on the whole tile (the reference): in
+    each of the two pulsed groups (~19k elements, equal start, 4 pulses up resp. down) the
+    mean and std agree within 5 standard errors (two-sample z as in the counter-noise test);
+    elements without pulses are untouched."""
+    dev = D.Power(tau=0.6, gamma=2.0, dw_min=0.01, dw_min_std=0.5, noise="multiplicative")
+    shape = (384, 300)
+    t = T.init(0, dev, shape, w0=0.05)
+    n = _rank1_counts(shape)
+    block = np.asarray(jax.jit(lambda t, k: P._apply_active_block(t, dev, n, k, "counter").w)(t, jax.random.PRNGKey(4)), np.float64)
+    dense = np.asarray(jax.jit(lambda t, k: P.apply(t, dev, n, k, "threefry").w)(t, jax.random.PRNGKey(5)), np.float64)
+    n = np.asarray(n)
+    np.testing.assert_array_equal(block[n == 0], np.asarray(t.w)[n == 0])
+    for sign in (4, -4):
+        a, b = block[n == sign], dense[n == sign]
+        m = a.size
+        assert a.std() > 0.1 * dev.dw_min
+        assert abs(a.mean() - b.mean()) / np.sqrt((a.var() + b.var()) / m) < 5
+        kurt = np.mean(np.concatenate([(a - a.mean()) ** 4 / a.var() ** 2, (b - b.mean()) ** 4 / b.var() ** 2]))
+        assert abs(a.std() - b.std()) / np.sqrt((kurt - 1) / (4 * m) * (a.var() + b.var())) < 5
+
+
 # -- validation -------------------------------------------------------------------------------------
 
 def _t():
@@ -265,6 +418,9 @@ def _t():
     [
         (lambda: P.UpdateConfig(mode="analog"), ValueError, "mode"),
         (lambda: P.UpdateConfig(bl=0), ValueError, "bl"),
+        (lambda: P.UpdateConfig(rng="philox"), ValueError, "rng"),
+        (lambda: P.apply(_t(), D.SoftBounds(), jnp.zeros((2, 3), jnp.int32), 0, "rbg"), ValueError, "rng"),
+        (lambda: P.pulse_counts(jnp.zeros(3), 1e-3, 31, 0, rng="rbg"), ValueError, "rng"),
         (lambda: P.update(_t(), D.SoftBounds(), jnp.zeros((3, 2)), 0), ValueError, "dW"),
         (lambda: P.update(_t(), D.SoftBounds(), jnp.full((2, 3), jnp.nan), 0), ValueError, "dW"),
         (lambda: P.update(_t(), D.SoftBounds(), jnp.zeros((2, 3)), 0, OUTER), ValueError, "outer"),

@@ -29,13 +29,12 @@ import common as C  # noqa: E402
 
 
 def bench(fn, *args, repeats):
-    out = fn(*args)
-    jax.block_until_ready(out)
+    jax.block_until_ready(fn(*args))
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()  # CPU time: robust on the shared machine
         jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     return statistics.median(times) * 1e3
 
 
@@ -58,20 +57,24 @@ def case(name, n_in, n_out, batch, d_std, repeats, patched=None):
     fired = int(jnp.sum(jnp.abs(n)))
     max_total = int(jnp.max(jnp.sum(jnp.abs(n), axis=0)))
 
-    def apply_all(t, n, k):
+    def apply_all(t, n, k, rng):
         def body(t, inp):
             nb, kb = inp
-            return pulse.apply(t, dev, nb, kb), None
+            return pulse.apply(t, dev, nb, kb, rng), None
         return jax.lax.scan(body, t, (n, jax.random.split(k, batch)))[0]
 
-    apply_jit = jax.jit(apply_all)
+    apply_jit = jax.jit(apply_all, static_argnums=3)
+    counter = jax.lax.iota(jnp.uint32, n_in * n_out).reshape(n_in, n_out)
+    normal_counter = jax.jit(lambda k: pulse._counter_normal(k, counter, jnp.float32))
     normal_tf = jax.jit(lambda k: jax.random.normal(k, (n_in, n_out)))
     normal_rbg = jax.jit(lambda k: jax.random.normal(k, (n_in, n_out)))
     rbg_key = jax.random.key(1, impl="rbg")
     rows = {
         "outer_update (whole batch)": bench(full, t0, key, repeats=repeats),
         "pulse counts of all samples": bench(counts, x, d, keys, repeats=repeats),
-        "per-pulse loops of all samples": bench(apply_jit, t0, n, key, repeats=repeats),
+        "per-pulse loops, counter noise": bench(apply_jit, t0, n, key, "counter", repeats=repeats),
+        "per-pulse loops, threefry noise": bench(apply_jit, t0, n, key, "threefry", repeats=repeats),
+        "one normal draw, counter": bench(normal_counter, key, repeats=repeats),
         "one normal draw, threefry": bench(normal_tf, key, repeats=repeats),
         "one normal draw, rbg": bench(normal_rbg, rbg_key, repeats=repeats),
     }
