@@ -207,7 +207,7 @@ def parse_periphery(spec: str):
     from aimcjax import periphery
     head, tail = _split(spec, "periphery")
     if head not in periphery.PRESETS:
-        raise SpecError(f"unknown periphery {head!r} in {spec!r}; presets: {', '.join(periphery.PRESETS)}")
+        raise SpecError(f"unknown periphery preset {head!r}; presets: {', '.join(periphery.PRESETS)}")
     fields = {f.name: f.default for f in dataclasses.fields(periphery.PeripheryConfig)}
     params = {}
     for item in filter(str.strip, tail.split(",")):
