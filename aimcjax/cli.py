@@ -157,6 +157,15 @@ def _training_args(p, algorithms_default):
                    help="zero-mean unit-variance inputs (train statistics); see docs for why")
     p.add_argument("--chunk-size", type=_nonneg_int, default=0,
                    help="runs per compiled vmapped batch (0 = all of an algorithm at once)")
+    _periphery_arg(p, "perfect")
+
+
+def _periphery_arg(p, default):
+    from aimcjax.periphery import PRESETS
+    p.add_argument("--periphery", default=default, metavar="SPEC",
+                   help=f"analog MVM periphery: a preset ({', '.join(PRESETS)}; default = RF Table 4 "
+                        "= aihwkit IOParameters) with overrides, e.g. 'default:out_noise=0.1,inp_bits=8'"
+                        + (f" (default: {default})" if default else " (default: the recipe's)"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-path", metavar="PATH", help="full MNIST (IDX folder or mnist.npz) for the MNIST recipes")
     p.add_argument("--set", dest="overrides", type=_overrides, default={}, metavar="K=V,...",
                    help="override recipe settings, e.g. 'epochs=1,train_size=200,gammas=1/2' ('/' separates list items)")
+    _periphery_arg(p, None)
     _common(p, seeds=False)
     p.add_argument("--seed", type=_nonneg_int, default=0)
 
@@ -264,11 +274,13 @@ def _load_dataset(name, path, standardize):
 
 
 def _base_config(args):
+    from aimcjax import specs
     from aimcjax.experiments.training import TrainConfig
     return TrainConfig(model=args.model, algorithm=args.algorithms[0], epochs=args.epochs,
                        batch_size=args.batch_size, transfer_lr=args.transfer_lr, gamma=args.gamma,
                        lr_decay_epoch=args.lr_decay_epoch, update=args.update, bl=args.bl,
-                       omega=args.omega, train_size=args.train_size)
+                       omega=args.omega, train_size=args.train_size,
+                       periphery=specs.parse_periphery(args.periphery))
 
 
 def _lrs(args):
@@ -285,7 +297,8 @@ def _run_training(args, out, grid, title):
     ds = _dataset(args)
     if not args.quiet:
         print(f"{args.dataset}: {len(ds.x_train)} train / {len(ds.x_test)} test; model {args.model}; "
-              f"{len(grid)} device(s) x {len(args.seeds)} seed(s); algorithms {', '.join(args.algorithms)}")
+              f"{len(grid)} device(s) x {len(args.seeds)} seed(s); algorithms {', '.join(args.algorithms)}; "
+              f"periphery {args.periphery}")
     summary, timings = sweep.run_grid(base, args.algorithms, grid, args.seeds, ds, out,
                                       lrs=_lrs(args), chunk_size=args.chunk_size, quiet=args.quiet,
                                       echo=(lambda *_: None) if args.quiet else print)
@@ -315,6 +328,10 @@ def cmd_reproduce(args, out):
             return None
     recipe = get_recipe(args.name)
     extra = {"data_path": args.data_path} if args.data_path else {}
+    if args.periphery is not None:
+        from aimcjax import specs
+        specs.parse_periphery(args.periphery)  # a bad spec fails before the recipe starts
+        extra["periphery"] = args.periphery
     extra.update(args.overrides or {})
     try:
         return recipe(full=args.full, seed=args.seed, out=out, quiet=args.quiet, **extra)

@@ -56,7 +56,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["PeripheryConfig", "mvm", "tiled_mvm", "analog_matmul", "quantize"]
+__all__ = ["PeripheryConfig", "PRESETS", "preset", "mvm", "tiled_mvm", "analog_matmul", "quantize"]
 
 NoiseManagement = Literal["abs_max", "max", "none"]
 BoundManagement = Literal["iterative", "none"]
@@ -205,6 +205,37 @@ def _resolution(bits: int | None, bound: float | None) -> float | None:
     if bits == 1:
         return math.inf
     return 2.0 * bound / (2 ** bits - 2)
+
+
+PRESETS = {
+    "perfect": PeripheryConfig.perfect(),
+    "default": PeripheryConfig(),
+    "aihwkit_preset": PeripheryConfig(out_bound=20.0, out_noise=0.1),
+}
+"""Named peripheries: ``perfect`` (exact ``x @ W``), ``default`` ([RF] Table 4 = aihwkit's
+``IOParameters`` defaults) and ``aihwkit_preset`` (aihwkit's ``PresetIOParameters``, used by its
+device presets: more output noise, 0.1, over a wider ADC range, +-20)."""
+
+
+def preset(name: str, **overrides) -> PeripheryConfig:
+    """The named periphery of :data:`PRESETS`, with fields replaced by ``overrides``.
+
+    Args:
+      name: a key of :data:`PRESETS`.
+      **overrides: :class:`PeripheryConfig` fields.
+
+    Returns:
+      A :class:`PeripheryConfig`.
+
+    Raises:
+      ValueError: unknown name or an invalid field value; TypeError: unknown field.
+
+    Example:
+      >>> preset("default", out_noise=0.1, inp_bits=8)
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown periphery preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return dataclasses.replace(PRESETS[name], **overrides)
 
 
 def quantize(x: jax.Array, res: float | None, key: jax.Array | None = None) -> jax.Array:

@@ -12,9 +12,16 @@ parameters after a preset override its values. For sweeps a value may list alter
 separated by ``/`` (``power:gamma=0.5/1/2,tau=0.6/0.8`` is a grid of 6 devices), see
 :func:`parse_grid`.
 
+Peripheries (:func:`parse_periphery`) use the same style: a preset of
+:data:`aimcjax.periphery.PRESETS` with optional :class:`~aimcjax.periphery.PeripheryConfig`
+overrides, ``default:out_noise=0.1,inp_bits=8`` (``none`` for an unbounded/unquantized
+converter, ``true``/``false`` for the stochastic-rounding switches).
+
 Example:
   >>> parse("power:gamma=2,tau=0.7")
   Power(tau=0.7, gamma=2.0, ...)
+  >>> parse_periphery("default:out_noise=0.1")
+  PeripheryConfig(..., out_noise=0.1, ...)
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import dataclasses
 import itertools
 
 __all__ = ["SpecError", "FAMILIES", "parse", "parse_grid", "parse_params", "family_fields",
-           "presets"]
+           "presets", "parse_periphery"]
 
 
 class SpecError(ValueError):
@@ -93,9 +100,9 @@ def parse_params(text: str, alternatives: bool = False) -> dict:
     return out
 
 
-def _split(spec: str):
+def _split(spec: str, what: str = "device"):
     if not isinstance(spec, str) or not spec.strip():
-        raise SpecError(f"a device spec must be a non-empty string, got {spec!r}")
+        raise SpecError(f"a {what} spec must be a non-empty string, got {spec!r}")
     head, _, tail = spec.strip().partition(":")
     return head.strip().lower(), tail
 
@@ -162,3 +169,57 @@ def parse_grid(spec: str) -> list[tuple[dict, object]]:
         params = dict(zip(names, combo))
         out.append((params, _build(head, params, spec)))
     return out
+
+
+def _periphery_value(name: str, text: str, default):
+    """A periphery field from text, typed like the field's default where that is ambiguous."""
+    text = text.strip()
+    word = text.lower()
+    if not text:
+        raise SpecError(f"periphery parameter {name!r} has no value")
+    if word == "none":
+        return None
+    if word in ("true", "false"):
+        return word == "true"
+    try:
+        number = float(text)
+    except ValueError:
+        return text  # a mode name (noise_management=max); the config validates it
+    # Bits and the bound-management factor are integers: "8" and "8.0" both mean 8.
+    if isinstance(default, int) and not isinstance(default, bool) and number.is_integer():
+        return int(number)
+    return number
+
+
+def parse_periphery(spec: str):
+    """Build a :class:`aimcjax.periphery.PeripheryConfig` from a spec string.
+
+    Args:
+      spec: a preset name (``perfect``, ``default``, ``aihwkit_preset``) with optional
+        overrides, e.g. ``"default:out_noise=0.1,inp_bits=8,out_bound=none"``.
+
+    Returns:
+      A :class:`~aimcjax.periphery.PeripheryConfig`.
+
+    Raises:
+      SpecError: unknown preset or field, or a value the config rejects.
+    """
+    from aimcjax import periphery
+    head, tail = _split(spec, "periphery")
+    if head not in periphery.PRESETS:
+        raise SpecError(f"unknown periphery preset {head!r}; presets: {', '.join(periphery.PRESETS)}")
+    fields = {f.name: f.default for f in dataclasses.fields(periphery.PeripheryConfig)}
+    params = {}
+    for item in filter(str.strip, tail.split(",")):
+        if "=" not in item:
+            raise SpecError(f"expected name=value in periphery {spec!r}, got {item.strip()!r}")
+        name, value = (t.strip() for t in item.split("=", 1))
+        if name not in fields:
+            raise SpecError(f"periphery has no parameter {name!r}; it takes {', '.join(fields)}")
+        if name in params:
+            raise SpecError(f"periphery parameter {name!r} given twice")
+        params[name] = _periphery_value(name, value, fields[name])
+    try:
+        return periphery.preset(head, **params)
+    except (TypeError, ValueError) as e:
+        raise SpecError(f"periphery {spec!r}: {e}") from None

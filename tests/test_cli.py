@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from aimcjax import cli
+from aimcjax import cli, periphery, specs
 
 TINY = ["--dataset", "digits", "--model", "mlp", "--epochs", "1", "--train-size", "60",
         "--batch-size", "10", "--quiet"]
@@ -118,6 +118,11 @@ def test_reproduce_list(capsys):
     (["reproduce", "nope"], "invalid choice: 'nope'"),
     (["reproduce", "main", "--set", "colour=blue"], "does not take that setting"),
     (["train", "--config", "/nonexistent/config.json"], "no such file"),
+    (["train", "--periphery", "warp"], "unknown periphery preset 'warp'; presets: perfect, default"),
+    (["sweep", "--periphery", "default:out_nois=0.1"], "periphery has no parameter 'out_nois'"),
+    (["train", "--periphery", "default:out_noise=-1"], "out_noise must be a finite number >= 0"),
+    (["reproduce", "main", "--periphery", "default:inp_bits"], "expected name=value"),
+    (["reproduce", "fig2", "--periphery", "default"], "does not take that setting"),
 ])
 def test_bad_input_one_line(argv, needle, capsys):
     assert cli.main(argv) == 2
@@ -195,3 +200,34 @@ def test_train_runs_the_rest_of_the_field(tmp_path, capsys):
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert sorted(r["algorithm"] for r in summary["runs"]) == sorted(algorithms)
     assert all(0.0 <= r["final_test_acc"] <= 1.0 for r in summary["runs"])
+
+
+def test_periphery_specs_presets_and_overrides():
+    assert specs.parse_periphery("perfect").is_perfect
+    assert specs.parse_periphery("default") == periphery.PeripheryConfig()  # RF Table 4
+    assert specs.parse_periphery("aihwkit_preset") == periphery.PRESETS["aihwkit_preset"]
+    cfg = specs.parse_periphery("default: out_noise=0.1, inp_bits=8.0, out_bound=none, "
+                                "inp_sto_round=true, noise_management=max")
+    assert cfg == periphery.PeripheryConfig(out_noise=0.1, inp_bits=8, out_bound=None, out_bits=9,
+                                            inp_sto_round=True, noise_management="max")
+    assert isinstance(cfg.inp_bits, int)
+    for bad, needle in [("Default:w_noise=0.1,w_noise=0.2", "given twice"),
+                        ("", "non-empty"), ("default:inp_bits=7.5", "inp_bits must be an integer")]:
+        with pytest.raises(specs.SpecError, match=needle):
+            specs.parse_periphery(bad)
+
+
+def test_periphery_acts_and_config_round_trip(tmp_path, capsys):
+    noisy, again, exact = tmp_path / "noisy", tmp_path / "again", tmp_path / "exact"
+    args = TINY + ["--algorithm", "analog-sgd", "--device", "softbounds:asymmetry=0.3"]
+    spec = "default:out_noise=0.5,inp_bits=4"
+    assert cli.main(["train"] + args + ["--periphery", spec, "--out", str(noisy)]) == 0
+    assert json.loads((noisy / "config.json").read_text())["args"]["periphery"] == spec
+    assert cli.main(["train", "--config", str(noisy), "--out", str(again), "--quiet"]) == 0
+    assert (again / "summary.json").read_bytes() == (noisy / "summary.json").read_bytes()
+    assert (again / "metrics.jsonl").read_bytes() == (noisy / "metrics.jsonl").read_bytes()
+    # The same run with exact products differs: the periphery is in the forward, backward and
+    # test reads (a 4-bit DAC and noise 0.5 change every logit of the 359 test images).
+    assert cli.main(["train"] + args + ["--periphery", "perfect", "--out", str(exact)]) == 0
+    loss = lambda path: [r["final_test_loss"] for r in json.loads((path / "summary.json").read_text())["runs"]]
+    assert loss(exact) != loss(noisy)

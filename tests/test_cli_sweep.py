@@ -32,6 +32,20 @@ def test_sweep_of_8_equals_runs_one_by_one(digits):
     assert len({tuple(np.round(l, 6)) for l in swept["test_loss"]}) == 8
 
 
+def test_sweep_through_a_noisy_periphery_equals_runs_one_by_one(digits):
+    # The periphery's noise comes from per-run keys and its bound management is a while loop
+    # per read: vmapped, both must still give every run its own result.
+    grid = specs.parse_grid("softbounds:asymmetry=0/0.3")
+    devices = [d for _, d in grid]
+    cfg = training.TrainConfig(model="mlp", algorithm="analog-sgd", epochs=1, train_size=30, lr=0.1,
+                               periphery=specs.parse_periphery("default:out_noise=0.2"))
+    swept = training.sweep(cfg, digits, devices, [0, 1])
+    for r, (dev, seed) in enumerate(zip(devices, [0, 1])):
+        one = training.train(cfg, digits, dev, seed)
+        np.testing.assert_array_equal(one["test_acc"], swept["test_acc"][r])
+        np.testing.assert_allclose(one["test_loss"], swept["test_loss"][r], rtol=1e-5)
+
+
 def test_chunked_sweep_equals_unchunked(digits):
     cfg = training.TrainConfig(model="mlp", algorithm="digital", epochs=1, train_size=60)
     full = training.sweep(cfg, digits, [None] * 3, [0, 1, 2])

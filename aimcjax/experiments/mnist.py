@@ -49,6 +49,9 @@ MAIN_SETTINGS = dict(model="fcn", epochs=6, batch_size=10, transfer_lr=0.01, gam
                      update="pulse", lr_decay_epoch=0)
 MAIN_LRS = {"digital": 0.1, "analog-sgd": 0.05, "residual": 0.05}
 MAIN_DEVICE = "power:gamma=1,tau=0.6"
+# Exact products: the job isolates the device's asymmetric response, the effect RF studies
+# (RF Table 8 runs with the Table 4 periphery; `--periphery default` adds it here).
+MAIN_PERIPHERY = "perfect"
 
 SMALL_NOTES = ("inputs standardised (zero mean, unit variance); mnist5k (4000 train / 1000 test) "
                "instead of 60k/10k; fewer epochs, no lr halving; 1 seed")
@@ -72,7 +75,7 @@ def _fmt(v):
 
 
 def main_job(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=None,
-             train_size=0, data_path=None):
+             train_size=0, data_path=None, periphery=MAIN_PERIPHERY):
     """FCN on mnist5k with a Power device (gamma=1, tau=0.6): digital SGD vs Analog SGD vs
     Residual Learning; prints the accuracy table and saves ``curves.png``.
 
@@ -84,6 +87,7 @@ def main_job(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=No
       echo: printer.
       epochs, train_size: overrides of the small defaults (tests use tiny values).
       data_path: full MNIST instead of mnist5k.
+      periphery: periphery spec of the analog layers (:func:`aimcjax.specs.parse_periphery`).
 
     Returns:
       The summary dict (see :func:`aimcjax.experiments.sweep.run_grid`).
@@ -96,11 +100,12 @@ def main_job(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=No
         seeds = [seed, seed + 1, seed + 2]
     if epochs:
         settings["epochs"] = epochs
-    cfg = TrainConfig(train_size=train_size, **settings)
+    cfg = TrainConfig(train_size=train_size, periphery=specs.parse_periphery(periphery), **settings)
     ds = _dataset(data_path)
     device = specs.parse(MAIN_DEVICE)
     echo(f"FCN on {ds.name} ({len(ds.x_train)} train / {len(ds.x_test)} test), device {MAIN_DEVICE}, "
-         f"{cfg.epochs} epochs, batch {cfg.batch_size}, lr {MAIN_LRS}, seeds {seeds}")
+         f"periphery {periphery}, {cfg.epochs} epochs, batch {cfg.batch_size}, lr {MAIN_LRS}, "
+         f"seeds {seeds}")
     algorithms = ["digital", "analog-sgd", "residual"]
     summary, timings = sweep_lib.run_grid(cfg, algorithms, [({}, device)], seeds, ds, out,
                                           lrs=MAIN_LRS, quiet=quiet, echo=echo)
@@ -112,7 +117,7 @@ def main_job(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=No
         echo(f"{alg:12s} {_fmt(summary['table'][alg]['-']):>14s}   {paper[alg]}")
     summary["paper"] = paper
     summary["settings"] = {"config": dataclasses.asdict(cfg), "lrs": MAIN_LRS, "device": MAIN_DEVICE,
-                           "seeds": seeds, "notes": SMALL_NOTES}
+                           "periphery": periphery, "seeds": seeds, "notes": SMALL_NOTES}
     sweep_lib.plot_curves(summary, out, title=f"FCN on {ds.name}, {MAIN_DEVICE}")
     return summary
 
@@ -123,7 +128,7 @@ TABLE8_FULL = dict(epochs=30, train_size=0, gammas=(0.5, 1.0, 2.0), taus=(0.6, 0
 
 def table8(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=None,
            train_size=None, gammas=None, taus=None, families=("power", "exp"), data_path=None,
-           chunk_size=0, extra=()):
+           chunk_size=0, extra=(), periphery="perfect"):
     """[RF] Table 8: FCN on MNIST across Power/Exponential responses, Analog SGD vs RL
     (plus any ``extra`` algorithms, e.g. ``("agad", "cttv2")``, as further columns).
 
@@ -140,6 +145,7 @@ def table8(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=None
       chunk_size: runs per compiled batch (0 = all).
       extra: further algorithms of :data:`~aimcjax.experiments.training.ALGORITHMS` to sweep
         on the same grid (the paper has no numbers for them).
+      periphery: periphery spec of the analog layers (:func:`aimcjax.specs.parse_periphery`).
 
     Returns:
       The summary dict with ``rows``: one per (family, gamma, tau) with ours and the paper's.
@@ -158,10 +164,11 @@ def table8(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=None
     seeds = list(range(seed, seed + s["seeds"]))
     cfg = TrainConfig(model="fcn", epochs=s["epochs"], batch_size=10, transfer_lr=0.01, gamma=0.4,
                       update="pulse", train_size=s["train_size"],
-                      lr_decay_epoch=15 if full else 0)
+                      lr_decay_epoch=15 if full else 0, periphery=specs.parse_periphery(periphery))
     ds = _dataset(data_path)
     echo(f"Table 8: FCN on {ds.name}, {cfg.epochs} epochs on {cfg.train_size or len(ds.x_train)} "
-         f"samples, seeds {seeds}, gamma {list(s['gammas'])} x tau {list(s['taus'])} x {list(families)}")
+         f"samples, seeds {seeds}, gamma {list(s['gammas'])} x tau {list(s['taus'])} x {list(families)}, "
+         f"periphery {periphery}")
     lrs = {"digital": 0.1, **{a: 0.05 for a in analog}}
     dig, _ = sweep_lib.run_grid(cfg, ["digital"], [({}, None)], seeds, ds, out, lrs=lrs,
                                 quiet=quiet, echo=echo)
@@ -196,7 +203,7 @@ def table8(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=None
              + "".join(f" | {_fmt(r[a]):>12s}" for a in extra))
     summary = {"digital": digital, "rows": rows, "runs": runs, "curves": curves,
                "settings": {"config": dataclasses.asdict(cfg), "seeds": seeds, "lrs": lrs,
-                            "grid": {"gammas": list(s["gammas"]), "taus": list(s["taus"]),
+                            "periphery": periphery, "grid": {"gammas": list(s["gammas"]), "taus": list(s["taus"]),
                                      "families": list(families)},
                             "notes": None if full else SMALL_NOTES}}
     _plot_rows(rows, digital, out, "table8.png", "RF Table 8: FCN on MNIST",
@@ -240,14 +247,16 @@ TABLE7_FULL = dict(epochs=30, train_size=0, sigmas=(0.1, 0.3, 0.6, 0.9, 1.2), se
 
 
 def table7(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=None,
-           train_size=None, sigmas=None, device=TABLE7_DEVICE, data_path=None, chunk_size=0):
+           train_size=None, sigmas=None, device=TABLE7_DEVICE, data_path=None, chunk_size=0,
+           periphery="perfect"):
     """[RF] Table 7: cycle-to-cycle variation sigma_c on the FCN, Analog SGD vs Tiki-Taka.
 
     sigma_c is the device's ``dw_min_std`` with additive noise [RF eq. 26]. PAPERS.md does not
     name Table 7's response function; we use ``power:gamma=0.5,tau=0.7`` (where Analog SGD
     works in Table 8), so the column isolates the effect of sigma_c.
 
-    Args: as :func:`table8`, with ``sigmas`` and ``device`` (a spec without dw_min_std).
+    Args: as :func:`table8` (``periphery`` included), with ``sigmas`` and ``device`` (a spec
+    without dw_min_std).
 
     Returns:
       The summary dict with ``rows``: one per sigma_c.
@@ -259,12 +268,13 @@ def table7(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=None
             s[k] = _seq(v) if k == "sigmas" else v
     seeds = list(range(seed, seed + s["seeds"]))
     cfg = TrainConfig(model="fcn", epochs=s["epochs"], batch_size=10, transfer_lr=0.01,
-                      update="pulse", train_size=s["train_size"], lr_decay_epoch=15 if full else 0)
+                      update="pulse", train_size=s["train_size"], lr_decay_epoch=15 if full else 0,
+                      periphery=specs.parse_periphery(periphery))
     ds = _dataset(data_path)
     sep = "," if ":" in device else ":"
     grid = specs.parse_grid(f"{device}{sep}dw_min_std={'/'.join(map(str, s['sigmas']))}")
     echo(f"Table 7: FCN on {ds.name}, {device}, sigma_c {list(s['sigmas'])}, {cfg.epochs} epochs, "
-         f"seeds {seeds}")
+         f"seeds {seeds}, periphery {periphery}")
     lrs = {"digital": 0.1, "analog-sgd": 0.05, "tiki-taka": 0.05}
     res, _ = sweep_lib.run_grid(cfg, ["digital", "analog-sgd", "tiki-taka"], grid, seeds, ds, out,
                                 lrs=lrs, chunk_size=chunk_size, quiet=quiet, echo=echo)
@@ -285,7 +295,8 @@ def table7(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=None
              f"{_fmt(r['tiki-taka']):>12s} {r['paper_tiki-taka']:>11s}")
     summary = {"digital": digital, "rows": rows, "runs": res["runs"], "curves": res["curves"],
                "settings": {"config": dataclasses.asdict(cfg), "seeds": seeds, "lrs": lrs,
-                            "device": device, "notes": None if full else SMALL_NOTES}}
+                            "device": device, "periphery": periphery,
+                            "notes": None if full else SMALL_NOTES}}
     _plot_rows(rows, digital, out, "table7.png", f"RF Table 7: sigma_c on the FCN ({device})",
                lambda r: f"{100 * r['sigma_c']:.0f}%", ("analog-sgd", "tiki-taka"))
     return summary

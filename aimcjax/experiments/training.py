@@ -19,7 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from aimcjax import nn as analog_nn
 from aimcjax.experiments import models as _models
+from aimcjax.periphery import PeripheryConfig
 
 __all__ = ["ALGORITHMS", "UPDATE_MODES", "TrainConfig", "build_optimizer", "Trainer", "get_trainer",
            "train", "sweep"]
@@ -46,6 +48,9 @@ class TrainConfig:
       bl: maximal pulses per element and update.
       omega: weight-to-conductance mapping (aihwkit's weight_scaling_omega); 0 = off.
       train_size: use only the first ``train_size`` training samples (0 = all).
+      periphery: the analog layers' periphery (forward reads; the backward reads use it without
+        bound management, as aihwkit). Default: perfect (exact products). "digital" always
+        computes exactly.
     """
 
     model: str = "fcn"
@@ -60,6 +65,7 @@ class TrainConfig:
     bl: int = 31
     omega: float = 0.0
     train_size: int = 0
+    periphery: PeripheryConfig = PeripheryConfig.perfect()
 
     def __post_init__(self):
         if self.model not in _models.MODELS:
@@ -84,6 +90,9 @@ class TrainConfig:
             raise ValueError(f"gamma must be >= 0, got {self.gamma!r}")
         if not (isinstance(self.omega, (int, float)) and 0 <= self.omega <= 1):
             raise ValueError(f"omega must be in [0, 1], got {self.omega!r}")
+        if not isinstance(self.periphery, PeripheryConfig):
+            raise TypeError(f"periphery must be an aimcjax.periphery.PeripheryConfig, "
+                            f"got {type(self.periphery).__name__}")
 
     @property
     def analog(self) -> bool:
@@ -103,7 +112,7 @@ def build_optimizer(cfg: TrainConfig, device, key, mask, steps_per_epoch: int):
       cfg: the run's :class:`TrainConfig`.
       device: an :mod:`aimcjax.devices` device (ignored by "digital").
       key: PRNG key for the tiles' device-to-device variation.
-      mask: pytree of bools, True on analog leaves.
+      mask: pytree of bools, True on analog leaves (or a callable params -> such a tree).
       steps_per_epoch: for the learning-rate schedule.
 
     Returns:
@@ -145,6 +154,11 @@ class Trainer:
 
     ``init(device, seed) -> carry`` and ``epoch(carry, epoch_index) -> (carry, metrics)`` are
     pure; ``jax.vmap`` of both over (device, seed) trains a batch of runs in one program.
+    The model is a :class:`aimcjax.experiments.models.Classifier` of :mod:`aimcjax.nn` layers;
+    each step takes the loss, gradients and per-sample factors from
+    :func:`aimcjax.nn.grad_and_factors` and hands them to the :mod:`aimcjax.optim`
+    transformation. The carry is ``(params, opt_state, constants, key)``, ``constants`` being
+    the layers' fixed output scales (empty without weight-to-conductance mapping).
 
     Args:
       cfg: :class:`TrainConfig`.
@@ -162,65 +176,72 @@ class Trainer:
         self.y_train = jnp.asarray(y_train)
         self.x_test = jnp.asarray(data.x_test)
         self.y_test = jnp.asarray(data.y_test)
-        self.model = _models.get(cfg.model, data.x_train.shape[1:], data.num_classes)
+        # Digital SGD is the floating-point reference: exact products, no conductance mapping.
+        forward = cfg.periphery if cfg.analog else PeripheryConfig.perfect()
+        self.model = _models.get(cfg.model, data.x_train.shape[1:], data.num_classes,
+                                 forward=forward, omega=cfg.omega if cfg.analog else None)
+        self.noisy = not (self.model.forward.is_perfect and self.model.backward.is_perfect)
         self.steps_per_epoch = len(x_train) // cfg.batch_size
         self.outer = cfg.analog and cfg.update == "outer"
 
     # -- the program -------------------------------------------------------------------------
     def _optimizer(self, device, key):
-        return build_optimizer(self.cfg, device, key, self.model.analog_mask, self.steps_per_epoch)
+        return build_optimizer(self.cfg, device, key, _models.analog_kernels, self.steps_per_epoch)
+
+    def _rngs(self, key):
+        return {"periphery": key} if self.noisy else None
 
     def init(self, device, seed):
-        """Initial (params, opt_state, scales, key) of one run."""
+        """Initial (params, opt_state, constants, key) of one run."""
         key = jax.random.PRNGKey(seed)
         k_params, k_tiles, k_run = jax.random.split(key, 3)
-        omega = self.cfg.omega if self.cfg.analog else 0.0
-        params, scales = self.model.init(k_params, omega, _device_w_max(device))
+        variables = self.model.init(k_params, self.x_train[:1])
+        variables = _models.to_device_range(variables, _device_w_max(device))
+        params = variables["params"]
+        constants = {k: v for k, v in variables.items() if k != "params"}
         opt = self._optimizer(device, k_tiles)
-        return params, opt.init(params), scales, k_run
-
-    def _loss(self, params, scales, eps, x, y):
-        logits, inputs = self.model.apply(params, scales, x, eps)
-        return _models.cross_entropy(logits, y), inputs
+        return params, opt.init(params), constants, k_run
 
     def _step(self, device, carry, batch):
-        params, state, scales, key = carry
+        params, state, constants, key = carry
         x, y, k_step = batch
-        eps = self.model.perturbations(x.shape[0])
-        (loss, inputs), (grads, d) = jax.value_and_grad(self._loss, argnums=(0, 2), has_aux=True)(
-            params, scales, eps, x, y)
+        loss, grads, factors = analog_nn.grad_and_factors(
+            self.model, lambda logits: _models.cross_entropy(logits, y),
+            {"params": params, **constants}, x, rngs=self._rngs(k_step))
         opt = self._optimizer(device, k_step)  # same structure; the state carries the tiles
         if self.outer:
-            factors = {name: {"kernel": (inputs[name], d[name]), "bias": None} for name in params}
             updates, state = opt.update(grads, state, params, factors=factors)
         else:
             updates, state = opt.update(grads, state, params)
         params = optax.apply_updates(params, updates)
-        return (params, state, scales, key), loss
+        return (params, state, constants, key), loss
 
     def start(self, device, seed):
         """Initial carry of one run and its test metrics before training."""
         carry = self.init(device, seed)
-        return carry, self.evaluate(carry[0], carry[2])
+        return carry, self.evaluate(carry[0], carry[2], jax.random.fold_in(carry[3], 0))
 
-    def evaluate(self, params, scales):
-        """Test loss and accuracy (weights read exactly)."""
-        logits, _ = self.model.apply(params, scales, self.x_test)
+    def evaluate(self, params, constants, key):
+        """Test loss and accuracy, the network read through its periphery (noise from ``key``)."""
+        # The test images are constants of the program; the barrier keeps XLA from folding the
+        # periphery's input management over them at compile time (seconds, and a warning).
+        x_test = jax.lax.optimization_barrier(self.x_test)
+        logits = self.model.apply({"params": params, **constants}, x_test, rngs=self._rngs(key))
         acc = jnp.mean(jnp.argmax(logits, -1) == self.y_test)
         return _models.cross_entropy(logits, self.y_test), acc
 
     def epoch(self, device, carry):
         """One epoch: a seeded shuffle, a scan over mini-batches, then the test metrics."""
-        params, state, scales, key = carry
-        key, k_perm, k_steps = jax.random.split(key, 3)
+        params, state, constants, key = carry
+        key, k_perm, k_steps, k_eval = jax.random.split(key, 4)
         b, s = self.cfg.batch_size, self.steps_per_epoch
         perm = jax.random.permutation(k_perm, self.x_train.shape[0])[: s * b].reshape(s, b)
         batches = (self.x_train[perm], self.y_train[perm], jax.random.split(k_steps, s))
         step = lambda c, xs: self._step(device, c, xs)  # noqa: E731
-        (params, state, scales, _), losses = jax.lax.scan(step, (params, state, scales, key), batches)
-        test_loss, test_acc = self.evaluate(params, scales)
+        (params, state, constants, _), losses = jax.lax.scan(step, (params, state, constants, key), batches)
+        test_loss, test_acc = self.evaluate(params, constants, k_eval)
         metrics = {"train_loss": jnp.mean(losses), "test_loss": test_loss, "test_acc": test_acc}
-        return (params, state, scales, key), metrics
+        return (params, state, constants, key), metrics
 
 
 def _progress(total, desc, quiet):
