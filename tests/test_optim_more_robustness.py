@@ -108,13 +108,21 @@ def test_chopped_ttv2_survives_reference_error():
 def test_digits_mlp_reference_error_hurts_ttv2_not_agad():
     """64-32-10 tanh MLP on scikit-learn digits (1 400 train / 397 test, seeded permutation),
     batch 32, 1 500 steps; every kernel analog (main SoftBounds tau 0.6, c 0.3; fast array
-    tau 0.5, reference error std 0.25 = 25% of its range 1.0). Measured: TTv2 98.5% clean,
-    92.9% with the error; AGAD 98.0% with it; c-TTv2 83.6% with it (read every step, beta
-    0.05, chopper period 100 reads) and, in the LS test's derived setting (transfer_every 10,
-    beta 1, flip every 2 reads), 80.1% with it vs 85.6% clean: c-TTv2 is not robust here (the
-    claim is not asserted for it; see docs/README-more.md). The accuracy of one run
-    on 397 test digits has a sampling std of ~1.1 points at 95%, so a 3-point gap is ~2.7
-    sigma of one run's noise and the 5-point measured gap leaves margin."""
+    tau 0.5, reference error std 0.25 = 25% of its range 1.0). Measured: TTv2 98.2% clean,
+    92.9% with the error; AGAD 98.2% with it. c-TTv2 with the error: 83.6% when read every
+    step (beta 0.05, chopper period 100 reads) or 80.1% with the LS test's full transfer every
+    10 steps — the digits gradients are smaller than the LS ones, so by the argument in
+    ``test_chopped_ttv2_survives_reference_error`` P needs longer between reads: with
+    aihwkit's own transfer ("column": one input line per step, so each line is read every
+    64 (w1) or 32 (w2) steps), beta 1 and a flip every 2 reads it reaches 96.2% with the error
+    and 96.5% with a correct reference (keys 2-4 with the error: 95.0, 95.5, 94.5).
+    The accuracy of one run on 397 test digits has a sampling std of ~1.1 points at 95%, so a
+    3-point gap is ~2.7 sigma of one run's noise and the 5-point measured gap leaves margin.
+    c-TTv2 bound: keys 1-4 put it 2.0-3.7 points below clean TTv2 (mean 2.9, spread 0.7);
+    with the ~1.1-point test sampling std a 5-point bound is ~2 sigma above the mean gap.
+    Not asserted: c-TTv2 above TTv2 with the error — over keys 1-4 TTv2 with the error gets
+    92.9/95.0/94.7/93.7, on average only 1.2 points below c-TTv2 (not significant here).
+    """
     from sklearn.datasets import load_digits
 
     X, y = load_digits(return_X_y=True)
@@ -153,6 +161,10 @@ def test_digits_mlp_reference_error_hurts_ttv2_not_agad():
     ttv2_clean = accuracy(ttv2(0.2, 0.05, main, residual_device=clean, zero_shift=True, transfer="full", update=UPDATE, key=1))
     ttv2_wrong = accuracy(ttv2(0.2, 0.05, main, residual_device=wrong, zero_shift=True, transfer="full", update=UPDATE, key=1))
     agad_wrong = accuracy(agad(0.2, 0.05, main, residual_device=wrong, transfer="full", in_chop_prob=0.01, update=UPDATE, key=1))
-    print(f"digits: ttv2 clean {ttv2_clean:.3f} ttv2 wrong {ttv2_wrong:.3f} agad wrong {agad_wrong:.3f}")
+    cttv2_wrong = accuracy(chopped_ttv2(0.2, 1.0, main, residual_device=wrong, transfer="column", in_chop_prob=1.0,
+                                        in_chop_random=False, update=UPDATE, key=1))
+    print(f"digits: ttv2 clean {ttv2_clean:.3f} ttv2 wrong {ttv2_wrong:.3f} agad wrong {agad_wrong:.3f} "
+          f"c-ttv2 wrong {cttv2_wrong:.3f}")
     assert ttv2_clean > 0.95 and agad_wrong > 0.95
     assert ttv2_wrong < agad_wrong - 0.03
+    assert cttv2_wrong > ttv2_clean - 0.05  # c-TTv2 trains within a few points despite the error
