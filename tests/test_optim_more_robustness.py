@@ -6,8 +6,9 @@ paper's, for 1 000 steps); fast array SoftBounds tau = 0.5, c = 0.3 whose refere
 symmetric point by N(0, (0.25 * range)²), range = 2 tau (DESIGN §2 reference_std).
 Measured (seed 1): TTv2 0.0038 clean -> 6.8 with the reference error; AGAD 0.012 in both
 (it reads P relative to the previous chopper period and uses no reference); c-TTv2 (regular
-chopper, period 100 reads) 0.25 clean -> 8.6 with the error (not robust in this setting; see
-the report). Initial loss 51.5.
+chopper, period 100 reads, read every step, beta 0.05) 0.25 clean -> 8.6 with the error; with
+the read period and buffer rate derived in ``test_chopped_ttv2_survives_reference_error`` it
+trains to 0.06 with the error. Initial loss 51.5.
 """
 
 import jax
@@ -19,7 +20,7 @@ import pytest
 from aimcjax import devices as D
 from aimcjax import pulse
 from aimcjax.optim import ttv2
-from aimcjax.optim.chopped import agad
+from aimcjax.optim.chopped import agad, chopped_ttv2
 
 kA, kW = jax.random.split(jax.random.PRNGKey(0))
 A = jax.random.normal(kA, (100, 50))
@@ -65,13 +66,63 @@ def test_reference_error_breaks_ttv2_but_not_agad():
 
 
 @pytest.mark.slow
+def test_chopped_ttv2_survives_reference_error():
+    """c-TTv2 trains the toy least squares with a 25% reference error where TTv2 degrades.
+
+    Why the settings (not tuned knobs): a reference offset o of P enters each read as c*o, so
+    it cancels in the buffer H only up to one chopper half-period; whatever it makes H fire
+    within a half-period is written to W and taken back in the next one (churn). On the
+    asymmetric main device every up/down pulse pair drifts W by ~2*dw_min*|G(W)| towards its
+    symmetric point (G(w) = w/tau - c, |G| ~ 0.3 here), so churn must be small against the
+    gradient signal. Per read the demodulated gradient in P is ~P_read*alpha*g/2 (P_read = steps
+    between reads; the chopped integrator passes half of it) against the offset |o|, so the
+    ratio gradient/drift is ~ P_read*alpha*g / (2*|o|*|G|), with alpha*g capped at
+    bl*dw_min = 8e-3 by the pulse BL and |o| ~ 0.25: P_read = 1 (read every step, as the
+    TTv2 test) gives 0.05 — W is pinned near its symmetric point (measured 47 with the
+    fastest chopper); P_read = 10 gives ~0.5 with churn capped at the transfer BL. Hence:
+      - transfer_every = 10 ("full": every element read once per 10 steps);
+      - the fastest regular chopper aihwkit allows (in_chop_prob = 1: flip every 2 reads), so
+        the offset's excursion beta*|o|*K per half-period K is smallest;
+      - beta = 1 with theta = dw_min: one W pulse per dw_min of demodulated read, i.e. the
+        buffer transfers what P accumulated at its own scale (aihwkit's transfer_lr = 1).
+    Measured (seed 1; initial 51.5): c-TTv2 0.10 clean, 0.060 with the error (keys 2-4:
+    0.065, 0.039, 0.093); TTv2 in the same transfer setting fails even clean (12.5), so TTv2 is
+    compared at its own working setting (0.0038 clean, 6.8 with the error).
+    Tolerance: over keys 1-4 the c-TTv2 final loss has mean 0.064, std 0.022; the 1% bound
+    (0.515) is > 20 std above the mean, and TTv2's 6.8 vs its 0.0038 is > 1000x, far from the
+    10x asserted. The same chopper with P_read = 1 (the old setting, 8.6) would fail the test.
+    """
+    initial = float(_loss({"w": jnp.ones((50, 1))}))
+    clean = D.SoftBounds(tau=TAU_P, asymmetry=0.3, dw_min=1e-3)
+    wrong = clean.replace(reference_std=0.25 * 2 * TAU_P)
+    chopped = dict(transfer="full", transfer_every=10, in_chop_prob=1.0, in_chop_random=False, update=UPDATE, key=1)
+    cttv2_wrong = _final_loss(chopped_ttv2(0.2, 1.0, W_DEV, residual_device=wrong, **chopped))
+    ttv2_clean = _final_loss(ttv2(0.2, 0.05, W_DEV, residual_device=clean, zero_shift=True, transfer="full", update=UPDATE, key=1))
+    ttv2_wrong = _final_loss(ttv2(0.2, 0.05, W_DEV, residual_device=wrong, zero_shift=True, transfer="full", update=UPDATE, key=1))
+    print(f"initial {initial:.3g} c-ttv2 wrong {cttv2_wrong:.3g} ttv2 clean {ttv2_clean:.3g} wrong {ttv2_wrong:.3g}")
+    assert cttv2_wrong < 0.01 * initial  # c-TTv2 trains despite the wrong reference
+    assert ttv2_wrong > 10 * ttv2_clean and ttv2_wrong > 10 * cttv2_wrong  # TTv2 degrades
+
+
+@pytest.mark.slow
 def test_digits_mlp_reference_error_hurts_ttv2_not_agad():
     """64-32-10 tanh MLP on scikit-learn digits (1 400 train / 397 test, seeded permutation),
     batch 32, 1 500 steps; every kernel analog (main SoftBounds tau 0.6, c 0.3; fast array
-    tau 0.5, reference error std 0.25 = 25% of its range 1.0). Measured: TTv2 98.5% clean,
-    92.9% with the error; AGAD 98.0% with it; c-TTv2 83.6% with it. The accuracy of one run
-    on 397 test digits has a sampling std of ~1.1 points at 95%, so a 3-point gap is ~2.7
-    sigma of one run's noise and the 5-point measured gap leaves margin."""
+    tau 0.5, reference error std 0.25 = 25% of its range 1.0). Measured: TTv2 98.2% clean,
+    92.9% with the error; AGAD 98.2% with it. c-TTv2 with the error: 83.6% when read every
+    step (beta 0.05, chopper period 100 reads) or 80.1% with the LS test's full transfer every
+    10 steps — the digits gradients are smaller than the LS ones, so by the argument in
+    ``test_chopped_ttv2_survives_reference_error`` P needs longer between reads: with
+    aihwkit's own transfer ("column": one input line per step, so each line is read every
+    64 (w1) or 32 (w2) steps), beta 1 and a flip every 2 reads it reaches 96.2% with the error
+    and 96.5% with a correct reference (keys 2-4 with the error: 95.0, 95.5, 94.5).
+    The accuracy of one run on 397 test digits has a sampling std of ~1.1 points at 95%, so a
+    3-point gap is ~2.7 sigma of one run's noise and the 5-point measured gap leaves margin.
+    c-TTv2 bound: keys 1-4 put it 2.0-3.7 points below clean TTv2 (mean 2.9, spread 0.7);
+    with the ~1.1-point test sampling std a 5-point bound is ~2 sigma above the mean gap.
+    Not asserted: c-TTv2 above TTv2 with the error — over keys 1-4 TTv2 with the error gets
+    92.9/95.0/94.7/93.7, on average only 1.2 points below c-TTv2 (not significant here).
+    """
     from sklearn.datasets import load_digits
 
     X, y = load_digits(return_X_y=True)
@@ -110,6 +161,10 @@ def test_digits_mlp_reference_error_hurts_ttv2_not_agad():
     ttv2_clean = accuracy(ttv2(0.2, 0.05, main, residual_device=clean, zero_shift=True, transfer="full", update=UPDATE, key=1))
     ttv2_wrong = accuracy(ttv2(0.2, 0.05, main, residual_device=wrong, zero_shift=True, transfer="full", update=UPDATE, key=1))
     agad_wrong = accuracy(agad(0.2, 0.05, main, residual_device=wrong, transfer="full", in_chop_prob=0.01, update=UPDATE, key=1))
-    print(f"digits: ttv2 clean {ttv2_clean:.3f} ttv2 wrong {ttv2_wrong:.3f} agad wrong {agad_wrong:.3f}")
+    cttv2_wrong = accuracy(chopped_ttv2(0.2, 1.0, main, residual_device=wrong, transfer="column", in_chop_prob=1.0,
+                                        in_chop_random=False, update=UPDATE, key=1))
+    print(f"digits: ttv2 clean {ttv2_clean:.3f} ttv2 wrong {ttv2_wrong:.3f} agad wrong {agad_wrong:.3f} "
+          f"c-ttv2 wrong {cttv2_wrong:.3f}")
     assert ttv2_clean > 0.95 and agad_wrong > 0.95
     assert ttv2_wrong < agad_wrong - 0.03
+    assert cttv2_wrong > ttv2_clean - 0.05  # c-TTv2 trains within a few points despite the error

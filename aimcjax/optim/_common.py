@@ -271,6 +271,23 @@ def write(t2: Tile, device: Device, grad2, factor, lr, key, cfg: pulse.UpdateCon
     return pulse.update(t2, device, -lr * grad2, key, cfg)
 
 
+def fire_buffer(W2: Tile, device: Device, h, rows, theta, key, cfg: pulse.UpdateConfig):
+    """The threshold transfer of a digital buffer into W (TTv2, c-TTv2, AGAD) on a 2-D view.
+
+    Fires ``n = trunc(h / theta)`` pulses, capped at ``±cfg.bl``, on the given rows of W (each
+    moves an element by one dw_min of W; in "expected"/"ideal" mode the change ``n * dw_min``
+    goes through :func:`aimcjax.pulse.update`). Returns ``(W2, n)``; the caller decides what
+    the buffer keeps.
+    """
+    dtype = W2.w.dtype
+    n = jnp.clip(jnp.trunc(h / theta), -cfg.bl, cfg.bl)
+    n_all = jnp.zeros(W2.w.shape, jnp.int32).at[rows].set(n.astype(jnp.int32))
+    if cfg.mode in ("pulse", "outer"):
+        return pulse.apply(W2, device, n_all, key), n
+    dw = jnp.asarray(device.dw_min, dtype)
+    return pulse.update(W2, device, n_all.astype(dtype) * dw, key, cfg), n
+
+
 def sgd_update(grad, lr, param):
     """Digital leaves: plain SGD at the analog rate."""
     return (-lr * grad).astype(jnp.result_type(param))

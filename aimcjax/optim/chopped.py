@@ -166,7 +166,6 @@ def _chopped_kernel(
     common.check_update_config("transfer_update", transfer_update)
     reader = make_reader(read)
     gradient_outer = update.mode == "outer"
-    fires_pulses = transfer_update.mode in ("pulse", "outer")
     # Regular chopping: a line's chopper flips after every `period_reads`-th read of it.
     period_reads = max(math.ceil(1 / in_chop_prob), 2) if in_chop_prob > 0 else 0
     # AGAD's running mean weights the tail of a chopper period more (aihwkit tail_weightening).
@@ -238,13 +237,8 @@ def _chopped_kernel(
                 period = transfer_every * (n_in if transfer == "column" else 1)
                 theta = theta * auto_granularity / period
             h = jnp.where(active, H2[rows] + beta * signal, H2[rows])
-            n = jnp.clip(jnp.trunc(h / theta), -transfer_update.bl, transfer_update.bl)
+            W2, n = common.fire_buffer(W2, device, h, rows, theta, k_write, transfer_update)
             h = jnp.where(n != 0, 0.0, h) if forget_buffer else h - n * theta
-            n_all = jnp.zeros(W2.w.shape, jnp.int32).at[rows].set(n.astype(jnp.int32))
-            if fires_pulses:
-                W2 = pulse.apply(W2, device, n_all, k_write)
-            else:
-                W2 = pulse.update(W2, device, n_all.astype(dtype) * jnp.asarray(device.dw_min, dtype), k_write, transfer_update)
             H2 = H2.at[rows].set(h)
 
         reads = reads.at[rows].add(1)

@@ -106,7 +106,6 @@ def _residual_kernel(
     reader = make_reader(read)
     gradient_outer = update.mode == "outer"
     transfer_outer = transfer_update.mode == "outer"
-    fires_pulses = transfer_update.mode in ("pulse", "outer")
 
     def init_fn(params):
         paths, leaves, treedef = common.flatten_params(params)
@@ -164,13 +163,8 @@ def _residual_kernel(
         decay = (1 - beta) if buffer == "ema" else 1.0
         dw = jnp.asarray(device.dw_min, dtype)
         h = decay * H2[rows] + beta * read_rows
-        n = jnp.clip(jnp.trunc(h / dw), -transfer_update.bl, transfer_update.bl)
+        W2, n = common.fire_buffer(W2, device, h, rows, dw, k_write, transfer_update)
         h = h - n * dw  # pulses beyond the cap stay in the buffer: nothing is lost
-        n_all = jnp.zeros(W2.w.shape, jnp.int32).at[rows].set(n.astype(jnp.int32))
-        if fires_pulses:
-            W2 = pulse.apply(W2, device, n_all, k_write)
-        else:
-            W2 = pulse.update(W2, device, n_all.astype(dtype) * dw, k_write, transfer_update)
         return W2, H2.at[rows].set(h)
 
     def update_fn(grads, state, params=None, *, factors=None, **extra_args):
