@@ -165,7 +165,7 @@ def _periphery_arg(p, default):
     p.add_argument("--periphery", default=default, metavar="SPEC",
                    help=f"analog MVM periphery: a preset ({', '.join(PRESETS)}; default = RF Table 4 "
                         "= aihwkit IOParameters) with overrides, e.g. 'default:out_noise=0.1,inp_bits=8'"
-                        + (f" (default: {default})" if default else " (default: the recipe's)"))
+                        + (f" (default: {default})" if default else " (default: perfect; 'default' with --full)"))
 
 
 def build_parser() -> argparse.ArgumentParser:

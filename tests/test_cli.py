@@ -231,3 +231,13 @@ def test_periphery_acts_and_config_round_trip(tmp_path, capsys):
     assert cli.main(["train"] + args + ["--periphery", "perfect", "--out", str(exact)]) == 0
     loss = lambda path: [r["final_test_loss"] for r in json.loads((path / "summary.json").read_text())["runs"]]
     assert loss(exact) != loss(noisy)
+
+
+def test_full_reproductions_read_through_the_papers_periphery():
+    """RF's Table 7/8 runs used the Table 4 periphery: --full picks it unless one is given."""
+    from aimcjax.experiments.mnist import resolve_periphery
+
+    assert resolve_periphery(None, full=True) == "default"
+    assert resolve_periphery(None, full=False) == "perfect"
+    assert resolve_periphery("perfect", full=True) == "perfect"
+    assert resolve_periphery("default:out_noise=0.1", full=False) == "default:out_noise=0.1"

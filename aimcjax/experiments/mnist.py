@@ -52,6 +52,16 @@ MAIN_DEVICE = "power:gamma=1,tau=0.6"
 # Exact products: the job isolates the device's asymmetric response, the effect RF studies
 # (RF Table 8 runs with the Table 4 periphery; `--periphery default` adds it here).
 MAIN_PERIPHERY = "perfect"
+# RF's runs (Tables 7 and 8 at the paper's scale) read through the Table 4 periphery.
+FULL_PERIPHERY = "default"
+
+
+def resolve_periphery(periphery, full: bool) -> str:
+    """The periphery spec a recipe runs with: the given one, else RF Table 4 (``default``) at
+    the paper's scale and exact products (``perfect``) for the small CPU defaults."""
+    if periphery is not None:
+        return periphery
+    return FULL_PERIPHERY if full else MAIN_PERIPHERY
 
 SMALL_NOTES = ("inputs standardised (zero mean, unit variance); mnist5k (4000 train / 1000 test) "
                "instead of 60k/10k; fewer epochs, no lr halving; 1 seed")
@@ -75,7 +85,7 @@ def _fmt(v):
 
 
 def main_job(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=None,
-             train_size=0, data_path=None, periphery=MAIN_PERIPHERY):
+             train_size=0, data_path=None, periphery=None):
     """FCN on mnist5k with a Power device (gamma=1, tau=0.6): digital SGD vs Analog SGD vs
     Residual Learning; prints the accuracy table and saves ``curves.png``.
 
@@ -87,7 +97,8 @@ def main_job(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=No
       echo: printer.
       epochs, train_size: overrides of the small defaults (tests use tiny values).
       data_path: full MNIST instead of mnist5k.
-      periphery: periphery spec of the analog layers (:func:`aimcjax.specs.parse_periphery`).
+      periphery: periphery spec of the analog layers (:func:`aimcjax.specs.parse_periphery`);
+        None: `perfect`, or RF Table 4 (`default`) with ``full`` (:func:`resolve_periphery`).
 
     Returns:
       The summary dict (see :func:`aimcjax.experiments.sweep.run_grid`).
@@ -100,6 +111,7 @@ def main_job(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=No
         seeds = [seed, seed + 1, seed + 2]
     if epochs:
         settings["epochs"] = epochs
+    periphery = resolve_periphery(periphery, full)
     cfg = TrainConfig(train_size=train_size, periphery=specs.parse_periphery(periphery), **settings)
     ds = _dataset(data_path)
     device = specs.parse(MAIN_DEVICE)
@@ -128,7 +140,7 @@ TABLE8_FULL = dict(epochs=30, train_size=0, gammas=(0.5, 1.0, 2.0), taus=(0.6, 0
 
 def table8(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=None,
            train_size=None, gammas=None, taus=None, families=("power", "exp"), data_path=None,
-           chunk_size=0, extra=(), periphery="perfect"):
+           chunk_size=0, extra=(), periphery=None):
     """[RF] Table 8: FCN on MNIST across Power/Exponential responses, Analog SGD vs RL
     (plus any ``extra`` algorithms, e.g. ``("agad", "cttv2")``, as further columns).
 
@@ -145,7 +157,8 @@ def table8(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=None
       chunk_size: runs per compiled batch (0 = all).
       extra: further algorithms of :data:`~aimcjax.experiments.training.ALGORITHMS` to sweep
         on the same grid (the paper has no numbers for them).
-      periphery: periphery spec of the analog layers (:func:`aimcjax.specs.parse_periphery`).
+      periphery: periphery spec of the analog layers (:func:`aimcjax.specs.parse_periphery`);
+        None: `perfect`, or RF Table 4 (`default`) with ``full`` (:func:`resolve_periphery`).
 
     Returns:
       The summary dict with ``rows``: one per (family, gamma, tau) with ours and the paper's.
@@ -162,6 +175,7 @@ def table8(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=None
         raise ValueError(f"extra must name analog algorithms of {', '.join(ALGORITHMS[1:])}, got {unknown}")
     analog = ["analog-sgd", "residual", *extra]
     seeds = list(range(seed, seed + s["seeds"]))
+    periphery = resolve_periphery(periphery, full)
     cfg = TrainConfig(model="fcn", epochs=s["epochs"], batch_size=10, transfer_lr=0.01, gamma=0.4,
                       update="pulse", train_size=s["train_size"],
                       lr_decay_epoch=15 if full else 0, periphery=specs.parse_periphery(periphery))
@@ -248,7 +262,7 @@ TABLE7_FULL = dict(epochs=30, train_size=0, sigmas=(0.1, 0.3, 0.6, 0.9, 1.2), se
 
 def table7(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=None,
            train_size=None, sigmas=None, device=TABLE7_DEVICE, data_path=None, chunk_size=0,
-           periphery="perfect"):
+           periphery=None):
     """[RF] Table 7: cycle-to-cycle variation sigma_c on the FCN, Analog SGD vs Tiki-Taka.
 
     sigma_c is the device's ``dw_min_std`` with additive noise [RF eq. 26]. PAPERS.md does not
@@ -267,6 +281,7 @@ def table7(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=None
         if v is not None:
             s[k] = _seq(v) if k == "sigmas" else v
     seeds = list(range(seed, seed + s["seeds"]))
+    periphery = resolve_periphery(periphery, full)
     cfg = TrainConfig(model="fcn", epochs=s["epochs"], batch_size=10, transfer_lr=0.01,
                       update="pulse", train_size=s["train_size"], lr_decay_epoch=15 if full else 0,
                       periphery=specs.parse_periphery(periphery))
