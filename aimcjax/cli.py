@@ -40,44 +40,25 @@ class _Parser(argparse.ArgumentParser):
 
 # -- argument types ------------------------------------------------------------------------------
 
-def _positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
+def _checked(cast, expected: str, valid, requirement: str):
+    """An argparse type: ``cast`` the text (else "expected ..."), then check ``valid``."""
+    def parse(text):
+        try:
+            v = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not valid(v):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
+        return v
+    return parse
 
 
-def _nonneg_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
-
-
-def _positive_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not v > 0 or v != v or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return v
-
-
-def _nonneg_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not v >= 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return v
+_positive_int = _checked(int, "a positive integer", lambda v: v >= 1, ">= 1")
+_nonneg_int = _checked(int, "an integer >= 0", lambda v: v >= 0, ">= 0")
+_positive_float = _checked(float, "a positive number", lambda v: 0 < v < float("inf"),
+                           "a finite number > 0")
+_nonneg_float = _checked(float, "a number >= 0", lambda v: 0 <= v < float("inf"),
+                         "a finite number >= 0")
 
 
 def _overrides(text):

@@ -48,14 +48,6 @@ def power(gamma=1.0, tau=C.TAU):
                          noise="multiplicative")
 
 
-def kernel(name):
-    """The "outer" update kernel: the library's, or the suggested one (pulse_speedup.py)."""
-    if name == "library":
-        return pulse.outer_update
-    import pulse_speedup
-    return pulse_speedup.outer_update
-
-
 def block(tree):
     return jax.block_until_ready(tree)
 
@@ -69,7 +61,7 @@ def timed_compile(fn, *args):
 def w2(a):
     dev = softbounds()
     cfg = pulse.UpdateConfig(mode=a.mode, bl=C.BL)
-    outer = kernel(a.kernel)
+    outer = pulse.outer_update
     t0 = tile.init(0, dev, (C.W2_SIZE, C.W2_SIZE))
     kx, kd = jax.random.split(jax.random.PRNGKey(0))
     xs = jax.random.uniform(kx, (8, C.W2_BATCH, C.W2_SIZE))
@@ -97,15 +89,14 @@ def w2(a):
 
 def w1(a):
     dev = softbounds() if a.device == "softbounds" else power(gamma=a.gamma)
-    trainer = fcn.Trainer(dev, a.algo, a.mode, a.batch, outer_update=kernel(a.kernel))
+    trainer = fcn.Trainer(dev, a.algo, a.mode, a.batch)
     out = trainer.time(a.steps, a.repeats)
     return out
 
 
 def w3(a):
     devs = devices.stack([power(gamma=g, tau=t) for g, t in C.w3_grid()])
-    trainer = fcn.Trainer(devs, "sgd", a.mode, C.W3_BATCH, n_configs=len(C.w3_grid()),
-                          outer_update=kernel(a.kernel))
+    trainer = fcn.Trainer(devs, "sgd", a.mode, C.W3_BATCH, n_configs=len(C.w3_grid()))
     out = trainer.time(a.steps, a.repeats)
     out["per_config_step_s"] = out["median_s"] / len(C.w3_grid())
     out["state_bytes"] = trainer.state_bytes()
@@ -120,8 +111,6 @@ def main(argv=None):
     p.add_argument("--device", choices=["softbounds", "power"], default="softbounds")
     p.add_argument("--gamma", type=float, default=1.0)
     p.add_argument("--mode", choices=["outer", "pulse", "expected", "ideal"], default="outer")
-    p.add_argument("--kernel", choices=["library", "patched"], default="library",
-                   help='"outer" kernel: pulse.outer_update or pulse_speedup.outer_update')
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=5)
     a = p.parse_args(argv)

@@ -73,18 +73,14 @@ def run_aihwkit_side(device: str, seeds: int, out: Path):
     np.save(out, result)
 
 
-def run_aimcjax_side(device: str, seeds: int, kernel: str = "library"):
+def run_aimcjax_side(device: str, seeds: int):
     sys.path.insert(0, str(C.REPO))
     import jax
     import jax.numpy as jnp
 
     from aimcjax import devices, pulse, tile
 
-    if kernel == "library":
-        outer_update = pulse.outer_update
-    else:  # the suggested faster kernel (pulse_speedup.py)
-        import pulse_speedup
-        outer_update = pulse_speedup.outer_update
+    outer_update = pulse.outer_update
 
     common = dict(dw_min=C.DW_MIN, dw_min_std=C.DW_MIN_STD, noise="multiplicative")
     dev = (devices.ConstantStep(w_min=-C.TAU, w_max=C.TAU, **common)
@@ -136,8 +132,6 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, default=300)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None)
-    p.add_argument("--kernel", choices=["library", "patched"], default="library",
-                   help="aimcjax side: pulse.outer_update or pulse_speedup.outer_update")
     a = p.parse_args(argv)
     if a.side == "aihwkit":
         run_aihwkit_side(a.device, a.seeds, a.out)
@@ -149,11 +143,11 @@ def main(argv=None):
             subprocess.run([str(C.AIHWKIT_PYTHON), __file__, "--side", "aihwkit", "--device",
                             device, "--seeds", str(a.seeds), "--out", str(out)], check=True)
             hw = np.load(out)
-        jx = run_aimcjax_side(device, a.seeds, a.kernel)
+        jx = run_aimcjax_side(device, a.seeds)
         for i, n in enumerate(RECORD_AT):
             rows.append({"device": device, "updates": n, **compare(hw[i], jx[i])})
     print(f"\nfidelity: {N_IN}x{N_OUT} tile, batch {BATCH}, lr {LR}, {a.seeds} seeds per library;"
-          f" aimcjax kernel: {a.kernel}; z = difference / standard error, per element"
+          f" aimcjax pulse.outer_update; z = difference / standard error, per element"
           " (128 elements)")
     print(f"{'device':14s} {'upd':>4s} {'max|z| mean':>12s} {'>3':>6s} {'rms z':>6s} "
           f"{'max|z| std':>11s} {'>3':>6s} {'rms z':>6s} {'drift':>8s} {'std hw':>8s} "

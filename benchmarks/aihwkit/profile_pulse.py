@@ -38,7 +38,7 @@ def bench(fn, *args, repeats):
     return statistics.median(times) * 1e3
 
 
-def case(name, n_in, n_out, batch, d_std, repeats, patched=None):
+def case(name, n_in, n_out, batch, d_std, repeats):
     dev = devices.SoftBounds(tau=C.TAU, dw_min=C.DW_MIN, dw_min_std=C.DW_MIN_STD,
                              noise="multiplicative")
     cfg = pulse.UpdateConfig(mode="outer", bl=C.BL)
@@ -78,9 +78,6 @@ def case(name, n_in, n_out, batch, d_std, repeats, patched=None):
         "one normal draw, threefry": bench(normal_tf, key, repeats=repeats),
         "one normal draw, rbg": bench(normal_rbg, rbg_key, repeats=repeats),
     }
-    if patched is not None:
-        fast = jax.jit(lambda t, k: patched(t, dev, x, d, C.LR, k, cfg))
-        rows["patched outer_update"] = bench(fast, t0, key, repeats=repeats)
     print(f"\n{name}: {n_in}x{n_out}, batch {batch}, d ~ N(0, {d_std}^2)")
     for label, ms in rows.items():
         print(f"  {label:34s} {ms:9.3f} ms")
@@ -93,15 +90,9 @@ def case(name, n_in, n_out, batch, d_std, repeats, patched=None):
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--patched", action="store_true",
-                   help="also time pulse_speedup.outer_update (the suggested kernel)")
     a = p.parse_args()
-    patched = None
-    if a.patched:
-        import pulse_speedup
-        patched = pulse_speedup.outer_update
-    case("W1 layer 1", 784, 256, 10, 0.003, a.repeats, patched)
-    case("W2 tile", C.W2_SIZE, C.W2_SIZE, C.W2_BATCH, C.W2_D_STD, a.repeats, patched)
+    case("W1 layer 1", 784, 256, 10, 0.003, a.repeats)
+    case("W2 tile", C.W2_SIZE, C.W2_SIZE, C.W2_BATCH, C.W2_D_STD, a.repeats)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,6 @@ for batch in (10, 64):
                 common = ["--batch", str(batch), "--algo", algo, "--device", device]
                 CASES.append((f"b{batch} {algo} {device} {mode}", common,
                               [*common, "--mode", mode]))
-            # the suggested kernel (pulse_speedup.py), "outer" semantics
-            CASES.append((f"b{batch} {algo} {device} outer-patched", common,
-                          [*common, "--mode", "outer", "--kernel", "patched"]))
 
 if __name__ == "__main__":
     sys.exit(C.side_by_side("w1", CASES, defaults=["--steps", "10", "--repeats", "3"]))

@@ -15,7 +15,6 @@ import common as C  # noqa: E402
 CASES = [
     ("512x512 b64 SoftBounds, aimcjax outer", [], ["--mode", "outer"]),
     ("512x512 b64 SoftBounds, aimcjax pulse", [], ["--mode", "pulse"]),
-    ("512x512 b64 SoftBounds, aimcjax outer-patched", [], ["--mode", "outer", "--kernel", "patched"]),
 ]
 
 if __name__ == "__main__":

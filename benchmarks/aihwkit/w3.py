@@ -16,8 +16,6 @@ STEPS = ["--steps", str(C.W3_STEPS), "--repeats", "2"]
 CASES = [
     ("16 Power configs b10 sgd, aimcjax outer", STEPS, [*STEPS, "--mode", "outer"]),
     ("16 Power configs b10 sgd, aimcjax pulse", STEPS, [*STEPS, "--mode", "pulse"]),
-    ("16 Power configs b10 sgd, aimcjax outer-patched", STEPS,
-     [*STEPS, "--mode", "outer", "--kernel", "patched"]),
 ]
 
 if __name__ == "__main__":
