@@ -221,17 +221,21 @@ def _pulse_loop_apply(tile: Tile, device: Device, n, key, rng: str = "counter"):
     response = _directed_response(device, up, tile.w_min, tile.w_max)
     normal = _noise_sampler(key, w0.shape, dtype, rng)
 
-    def body(carry):
-        t, w = carry
+    def pulse_number(t, w):
         q = response(w)
         if noisy:
             xi = normal(t)
             q = q + sigma * xi if device.noise == "additive" else q * (1 + sigma * xi)
         stepped = jnp.clip(w + amp * q, tile.w_min, tile.w_max)
-        return t + 1, jnp.where(jnp.abs(n) > t, stepped, w)
+        return jnp.where(jnp.abs(n) > t, stepped, w)
 
+    # The first pulse is peeled out of the loop: its noise depends on the key alone, so under
+    # vmap over devices or states with a shared key (a sweep) it is drawn once for all members
+    # (inside the loop the counter becomes batched with the loop's predicate). Same stream.
+    w = pulse_number(jnp.zeros((), n.dtype), w0)
     max_count = jnp.max(jnp.abs(n))
-    _, w = jax.lax.while_loop(lambda c: c[0] < max_count, body, (jnp.zeros((), n.dtype), w0))
+    _, w = jax.lax.while_loop(lambda c: c[0] < max_count,
+                              lambda c: (c[0] + 1, pulse_number(*c)), (jnp.ones((), n.dtype), w))
     return w
 
 

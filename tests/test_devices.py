@@ -43,6 +43,20 @@ def test_power_closed_form_and_bisection(gamma, c):
     assert float(bisect) == pytest.approx(float(dev.symmetric_point()), abs=1e-6)
 
 
+@pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0, 3.0])
+def test_power_response_with_traced_gamma_matches_concrete(gamma):
+    # A device passed into jit (or a vmapped sweep over gamma) has a traced gamma, which
+    # takes the exp(gamma log x) path; it must agree with ** up to float32 rounding,
+    # including at the bounds (base 0 -> response 0).
+    dev = D.Power(tau=0.6, gamma=gamma, asymmetry=0.1)
+    w = jnp.asarray(np.concatenate([np.linspace(-0.6, 0.6, 41), [0.6, -0.6]]), jnp.float32)
+    traced = jax.jit(lambda d, w: d.response(w, d.w_min, d.w_max))(dev, w)
+    concrete = dev.response(w, dev.w_min, dev.w_max)
+    for got, want in zip(traced, concrete):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=0)
+    assert float(traced[0][-2]) == 0.0 and float(traced[1][-1]) == 0.0
+
+
 def test_exponential_closed_forms():
     tau, gamma, c = 0.6, 2.0, 0.25
     dev = D.Exponential(tau=tau, gamma=gamma, asymmetry=c)

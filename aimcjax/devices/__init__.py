@@ -65,6 +65,16 @@ def _concrete(value) -> np.ndarray | None:
     return None
 
 
+def _nonneg_power(base, exponent):
+    """base ** exponent for base >= 0 and exponent > 0. A traced exponent (a device passed
+    into jit, a vmapped sweep over gamma) goes through exp(exponent * log(base)): XLA's
+    general ``pow`` costs ~3x more on CPU (relative difference ~1e-6 in float32); a concrete
+    one keeps ``**`` (integer and half powers take XLA's fast paths)."""
+    if _concrete(exponent) is not None:
+        return base ** exponent
+    return jnp.exp(exponent * jnp.log(base))  # log(0) = -inf -> 0 for exponent > 0
+
+
 def _check(name: str, value, ok: Callable[[np.ndarray], np.ndarray], must: str) -> None:
     arr = _concrete(value)
     if arr is None:
@@ -307,8 +317,8 @@ class Power(_TauFamily):
 
     def response(self, w, w_min, w_max):
         c = self.asymmetry
-        qp = (1 + c) * jnp.maximum(1 - w / w_max, 0) ** self.gamma
-        qm = (1 - c) * jnp.maximum(1 - w / w_min, 0) ** self.gamma
+        qp = (1 + c) * _nonneg_power(jnp.maximum(1 - w / w_max, 0), self.gamma)
+        qm = (1 - c) * _nonneg_power(jnp.maximum(1 - w / w_min, 0), self.gamma)
         return qp, qm
 
     def symmetric_point(self):
