@@ -213,16 +213,17 @@ def _pulse_loop_apply(tile: Tile, device: Device, n, key, rng: str = "counter"):
     """n pulses one at a time, response and noise re-drawn per pulse; loops max|n| times."""
     w0 = tile.w
     dtype = w0.dtype
-    up = n > 0
-    # Loop invariants folded into few arrays: each loop iteration is a pass over the tile.
-    amp = jnp.where(up, tile.gain_up, -tile.gain_down) * device.dw_min
     sigma = jnp.asarray(device.dw_min_std, dtype)
     noisy = _static_value(device.dw_min_std) != 0.0  # unknown (traced) counts as noisy
-    response = _directed_response(device, up, tile.w_min, tile.w_max)
     normal = _noise_sampler(key, w0.shape, dtype, rng)
 
     def pulse_number(t, w):
-        q = response(w)
+        # The per-element factors are recomputed here rather than hoisted: as loop invariants
+        # they would be materialized tile-sized arrays, each an extra pass over memory, which
+        # under vmap (a sweep) costs more than the arithmetic.
+        up = n > 0
+        amp = jnp.where(up, tile.gain_up, -tile.gain_down) * device.dw_min
+        q = _directed_response(device, up, tile.w_min, tile.w_max)(w)
         if noisy:
             xi = normal(t)
             q = q + sigma * xi if device.noise == "additive" else q * (1 + sigma * xi)
