@@ -217,26 +217,31 @@ def _pulse_loop_apply(tile: Tile, device: Device, n, key, rng: str = "counter"):
     noisy = _static_value(device.dw_min_std) != 0.0  # unknown (traced) counts as noisy
     normal = _noise_sampler(key, w0.shape, dtype, rng)
 
-    def pulse_number(t, w):
-        # The per-element factors are recomputed here rather than hoisted: as loop invariants
-        # they would be materialized tile-sized arrays, each an extra pass over memory, which
-        # under vmap (a sweep) costs more than the arithmetic.
+    def pulse_number(t, w, part=tile):
+        # The per-element factors are recomputed in every pass rather than hoisted: as loop
+        # invariants they would be materialized tile-sized arrays (memory and an extra pass
+        # each), which under vmap (a sweep) cost more than the arithmetic.
         up = n > 0
-        amp = jnp.where(up, tile.gain_up, -tile.gain_down) * device.dw_min
-        q = _directed_response(device, up, tile.w_min, tile.w_max)(w)
+        amp = jnp.where(up, part.gain_up, -part.gain_down) * device.dw_min
+        q = _directed_response(device, up, part.w_min, part.w_max)(w)
         if noisy:
             xi = normal(t)
             q = q + sigma * xi if device.noise == "additive" else q * (1 + sigma * xi)
-        stepped = jnp.clip(w + amp * q, tile.w_min, tile.w_max)
+        stepped = jnp.clip(w + amp * q, part.w_min, part.w_max)
         return jnp.where(jnp.abs(n) > t, stepped, w)
+
+    def later_pulse(carry):
+        t, w = carry
+        # Tying the tile to the loop-carried w keeps XLA from hoisting the factors above.
+        part, w = jax.lax.optimization_barrier((tile, w))
+        return t + 1, pulse_number(t, w, part)
 
     # The first pulse is peeled out of the loop: its noise depends on the key alone, so under
     # vmap over devices or states with a shared key (a sweep) it is drawn once for all members
     # (inside the loop the counter becomes batched with the loop's predicate). Same stream.
     w = pulse_number(jnp.zeros((), n.dtype), w0)
     max_count = jnp.max(jnp.abs(n))
-    _, w = jax.lax.while_loop(lambda c: c[0] < max_count,
-                              lambda c: (c[0] + 1, pulse_number(*c)), (jnp.ones((), n.dtype), w))
+    _, w = jax.lax.while_loop(lambda c: c[0] < max_count, later_pulse, (jnp.ones((), n.dtype), w))
     return w
 
 
@@ -373,6 +378,8 @@ def update(tile: Tile, device: Device, dW, key, cfg: UpdateConfig = UpdateConfig
     if cfg.mode == "pulse":
         k_round, k_noise = jax.random.split(as_key(key))
         n = pulse_counts(dW, device.dw_min, cfg.bl, k_round, cfg.stochastic_rounding, cfg.rng)
+        # |n| <= bl: int8 counts when they fit (a quarter of the memory traffic of int32).
+        n = n.astype(jnp.int8 if cfg.bl <= np.iinfo(np.int8).max else jnp.int32)
         return apply(tile, device, n, k_noise, cfg.rng)
     raise ValueError('mode "outer" needs the per-sample factors (x, d): use pulse.outer_update')
 

@@ -23,4 +23,4 @@ for batch in (10, 64):
                               [*common, "--mode", mode]))
 
 if __name__ == "__main__":
-    sys.exit(C.side_by_side("w1", CASES, defaults=["--steps", "10", "--repeats", "3"]))
+    sys.exit(C.side_by_side("w1", CASES, defaults=["--steps", "30", "--repeats", "5"]))
