@@ -53,8 +53,9 @@ class UpdateConfig:
       update_bl_management: "outer" mode shortens the train to ceil(lr*max|x|*max|d|/dw_min).
       stochastic_rounding: "pulse" mode rounds dW/dw_min stochastically (else to nearest).
       rng: generator of the per-element random numbers: the per-pulse cycle-to-cycle noise
-        (see :func:`apply`) and the "pulse" mode's stochastic rounding. "counter" (default,
-        fast) or "threefry" (jax.random.normal / uniform, the reference).
+        (see :func:`apply`), the "pulse" mode's stochastic rounding and the "outer" mode's
+        pulse-train bits. "counter" (default, fast) or "threefry" (jax.random.normal /
+        uniform, the reference).
     """
 
     mode: str = "pulse"
@@ -426,8 +427,8 @@ def _sample_pulse_counts(x, d, lr, dw_min, key, cfg: UpdateConfig):
     def chunk_counts(c):
         k_x, k_d = jax.random.split(jax.random.fold_in(key, c))
         slots = c * chunk + jnp.arange(chunk) < sample_bl
-        bits_x = (jax.random.uniform(k_x, (x.shape[0], chunk), dtype) < p_x[:, None]) & slots[None, :]
-        bits_d = (jax.random.uniform(k_d, (chunk, d.shape[0]), dtype) < p_d[None, :]) & slots[:, None]
+        bits_x = (_uniform(k_x, (x.shape[0], chunk), dtype, cfg.rng) < p_x[:, None]) & slots[None, :]
+        bits_d = (_uniform(k_d, (chunk, d.shape[0]), dtype, cfg.rng) < p_d[None, :]) & slots[:, None]
         return jnp.matmul(jnp.where(bits_x, sign_x[:, None], 0), jnp.where(bits_d, sign_d[None, :], 0))
 
     def add_chunk(carry):
