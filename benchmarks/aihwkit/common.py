@@ -177,6 +177,8 @@ def side_by_side(workload: str, cases: list[tuple[str, list[str], list[str]]], a
     p.add_argument("--launches", type=int, default=3,
                    help="aihwkit processes per case (median of their medians; default 3)")
     a = p.parse_args(argv)
+    if a.launches < 1:
+        p.error(f"--launches must be >= 1, got {a.launches}")
     extra = []
     if a.steps is not None:
         extra += ["--steps", str(a.steps)]

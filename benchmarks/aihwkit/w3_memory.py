@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import gc
 import json
 import re
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -41,8 +43,6 @@ def _reset_peak_rss() -> None:
 
 
 def child(mode: str, steps: int) -> dict:
-    import gc
-
     import jax
 
     import aimcjax_side as S
@@ -66,8 +66,6 @@ def child(mode: str, steps: int) -> dict:
         trainer.state, losses = compiled(trainer.device, trainer.state, k)
         jax.block_until_ready((trainer.state, losses))
     run_peak_mb = _status_kb("VmHWM") / 1024
-    import resource
-
     state_mb = state_bytes / 2**20
     growth_mb = max(run_peak_mb - baseline_mb, 0.0)
     return {
