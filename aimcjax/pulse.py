@@ -181,10 +181,43 @@ def _element_ids(shape):
     return jax.lax.iota(jnp.uint32, int(np.prod(shape))).reshape(shape)
 
 
+def _materialized(x, key):
+    """``x``, computed once into memory.
+
+    XLA fuses a cheap-looking producer into every consumer and recomputes it per output
+    element: a draw keyed by a sweep-shared key would be re-hashed for each member of a
+    vmapped sweep, counts read by several passes re-derived in each. XLA CPU drops
+    optimization barriers before fusion, but a conditional's results are buffers, so ``x``
+    goes through a two-way conditional whose branches both return it (correct whichever runs;
+    the predicate comes from ``key`` so that it stays unbatched under a vmap with a shared key).
+    """
+    data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    pick = data.reshape(-1)[0] % 2 == 0
+    return jax.lax.cond(pick, lambda v: v, lambda v: v * 1, x)  # distinct, or JAX inlines
+
+
+@jax.custom_batching.custom_vmap
+def _sweep_max(count):
+    """``count`` (an integer loop bound); under vmap, its maximum over the batch, unbatched.
+
+    Used only as the trip count of a loop whose surplus iterations leave a member unchanged
+    (each pass masks elements by their own count). A batched trip count would make the loop
+    counter batched too, and with it every draw keyed by the counter: one per member instead
+    of one shared by a sweep that passes all members the same key.
+    """
+    return count
+
+
+@_sweep_max.def_vmap
+def _sweep_max_rule(axis_size, in_batched, count):
+    del axis_size
+    return (jnp.max(count, axis=0) if in_batched[0] else count), False
+
+
 def _uniform(key, shape, dtype, rng):
     """U[0, 1) of ``shape``: the counter generator or jax.random.uniform (the reference)."""
     if _counter_ok(rng, dtype):
-        return _unit_uniform(_counter_bits(key, _element_ids(shape))).astype(dtype)
+        return _materialized(_unit_uniform(_counter_bits(key, _element_ids(shape))).astype(dtype), key)
     return jax.random.uniform(key, shape, dtype)
 
 
@@ -192,7 +225,7 @@ def _noise_sampler(key, shape, dtype, rng):
     """A function t -> standard normals of ``shape`` for loop iteration t."""
     if _counter_ok(rng, dtype):
         ids = _element_ids(shape)
-        return lambda t: _counter_normal(jax.random.fold_in(key, t), ids, dtype)
+        return lambda t: _materialized(_counter_normal(jax.random.fold_in(key, t), ids, dtype), key)
     return lambda t: jax.random.normal(jax.random.fold_in(key, t), shape, dtype)
 
 
@@ -241,7 +274,7 @@ def _pulse_loop_apply(tile: Tile, device: Device, n, key, rng: str = "counter"):
     # vmap over devices or states with a shared key (a sweep) it is drawn once for all members
     # (inside the loop the counter becomes batched with the loop's predicate). Same stream.
     w = pulse_number(jnp.zeros((), n.dtype), w0)
-    max_count = jnp.max(jnp.abs(n))
+    max_count = _sweep_max(jnp.max(jnp.abs(n)))
     _, w = jax.lax.while_loop(lambda c: c[0] < max_count, later_pulse, (jnp.ones((), n.dtype), w))
     return w
 
@@ -380,7 +413,7 @@ def update(tile: Tile, device: Device, dW, key, cfg: UpdateConfig = UpdateConfig
         k_round, k_noise = jax.random.split(as_key(key))
         n = pulse_counts(dW, device.dw_min, cfg.bl, k_round, cfg.stochastic_rounding, cfg.rng)
         # |n| <= bl: int8 counts when they fit (a quarter of the memory traffic of int32).
-        n = n.astype(jnp.int8 if cfg.bl <= np.iinfo(np.int8).max else jnp.int32)
+        n = _materialized(n.astype(jnp.int8 if cfg.bl <= np.iinfo(np.int8).max else jnp.int32), k_noise)
         return apply(tile, device, n, k_noise, cfg.rng)
     raise ValueError('mode "outer" needs the per-sample factors (x, d): use pulse.outer_update')
 
@@ -417,7 +450,7 @@ def _sample_pulse_counts(x, d, lr, dw_min, key, cfg: UpdateConfig):
     # follows the actual train length rather than cfg.bl (and, unlike a switch over sizes,
     # stays one loop under vmap).
     chunk = min(_SLOT_CHUNK, bl)
-    n_chunks = jnp.ceil(sample_bl / chunk).astype(jnp.int32)
+    n_chunks = _sweep_max(jnp.ceil(sample_bl / chunk).astype(jnp.int32))
 
     # sign(lr * x_j * d_i) > 0 fires a down pulse (W <- W - lr * x d^T): with the signs on the
     # bits, the matmul yields the signed count directly (all terms of n_ij share one sign).
