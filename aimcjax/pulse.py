@@ -251,7 +251,7 @@ def _pulse_loop_apply(tile: Tile, device: Device, n, key, rng: str = "counter"):
     noisy = _static_value(device.dw_min_std) != 0.0  # unknown (traced) counts as noisy
     normal = _noise_sampler(key, w0.shape, dtype, rng)
 
-    def pulse_number(t, w, part=tile):
+    def pulse_number(t, w, part=tile, n=n):
         # The per-element factors are recomputed in every pass rather than hoisted: as loop
         # invariants they would be materialized tile-sized arrays (memory and an extra pass
         # each), which under vmap (a sweep) cost more than the arithmetic.
@@ -266,9 +266,10 @@ def _pulse_loop_apply(tile: Tile, device: Device, n, key, rng: str = "counter"):
 
     def later_pulse(carry):
         t, w = carry
-        # Tying the tile to the loop-carried w keeps XLA from hoisting the factors above.
-        part, w = jax.lax.optimization_barrier((tile, w))
-        return t + 1, pulse_number(t, w, part)
+        # Tying the tile and the counts to the loop-carried w keeps XLA from hoisting the
+        # factors above (and |n|, n > 0) out of the loop.
+        part, counts, w = jax.lax.optimization_barrier((tile, n, w))
+        return t + 1, pulse_number(t, w, part, counts)
 
     # The first pulse is peeled out of the loop: its noise depends on the key alone, so under
     # vmap over devices or states with a shared key (a sweep) it is drawn once for all members
