@@ -279,6 +279,38 @@ def test_vmap_with_different_pulse_counts_equals_separate_calls():
         np.testing.assert_allclose(batched[i], outer(ds[i]), rtol=1e-6, atol=1e-7)
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.booleans(), min_size=1, max_size=300))
+def test_live_first_is_a_stable_partition(flags):
+    """The block loops order lines by this partition: live indices first, each group in its
+    original order (argsort of ~live with a stable sort)."""
+    live = np.array(flags)
+    got = np.asarray(_live_first(jnp.asarray(live)))
+    np.testing.assert_array_equal(got, np.argsort(~live, kind="stable"))
+
+
+_live_first = jax.jit(P._live_first)
+
+
+_ODD, _EVEN = np.array([1, 5], np.uint32), np.array([2, 5], np.uint32)  # the conditional's two sides
+
+
+@pytest.mark.parametrize("key", [jnp.asarray(_ODD), jnp.asarray(_EVEN), jax.random.wrap_key_data(jnp.asarray(_ODD))])
+def test_materialized_is_the_identity(key):
+    """Shared draws pass through a two-branch conditional so that XLA computes them once;
+    whichever branch the key selects, and under vmap with batched or shared keys, the value is
+    returned unchanged (bit for bit, -0.0 and NaN included)."""
+    x = jnp.array([[1.5, -0.0, jnp.nan], [jnp.inf, 3e-38, -2.0]], jnp.float32)
+    same = lambda a, b: np.testing.assert_array_equal(np.asarray(a).view(np.uint32), np.asarray(b).view(np.uint32))  # noqa: E731
+    same(jax.jit(P._materialized)(x, key), x)
+    xs = jnp.stack([x, 2 * x])
+    keys = jax.random.split(key, 2)
+    same(jax.jit(jax.vmap(P._materialized))(xs, keys), xs)
+    same(jax.jit(jax.vmap(P._materialized, in_axes=(0, None)))(xs, key), xs)
+    counts = jnp.array([[3, -1], [0, 127]], jnp.int8)
+    same(jax.jit(P._materialized)(counts, key).astype(jnp.int32), counts.astype(jnp.int32))
+
+
 # -- the per-pulse noise generator ----------------------------------------------------------------
 
 def test_counter_noise_is_iid_standard_normal():
