@@ -353,10 +353,9 @@ def _apply_trains(tile: Tile, device: Device, trains_x, trains_d, key, rng: str)
     """:func:`_apply_active_block` of the coincidences n = trains_x @ trains_d without forming
     n: the live lines follow from the trains (row j is live when its train fires in a slot in
     which some column's fires) and each block's counts are a small matmul of its lines."""
-    fired_x = (trains_x != 0).astype(trains_x.dtype)
-    fired_d = (trains_d != 0).astype(trains_d.dtype)
-    live_rows = fired_x @ jnp.any(trains_d != 0, axis=1).astype(trains_x.dtype) > 0
-    live_cols = jnp.any(trains_x != 0, axis=0).astype(trains_d.dtype) @ fired_d > 0
+    fired_x, fired_d = jnp.abs(trains_x), jnp.abs(trains_d)  # entries are -1, 0, +1
+    live_rows = fired_x @ jnp.max(fired_d, axis=1) > 0
+    live_cols = jnp.max(fired_x, axis=0) @ fired_d > 0
 
     def counts_at(rows, cols):
         # Sums of at most a few dozen +-1 terms: exact in float32.

@@ -279,6 +279,9 @@ def test_vmap_with_different_pulse_counts_equals_separate_calls():
         np.testing.assert_allclose(batched[i], outer(ds[i]), rtol=1e-6, atol=1e-7)
 
 
+_live_first = jax.jit(P._live_first)
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.booleans(), min_size=1, max_size=300))
 def test_live_first_is_a_stable_partition(flags):
@@ -287,9 +290,6 @@ def test_live_first_is_a_stable_partition(flags):
     live = np.array(flags)
     got = np.asarray(_live_first(jnp.asarray(live)))
     np.testing.assert_array_equal(got, np.argsort(~live, kind="stable"))
-
-
-_live_first = jax.jit(P._live_first)
 
 
 _ODD, _EVEN = np.array([1, 5], np.uint32), np.array([2, 5], np.uint32)  # the conditional's two sides

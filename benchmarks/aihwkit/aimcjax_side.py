@@ -87,16 +87,24 @@ def w2(a):
     return out
 
 
+def w1_trainer(algo, device, mode, batch, gamma=1.0):
+    """The W1 model on one SoftBounds or Power device."""
+    dev = softbounds() if device == "softbounds" else power(gamma=gamma)
+    return fcn.Trainer(dev, algo, mode, batch)
+
+
+def w3_trainer(mode):
+    """The W3 sweep: the W1 model (Analog SGD, batch 10) on the 16 stacked Power devices."""
+    devs = devices.stack([power(gamma=g, tau=t) for g, t in C.w3_grid()])
+    return fcn.Trainer(devs, "sgd", mode, C.W3_BATCH, n_configs=len(C.w3_grid()))
+
+
 def w1(a):
-    dev = softbounds() if a.device == "softbounds" else power(gamma=a.gamma)
-    trainer = fcn.Trainer(dev, a.algo, a.mode, a.batch)
-    out = trainer.time(a.steps, a.repeats)
-    return out
+    return w1_trainer(a.algo, a.device, a.mode, a.batch, a.gamma).time(a.steps, a.repeats)
 
 
 def w3(a):
-    devs = devices.stack([power(gamma=g, tau=t) for g, t in C.w3_grid()])
-    trainer = fcn.Trainer(devs, "sgd", a.mode, C.W3_BATCH, n_configs=len(C.w3_grid()))
+    trainer = w3_trainer(a.mode)
     out = trainer.time(a.steps, a.repeats)
     out["per_config_step_s"] = out["median_s"] / len(C.w3_grid())
     out["state_bytes"] = trainer.state_bytes()

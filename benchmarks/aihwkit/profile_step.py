@@ -34,9 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import jax  # noqa: E402
 
 import aimcjax_side as S  # noqa: E402
-import common as C  # noqa: E402
-import fcn  # noqa: E402
-from aimcjax import devices  # noqa: E402
 
 # Host-side and bookkeeping events of the trace, and loops/conditionals (containers: their
 # events span their bodies' ops, which are listed themselves).
@@ -92,11 +89,9 @@ def main(argv=None):
         p.error("--steps and --top must be >= 1")
 
     if a.workload == "w1":
-        dev = S.softbounds() if a.device == "softbounds" else S.power()
-        trainer = fcn.Trainer(dev, a.algo, a.mode, a.batch)
+        trainer = S.w1_trainer(a.algo, a.device, a.mode, a.batch)
     else:
-        devs = devices.stack([S.power(gamma=g, tau=t) for g, t in C.w3_grid()])
-        trainer = fcn.Trainer(devs, "sgd", a.mode, C.W3_BATCH, n_configs=len(C.w3_grid()))
+        trainer = S.w3_trainer(a.mode)
     compiled, compile_s = trainer.compiled(a.steps)
     xs, key = trainer.inputs(), jax.random.PRNGKey(3)
 

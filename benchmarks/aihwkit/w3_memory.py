@@ -46,13 +46,9 @@ def child(mode: str, steps: int) -> dict:
     import jax
 
     import aimcjax_side as S
-    import common as C
-    import fcn
-    from aimcjax import devices
 
     rss_import_mb = _status_kb("VmRSS") / 1024
-    devs = devices.stack([S.power(gamma=g, tau=t) for g, t in C.w3_grid()])
-    trainer = fcn.Trainer(devs, "sgd", mode, C.W3_BATCH, n_configs=len(C.w3_grid()))
+    trainer = S.w3_trainer(mode)
     compiled, compile_s = trainer.compiled(steps)
     analysis = compiled.memory_analysis()
     state_bytes = trainer.state_bytes()
