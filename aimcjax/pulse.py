@@ -221,10 +221,16 @@ def _uniform(key, shape, dtype, rng):
     return jax.random.uniform(key, shape, dtype)
 
 
-def _noise_sampler(key, shape, dtype, rng):
-    """A function t -> standard normals of ``shape`` for loop iteration t."""
+def _noise_sampler(key, shape, dtype, rng, ids=None):
+    """A function t -> standard normals of ``shape`` for loop iteration t.
+
+    With the counter generator the normal of pulse t on an element depends only on (key, t,
+    the element's id): ``ids`` (uint32, ``shape``) are the elements' flat indices in the whole
+    tile (default: a tile of ``shape``), so a part of a tile pulsed on its own draws exactly
+    the numbers the whole tile would (the block-wise "outer" path and a fused kernel agree
+    with :func:`apply` on the full tile bit for bit)."""
     if _counter_ok(rng, dtype):
-        ids = _element_ids(shape)
+        ids = _element_ids(shape) if ids is None else ids
         return lambda t: _materialized(_counter_normal(jax.random.fold_in(key, t), ids, dtype), key)
     return lambda t: jax.random.normal(jax.random.fold_in(key, t), shape, dtype)
 
@@ -243,13 +249,14 @@ def _directed_response(device: Device, up, w_min, w_max):
     return lambda w: jnp.where(up, *device.response(w, w_min, w_max))
 
 
-def _pulse_loop_apply(tile: Tile, device: Device, n, key, rng: str = "counter"):
-    """n pulses one at a time, response and noise re-drawn per pulse; loops max|n| times."""
+def _pulse_loop_apply(tile: Tile, device: Device, n, key, rng: str = "counter", ids=None):
+    """n pulses one at a time, response and noise re-drawn per pulse; loops max|n| times.
+    ``ids``: the elements' ids in the whole tile (see :func:`_noise_sampler`)."""
     w0 = tile.w
     dtype = w0.dtype
     sigma = jnp.asarray(device.dw_min_std, dtype)
     noisy = _static_value(device.dw_min_std) != 0.0  # unknown (traced) counts as noisy
-    normal = _noise_sampler(key, w0.shape, dtype, rng)
+    normal = _noise_sampler(key, w0.shape, dtype, rng, ids)
 
     def pulse_number(t, w, part=tile, n=n):
         # The per-element factors are recomputed in every pass rather than hoisted: as loop
@@ -326,7 +333,13 @@ def _apply_blocks(tile: Tile, device: Device, live_rows, live_cols, counts_at, k
         at = (rows[:, None], cols[None, :])
         part = tile._replace(w=w[at], **{f: getattr(tile, f)[at] for f in ("gain_up", "gain_down", "w_min", "w_max")})
         n_part = jnp.where(fresh_r[:, None] & fresh_c[None, :], counts_at(rows, cols), 0)
-        w_part = _pulse_loop_apply(part, device, n_part, jax.random.fold_in(key, k), rng)
+        if _counter_ok(rng, w.dtype):
+            # Noise indexed by the element's id in the whole tile: the same numbers as
+            # apply() on the full tile with this key (each element is fresh in one block).
+            ids = (rows[:, None] * n_cols + cols[None, :]).astype(jnp.uint32)
+            w_part = _pulse_loop_apply(part, device, n_part, key, rng, ids)
+        else:
+            w_part = _pulse_loop_apply(part, device, n_part, jax.random.fold_in(key, k), rng)
         return k + 1, w.at[at].set(w_part, unique_indices=True)
 
     # Surplus blocks of a member (under vmap the loop runs to the batch's largest count) hold
