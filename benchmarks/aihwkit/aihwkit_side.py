@@ -11,6 +11,7 @@ Prints one JSON line: median seconds per step and the raw timings.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from aihwkit.simulator.tiles import AnalogTile  # noqa: E402
 
 import common as C  # noqa: E402
 
-torch.set_num_threads(C.THREADS)
+torch.set_num_threads(int(os.environ.get("AIHWKIT_THREADS", "1")))  # set by common.run_aihwkit
 
 NO_VARIATION = dict(dw_min_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0.0, up_down_dtod=0.0)
 
@@ -129,8 +130,10 @@ def w2(a):
 
 def w3(a):
     """16 runs one after another; per-step time of the whole sweep (construction excluded)."""
+    grid = C.w3_grid()
+    first, last = (int(v) for v in a.configs.split(":")) if a.configs else (0, len(grid))
     runs = [trainer(rpu_config("sgd", power(gamma=g, tau=t)), C.W3_BATCH)
-            for g, t in C.w3_grid()]
+            for g, t in grid[first:last]]
 
     def run(n_steps):
         for r in runs:
@@ -150,6 +153,8 @@ def main(argv=None):
     p.add_argument("--gamma", type=float, default=1.0, help="Power exponent for --device power")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--configs", default=None,
+                   help="w3: train configurations FIRST:LAST of the grid only (one process per core)")
     a = p.parse_args(argv)
     result = {"w1": w1, "w2": w2, "w3": w3}[a.workload](a)
     import aihwkit

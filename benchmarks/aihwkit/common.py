@@ -18,7 +18,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 AIHWKIT_PYTHON = Path(os.environ.get("AIHWKIT_VENV", "/work/aihwkit-venv")) / "bin" / "python"
 RECORDED = HERE / "recorded.json"
-THREADS = 2  # the benchmark machine has 2 cores; both libraries get both
+# aihwkit is measured at 1 and 2 threads (side_by_side's --aihwkit) and compared at its
+# fastest: on this 2-core machine one thread is 5-15x faster than two (OpenMP on two busy
+# cores). A sweep (W3) is compared with one single-thread process per core.
+CORES = os.cpu_count() or 1
 
 # Workload constants (PAPERS.md, RF FCN on MNIST).
 FCN_SIZES = (784, 256, 128, 10)
@@ -67,35 +70,76 @@ def time_runs(run, n_steps: int, repeats: int, warmup: int = 1, sync=lambda out:
             "median_cpu_s": statistics.median(cpu), "cpu_s": cpu}
 
 
-def run_aihwkit(args: list[str], timeout: float = 3600) -> dict:
-    """Run aihwkit_side.py in the aihwkit venv; returns its JSON result."""
+def _aihwkit_command(args: list[str], threads: int):
     if not AIHWKIT_PYTHON.exists():
         raise SystemExit(
             f"aihwkit venv not found at {AIHWKIT_PYTHON}: run benchmarks/aihwkit/setup.sh "
             "or set AIHWKIT_VENV"
         )
-    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
-    proc = subprocess.run(
-        [str(AIHWKIT_PYTHON), str(HERE / "aihwkit_side.py"), *args],
-        capture_output=True, text=True, timeout=timeout, env=env,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"aihwkit side failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               AIHWKIT_THREADS=str(threads))
+    return [str(AIHWKIT_PYTHON), str(HERE / "aihwkit_side.py"), *args], env
 
 
-def run_aihwkit_launches(args: list[str], launches: int) -> dict:
-    """aihwkit's medians over ``launches`` separate processes (median of their medians).
+def _side_result(stdout: str, stderr: str, returncode: int, side: str) -> dict:
+    if returncode != 0:
+        raise RuntimeError(f"{side} side failed ({returncode}):\n{stderr[-4000:]}")
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def run_aihwkit(args: list[str], threads: int = 1, processes: int = 1, timeout: float = 3600) -> dict:
+    """Run aihwkit_side.py in the aihwkit venv with ``threads`` OpenMP/torch threads.
+
+    With ``processes`` > 1 (W3 only) the sweep's configurations are split over that many
+    concurrent single-configuration-range processes, as a user with one core per process
+    would run it: the sweep's wall time per step is the slowest process's, its CPU time the
+    sum of theirs.
+    """
+    if processes == 1:
+        command, env = _aihwkit_command(args, threads)
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+        return _side_result(proc.stdout, proc.stderr, proc.returncode, "aihwkit")
+    n = len(w3_grid())
+    bounds = [round(i * n / processes) for i in range(processes + 1)]
+    procs = []
+    for first, last in zip(bounds[:-1], bounds[1:]):
+        command, env = _aihwkit_command([*args, "--configs", f"{first}:{last}"], threads)
+        procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, env=env))
+    parts = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        parts.append(_side_result(out, err, proc.returncode, "aihwkit"))
+    return {"median_s": max(r["median_s"] for r in parts),
+            "median_cpu_s": sum(r["median_cpu_s"] for r in parts),
+            "processes": parts, "threads": threads}
+
+
+def run_aihwkit_launches(args: list[str], launches: int, threads: int = 1, processes: int = 1) -> dict:
+    """aihwkit's medians over ``launches`` separate launches (median of their medians).
 
     One process's time per step depends on its training trajectory: aihwkit seeds its weights
     and pulse trains afresh per process and its cost follows the number of coincidences, so
     one and the same case measured 0.0045 and 0.011-0.013 s/step in consecutive launches.
     """
-    runs = [run_aihwkit(args) for _ in range(launches)]
+    runs = [run_aihwkit(args, threads, processes) for _ in range(launches)]
     return {"median_s": statistics.median(r["median_s"] for r in runs),
             "median_cpu_s": statistics.median(r["median_cpu_s"] for r in runs),
             "launch_medians_s": [r["median_s"] for r in runs],
-            "launch_medians_cpu_s": [r["median_cpu_s"] for r in runs], "launches": runs}
+            "launch_medians_cpu_s": [r["median_cpu_s"] for r in runs],
+            "threads": threads, "processes": processes, "launches": runs}
+
+
+def aihwkit_settings(spec: str) -> list[tuple[int, int]]:
+    """``"1,2,1x2"`` -> [(threads, processes)]: "T" is one process of T threads, "TxP" P
+    concurrent processes of T threads (W3 only)."""
+    settings = []
+    for part in spec.split(","):
+        threads, _, processes = part.strip().partition("x")
+        settings.append((int(threads), int(processes or 1)))
+    if any(t < 1 or p < 1 for t, p in settings):
+        raise ValueError(f"aihwkit settings must be positive, got {spec!r}")
+    return settings
 
 
 def report(workload: str, rows: list[dict], check: bool, tolerance: float = 0.5) -> int:
@@ -105,7 +149,13 @@ def report(workload: str, rows: list[dict], check: bool, tolerance: float = 0.5)
     (timings on a shared 2-core machine wobble by tens of percent, so the default is loose).
     Returns the process exit status.
     """
-    print(f"\n{workload}: median wall / CPU seconds per step; speed-up of aimcjax over aihwkit")
+    print(f"\n{workload}: median wall / CPU seconds per step; speed-up of aimcjax over aihwkit at "
+          "aihwkit's fastest measured setting (column 'best'); CPU ratio = per-core ratio")
+    for row in rows:
+        settings = ", ".join(f"{name} {v['median_s']:.5f} s (CPU {v['median_cpu_s']:.5f})"
+                             for name, v in row.get("aihwkit_settings", {}).items())
+        print(f"  {row['case']}: aihwkit {settings}; best {row.get('aihwkit_best', '?')}; "
+              f"aimcjax compile {row.get('compile_s', float('nan')):.1f} s")
     print(f"{'case':46s} {'aihwkit':>9s} {'aimcjax':>9s} {'ratio':>6s} {'hw cpu':>9s} "
           f"{'jx cpu':>9s} {'cpu ratio':>9s}")
     for row in rows:
@@ -155,15 +205,17 @@ def run_aimcjax(args: list[str], timeout: float = 3600) -> dict:
 
 
 def side_by_side(workload: str, cases: list[tuple[str, list[str], list[str]]], argv=None,
-                 defaults: list[str] = ()) -> int:
+                 defaults: list[str] = (), aihwkit_default: str = "1,2") -> int:
     """The driver of one workload: runs every case in both libraries, prints the table.
 
     Args:
       workload: "w1" | "w2" | "w3" (key in recorded.json).
       cases: (name, aihwkit_args, aimcjax_args) per case; the workload name is prepended.
       argv: command line (--check, --record, --steps, --repeats, --only SUBSTRING,
-        --launches N).
+        --launches N, --aihwkit SETTINGS).
       defaults: side arguments placed before the case's own (e.g. --steps for this workload).
+      aihwkit_default: the aihwkit settings measured (see :func:`aihwkit_settings`); each case
+        is compared with the fastest of them.
     """
     import argparse
 
@@ -176,7 +228,12 @@ def side_by_side(workload: str, cases: list[tuple[str, list[str], list[str]]], a
     p.add_argument("--json", default=None, help="also write the rows to this file")
     p.add_argument("--launches", type=int, default=3,
                    help="aihwkit processes per case (median of their medians; default 3)")
+    p.add_argument("--aihwkit", default=aihwkit_default,
+                   help=f"aihwkit settings to measure, 'T' threads or 'TxP' T threads x P "
+                        f"processes (W3), comma-separated; the fastest is compared "
+                        f"(default {aihwkit_default})")
     a = p.parse_args(argv)
+    settings = aihwkit_settings(a.aihwkit)
     if a.launches < 1:
         p.error(f"--launches must be >= 1, got {a.launches}")
     extra = []
@@ -190,16 +247,23 @@ def side_by_side(workload: str, cases: list[tuple[str, list[str], list[str]]], a
             continue
         hw_key = tuple(hw_args)
         if hw_key not in aihwkit_runs:  # cases sharing an aihwkit configuration share its run
-            aihwkit_runs[hw_key] = run_aihwkit_launches([workload, *defaults, *hw_args, *extra],
-                                                        a.launches)
-        hw = aihwkit_runs[hw_key]
+            aihwkit_runs[hw_key] = {
+                f"{t}t" + (f"x{n}p" if n > 1 else ""): run_aihwkit_launches(
+                    [workload, *defaults, *hw_args, *extra], a.launches, t, n)
+                for t, n in settings}
+        by_setting = aihwkit_runs[hw_key]
+        best = min(by_setting, key=lambda k: by_setting[k]["median_s"])
+        hw = by_setting[best]
         jx = run_aimcjax([workload, *defaults, *jx_args, *extra])
         rows.append({"case": name, "aihwkit_s": hw["median_s"], "aimcjax_s": jx["median_s"],
                      "ratio": hw["median_s"] / jx["median_s"],
                      "aihwkit_cpu_s": hw["median_cpu_s"], "aimcjax_cpu_s": jx["median_cpu_s"],
                      "cpu_ratio": hw["median_cpu_s"] / jx["median_cpu_s"],
-                     "aihwkit": hw, "aimcjax": jx})
-        print(f"{name}: aihwkit {hw['median_s']:.5f} s, aimcjax {jx['median_s']:.5f} s "
+                     "aihwkit_best": best, "compile_s": jx.get("compile_s", float("nan")),
+                     "aihwkit_settings": {k: {"median_s": v["median_s"], "median_cpu_s": v["median_cpu_s"]}
+                                          for k, v in by_setting.items()},
+                     "aihwkit": by_setting, "aimcjax": jx})
+        print(f"{name}: aihwkit ({best}) {hw['median_s']:.5f} s, aimcjax {jx['median_s']:.5f} s "
               f"(compile {jx.get('compile_s', 0):.1f} s), ratio {rows[-1]['ratio']:.2f}",
               flush=True)
     status = report(workload, rows, a.check)
