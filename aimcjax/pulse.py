@@ -238,10 +238,12 @@ def _noise_sampler(key, shape, dtype, rng, ids=None):
 def _directed_response(device: Device, up, w_min, w_max):
     """A function w -> each element's response to a pulse in its direction ``up`` (q_plus
     where up, else q_minus), built so that the per-pulse loop evaluates one side only."""
-    if type(device) in (SoftBounds, Power, Exponential):
+    per_bound = getattr(device, "range_normalization", "per_bound") == "per_bound"
+    if type(device) in (SoftBounds, Power, Exponential) and per_bound:
         # These families have q_plus = (1+c) f(1 - w/w_max) and q_minus = (1-c) f(1 - w/w_min)
         # with one f: q_plus taken against the bound pulsed towards gives either side, with one
-        # f per element instead of two (for Power one pow instead of two).
+        # f per element instead of two (for Power one pow instead of two). Power's "aihwkit"
+        # form measures both sides against the whole range, so it takes the general path.
         c = device.asymmetry
         bound = jnp.where(up, w_max, w_min)
         down_ratio = (1 - c) / (1 + c)
@@ -470,33 +472,52 @@ def update(tile: Tile, device: Device, dW, key, cfg: UpdateConfig = UpdateConfig
 _SLOT_CHUNK = 4  # pulse-train slots drawn per coincidence matmul
 
 
+def _pulse_probabilities(x, d, lr, granularity, cfg: UpdateConfig):
+    """One sample's bit probabilities and train length, as aihwkit 1.2.0 computes them
+    (``PulsedUpdateMetaParameter::calculateBlAB`` and ``performUpdateManagement``):
+
+        k = |lr| x* d* / g   (x* = max|x|, d* = max|d|, g = the device's update granularity)
+        BL = min(ceil(k), bl) with update-BL management, else bl
+        A = B = sqrt(|lr| / (g BL))
+        update management: d' = d* (bl/k if k > bl, else 1);  B *= sqrt(d'/x*),  A *= sqrt(x*/d')
+        p_x = min(|x| B, 1),  p_d = min(|d| A, 1)
+
+    Above saturation (k > bl) the largest x fires in every slot and only the d entries with
+    |d| > d* bl/k are clipped at probability 1 (aihwkit fires a bit when p > u with u in
+    [0, 1)): the smaller entries keep E[n_ij] = |lr x_j d_i| / g. aihwkit turns update
+    management on whenever update-BL management is on; here the two flags act separately.
+
+    Returns:
+      (p_x, p_d, BL): probabilities shaped like x and d, and the train length (a scalar).
+    """
+    x_abs, d_abs = jnp.abs(x), jnp.abs(d)
+    x_max, d_max = jnp.max(x_abs), jnp.max(d_abs)
+    lr_abs = jnp.abs(lr)
+    k = lr_abs * x_max * d_max / granularity  # expected pulses of the largest element
+    if cfg.update_bl_management:
+        sample_bl = jnp.clip(jnp.ceil(k), 1, cfg.bl)
+    else:
+        sample_bl = jnp.asarray(cfg.bl, x.dtype)
+    base = jnp.sqrt(lr_abs / (granularity * sample_bl))
+    p_x, p_d = x_abs * base, d_abs * base
+    if cfg.update_management:
+        safe = lambda v: jnp.where(v > 0, v, 1)  # noqa: E731 (x or d all zero: no bits anyway)
+        d_val = d_max * jnp.where(k > cfg.bl, cfg.bl / safe(k), 1.0)  # "avoid clipping of x"
+        p_x = p_x * jnp.sqrt(safe(d_val) / safe(x_max))
+        p_d = p_d * jnp.sqrt(safe(x_max) / safe(d_val))
+    return jnp.minimum(p_x, 1), jnp.minimum(p_d, 1), sample_bl
+
+
 def _sample_pulse_trains(x, d, lr, dw_min, key, cfg: UpdateConfig):
     """One sample's signed pulse trains as aihwkit's stochastic-compressed ones with update
     (BL) management: (trains_x (in, S), trains_d (S, out), n_chunks), S = cfg.bl rounded up
     to whole chunks of slots; entries are -1, 0, +1 and zero beyond the sample's BL (only
-    the first n_chunks chunks are drawn). The coincidences are n = trains_x @ trains_d."""
+    the first n_chunks chunks are drawn). The coincidences are n = trains_x @ trains_d.
+    ``dw_min``: the granularity the probabilities are balanced with (see
+    :func:`_pulse_probabilities`)."""
     dtype = x.dtype
-    x_max = jnp.max(jnp.abs(x))
-    d_max = jnp.max(jnp.abs(d))
-    lr_abs = jnp.abs(lr)
-    k = lr_abs * x_max * d_max / dw_min  # expected pulses of the largest element
     bl = cfg.bl
-    if cfg.update_bl_management:
-        sample_bl = jnp.clip(jnp.ceil(k), 1, bl)
-    else:
-        sample_bl = jnp.asarray(bl, dtype)
-    # Beyond bl pulses the update saturates: d is scaled so that the largest element gets bl.
-    d_scale = jnp.where(k > sample_bl, sample_bl / jnp.where(k > 0, k, 1), 1.0)
-    d_abs = jnp.abs(d) * d_scale
-    d_max = d_max * d_scale
-    base = jnp.sqrt(lr_abs / (dw_min * sample_bl))
-    safe = lambda v: jnp.where(v > 0, v, 1)  # noqa: E731
-    if cfg.update_management:
-        p_x = jnp.abs(x) * base * jnp.sqrt(safe(d_max) / safe(x_max))
-        p_d = d_abs * base * jnp.sqrt(safe(x_max) / safe(d_max))
-    else:
-        p_x = jnp.abs(x) * base
-        p_d = d_abs * base
+    p_x, p_d, sample_bl = _pulse_probabilities(x, d, lr, dw_min, cfg)
     # Slots are drawn in chunks, and only as many chunks as this sample's BL needs: the cost
     # follows the actual train length rather than cfg.bl (and, unlike a switch over sizes,
     # stays one loop under vmap).
@@ -556,11 +577,13 @@ def outer_update(tile: Tile, device: Device, x, d, lr, key, cfg: UpdateConfig = 
 
     For each sample, in sequence [AIHWKIT StochasticCompressed]: with x* = max|x|,
     d* = max|d| and k = lr*x*d*/dw_min, the train length is BL = min(ceil(k), cfg.bl)
-    (update-BL management); above cfg.bl the update saturates (d scaled by bl/k);
-    probabilities p_x = |x| B, p_d = |d| A with A = B = sqrt(lr/(dw_min BL)) balanced by
-    sqrt(x*/d*) (update management); bits b_jt ~ Bern(p_x,j), c_it ~ Bern(p_d,i) for
-    t < BL; n_ij = sum_t b_jt c_it pulses in direction -sign(lr x_j d_i). Then
-    E[n_ij] = lr |x_j d_i| / dw_min below saturation.
+    (update-BL management); probabilities p_x = |x| B, p_d = |d| A with
+    A = B = sqrt(lr/(g BL)) balanced by sqrt(x*/d*) (update management), g the device's
+    :meth:`~aimcjax.devices.Device.update_granularity`; above cfg.bl the largest x fires
+    in every slot and the d probabilities above 1 are clipped (only the largest d entries
+    saturate, see :func:`_pulse_probabilities`); bits b_jt ~ Bern(p_x,j), c_it ~ Bern(p_d,i)
+    for t < BL; n_ij = sum_t b_jt c_it pulses in direction -sign(lr x_j d_i). Then
+    E[n_ij] = lr |x_j d_i| / g below saturation.
 
     With ``cfg.mode`` other than "outer" the batch's summed change ``-lr * x^T d`` is applied
     by :func:`update` in that mode instead.
@@ -609,10 +632,12 @@ def outer_update(tile: Tile, device: Device, x, d, lr, key, cfg: UpdateConfig = 
     shape = tile.w.shape
     flat = tile._replace(**{f: getattr(tile, f).reshape(n_in, n_out) for f in Tile._fields})
 
+    granularity = device.update_granularity()  # aihwkit balances x and d with it
+
     def one_sample(t, inputs):
         xb, db, kb = inputs
         k_bits, k_noise = jax.random.split(kb)
-        trains_x, trains_d, n_chunks = _sample_pulse_trains(xb, db, lr, device.dw_min, k_bits, cfg)
+        trains_x, trains_d, n_chunks = _sample_pulse_trains(xb, db, lr, granularity, k_bits, cfg)
         if _has_closed_form(device):
             return apply(t, device, _coincidences(trains_x, trains_d, n_chunks), k_noise, cfg.rng), None
         return _apply_trains(t, device, trains_x, trains_d, k_noise, cfg.rng), None

@@ -4,10 +4,11 @@ Grammar::
 
     spec     := family [":" params] | preset [":" params]
     params   := name "=" value ("," name "=" value)*
-    value    := number | word (e.g. noise=multiplicative) | list for Piecewise nodes "1;0.8;0.5"
+    value    := number | word (noise=multiplicative, range_normalization=aihwkit)
+              | list for Piecewise nodes "1;0.8;0.5"
 
 Families: ``constant`` (ConstantStep), ``softbounds`` / ``linear`` (SoftBounds), ``power``,
-``exp`` / ``exponential``, ``piecewise``. Presets are those of :mod:`aimcjax.devices.presets`;
+``exp`` / ``exponential``, ``piecewise``, ``expstep`` (ExpStep, aihwkit's). Presets are those of :mod:`aimcjax.devices.presets`;
 parameters after a preset override its values. For sweeps a value may list alternatives
 separated by ``/`` (``power:gamma=0.5/1/2,tau=0.6/0.8`` is a grid of 6 devices), see
 :func:`parse_grid`.
@@ -47,10 +48,12 @@ def _families():
         "exp": devices.Exponential,
         "exponential": devices.Exponential,
         "piecewise": devices.Piecewise,
+        "expstep": devices.ExpStep,
     }
 
 
-FAMILIES = ("constant", "softbounds", "linear", "power", "exp", "exponential", "piecewise")
+FAMILIES = ("constant", "softbounds", "linear", "power", "exp", "exponential", "piecewise", "expstep")
+_WORD_PARAMS = ("noise", "range_normalization")  # parameters whose values are names
 
 
 def presets() -> dict:
@@ -74,7 +77,7 @@ def _value(name: str, text: str):
         return float(text)
     except ValueError:
         pass
-    if name == "noise":
+    if name in _WORD_PARAMS:
         return text
     raise SpecError(f"parameter {name!r}: {text!r} is not a number")
 

@@ -35,12 +35,14 @@ __all__ = [
     "Power",
     "Exponential",
     "Piecewise",
+    "ExpStep",
     "Custom",
     "NOISE_MODES",
     "stack",
 ]
 
 NOISE_MODES = ("additive", "multiplicative")
+RANGE_NORMALIZATIONS = ("per_bound", "aihwkit")  # Power's choices, see Power
 
 # Variation parameters shared by every family (aihwkit names where it has them).
 VARIATION_FIELDS = (
@@ -83,6 +85,11 @@ def _check(name: str, value, ok: Callable[[np.ndarray], np.ndarray], must: str) 
         raise ValueError(f"{name} must not be NaN, got {value!r}")
     if not np.all(ok(arr)):
         raise ValueError(f"{name} must be {must}, got {value!r}")
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
 def _as_leaf(value):
@@ -154,6 +161,12 @@ class Device:
     def symmetric_point(self):
         """The weight w* with G(w*) = 0, found by bisection over [w_min, w_max]."""
         return symmetric_point_bisect(self, 1.0, 1.0, self.w_min, self.w_max)
+
+    def update_granularity(self):
+        """The weight change one pulse is counted as when "outer" mode balances the x and d
+        pulse probabilities (aihwkit's ``calcWeightGranularity``): ``dw_min`` here, the step
+        at w = 0 with symmetric bounds; :class:`Piecewise` and :class:`ExpStep` differ."""
+        return self.dw_min
 
     def replace(self, **changes):
         """A copy with some fields changed (validated again)."""
@@ -308,23 +321,50 @@ class SoftBounds(_TauFamily):
 
 @_device
 class Power(_TauFamily):
-    """Power response: q_plus = (1+c)(1 - w/w_max)^gamma, q_minus = (1-c)(1 - w/w_min)^gamma."""
+    """Power response: q_plus = (1+c)(1 - w/w_max)^gamma, q_minus = (1-c)(1 - w/w_min)^gamma.
+
+    ``range_normalization`` says what the distance to a bound is measured against:
+      "per_bound" (default): each direction against its own bound, as above [RF]; with
+        bound variation every element keeps its symmetric point at 0 (for c = 0), and
+        ``Power(gamma=1)`` is :class:`SoftBounds` (whose aihwkit form also uses each
+        element's own bounds).
+      "aihwkit": against the element's whole range, as aihwkit's PowStepDevice:
+        q_plus = (1+c)(2 (w_max - w)/(w_max - w_min))^gamma,
+        q_minus = (1-c)(2 (w - w_min)/(w_max - w_min))^gamma;
+        the symmetric point (c = 0) is each element's bound midpoint. With symmetric bounds
+        both forms are equal; aimcjax ``Power(dw_min=x, range_normalization="aihwkit")`` is
+        aihwkit ``PowStepDevice(dw_min=x * 2**gamma)`` also under bound variation.
+    """
 
     gamma: Any = 1.0
+    range_normalization: str = "per_bound"
+
+    _static: ClassVar[tuple[str, ...]] = ("noise", "range_normalization")
 
     __doc__ = (__doc__ or "") + _VARIATION_DOC
 
+    def __post_init__(self):
+        _check_choice("range_normalization", self.range_normalization, RANGE_NORMALIZATIONS)
+        super().__post_init__()
 
     def response(self, w, w_min, w_max):
         c = self.asymmetry
-        qp = (1 + c) * _nonneg_power(jnp.maximum(1 - w / w_max, 0), self.gamma)
-        qm = (1 - c) * _nonneg_power(jnp.maximum(1 - w / w_min, 0), self.gamma)
+        if self.range_normalization == "aihwkit":
+            span = (w_max - w_min) / 2
+            up, down = (w_max - w) / span, (w - w_min) / span
+        else:
+            up, down = 1 - w / w_max, 1 - w / w_min
+        qp = (1 + c) * _nonneg_power(jnp.maximum(up, 0), self.gamma)
+        qm = (1 - c) * _nonneg_power(jnp.maximum(down, 0), self.gamma)
         return qp, qm
 
     def symmetric_point(self):
-        # ((1+c)/(1-c))^(1/gamma) = (1 + w/a) / (1 - w/b): linear in w.
+        # ((1+c)/(1-c))^(1/gamma) = (distance to w_min) / (distance to w_max), each distance
+        # in the form's units: linear in w.
         c, a, b = self.asymmetry, -self.w_min, self.w_max
         r = ((1 + c) / (1 - c)) ** (1 / self.gamma)
+        if self.range_normalization == "aihwkit":
+            return (r * b - a) / (1 + r)
         return (r - 1) / (1 / a + r / b)
 
 
@@ -404,6 +444,66 @@ class Piecewise(Device):
             return nodes[i0] * (1 - frac) + nodes[i0 + 1] * frac
 
         return interp(up), interp(down)
+
+    def update_granularity(self):
+        """aihwkit's PiecewiseStep granularity: ``dw_min`` times the up node at index n // 2
+        (the middle node for odd n, the upper of the two middle ones for even n)."""
+        up = jnp.asarray(self.up)
+        return self.dw_min * up[..., up.shape[-1] // 2]
+
+
+@_device
+class ExpStep(Device):
+    """aihwkit's ExpStepDevice: a step that falls off exponentially in w (CMOS-like, fitted
+    to ReRAM and PCM data). With z = 2 a w / (w_max - w_min) + b (per-element bounds):
+
+        q_plus  = (1 + min(up_down, 0)) * max(1 - A_up   * exp( gamma_up   * z), 0)
+        q_minus = (1 - max(up_down, 0)) * max(1 - A_down * exp(-gamma_down * z), 0)
+
+    Parameters have aihwkit's names and defaults (A_up, A_down, gamma_up, gamma_down, a, b,
+    up_down: aihwkit reduces one direction by |up_down|). aihwkit's multiplicative noise is
+    ``noise="multiplicative"``; its complex noise (``dw_min_std_add/_slope``) and write noise
+    are not modelled.
+
+    Example:
+      >>> dev = ExpStep(dw_min=1e-3, noise="multiplicative")
+      >>> qp, qm = dev.response(0.0, dev.w_min, dev.w_max)
+    """
+
+    dw_min: Any = 1e-3
+    w_min: Any = -0.6
+    w_max: Any = 0.6
+    A_up: Any = 0.00081  # noqa: N815 (aihwkit's name)
+    A_down: Any = 0.36833  # noqa: N815
+    gamma_up: Any = 12.44625
+    gamma_down: Any = 12.78785
+    a: Any = 0.244
+    b: Any = 0.2425
+    up_down: Any = 0.0
+
+    __doc__ = (__doc__ or "") + _VARIATION_DOC
+
+    def __post_init__(self):
+        self._finish_init()
+        for name in ("A_up", "A_down", "gamma_up", "gamma_down", "a", "b"):
+            _check(name, getattr(self, name), np.isfinite, "finite")
+        _check("up_down", self.up_down, lambda v: np.abs(v) < 1, "in (-1, 1)")
+
+    def _scales(self):
+        return 1 + jnp.minimum(self.up_down, 0), 1 - jnp.maximum(self.up_down, 0)
+
+    def response(self, w, w_min, w_max):
+        z = 2 * self.a * w / (w_max - w_min) + self.b
+        scale_up, scale_down = self._scales()
+        qp = scale_up * jnp.maximum(1 - self.A_up * jnp.exp(self.gamma_up * z), 0)
+        qm = scale_down * jnp.maximum(1 - self.A_down * jnp.exp(-self.gamma_down * z), 0)
+        return qp, qm
+
+    def update_granularity(self):
+        """aihwkit's ExpStep granularity: the mean of the down step and the down step (sic,
+        aihwkit 1.2.0) at w = 0, i.e. ``dw_min`` times q_minus(0); ``dw_min`` where that is 0."""
+        g = self.dw_min * self._scales()[1] * jnp.maximum(1 - self.A_down * jnp.exp(-self.gamma_down * self.b), 0)
+        return jnp.where(g > 0, g, self.dw_min)
 
 
 @_device

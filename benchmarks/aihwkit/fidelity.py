@@ -1,31 +1,52 @@
 """Fidelity cross-check: the same tile, the same x/d sequences, in aihwkit and in aimcjax.
 
-    /work/main/.venv/bin/python benchmarks/aihwkit/fidelity.py [--seeds 300] [--json out.json]
+    /work/main/.venv/bin/python benchmarks/aihwkit/fidelity.py [--seeds 300] [--only NAME]
+        [--json benchmarks/results/fidelity_<date>.json]
 
-Matched parameters: ConstantStep and SoftBounds devices with multiplicative cycle-to-cycle
-noise (sigma 0.3), dw_min 1e-3, bounds +-0.6, desired BL 31 with update management and
-update-BL management, no device-to-device variation. One 16x8 tile, initial weights
-U(-0.3, 0.3) programmed exactly, 100 updates of a batch of 4 (x ~ U(0, 1), d ~ N(0, 0.03^2),
-lr 0.1: k = lr*max|x|*max|d|/dw_min ~ 5-10, so BL ~ 5-10 and some samples saturate).
+Every case is one 16x8 tile (initial weights U(-0.3, 0.3) programmed exactly), 100 updates
+of a batch of 4 (x ~ U(0, 1), d ~ N(0, d_std^2)), the same x/d in both libraries, with
+multiplicative cycle-to-cycle noise (sigma 0.3), desired BL 31, update management and
+update-BL management. Cases (``CASES``): every device family (ConstantStep, SoftBounds,
+PowStep/Power gamma 0.5 and 2, ExpStep, PiecewiseStep), device-to-device variation,
+saturation (k = lr max|x| max|d| / granularity > BL), Tiki-Taka (TransferCompound: fast
+array A, one input line of A read exactly and written into C per update; same and different
+fast/slow devices; saturating transfers).
+
+Device-to-device variation is drawn by aihwkit (fixed ``construction_seed``, so every
+repetition has the same devices) and copied into the aimcjax tiles (bounds and step gains,
+element by element), so that each element is the same device in both libraries.
+
 Each library runs ``--seeds`` independent repetitions; after 1, 10 and 100 updates we
-compare, per element, the mean and the standard deviation over repetitions and express the
-difference in units of its standard error:
+compare, per element, the mean and the standard deviation over repetitions, in units of
+their standard errors:
 
     z_mean = (m_a - m_b) / sqrt(s_a^2/S + s_b^2/S)
-    z_std  = (s_a - s_b) / sqrt(s_a^2/(2(S-1)) + s_b^2/(2(S-1)))   (normal-theory SE of s)
+    z_std  = (s_a - s_b) / sqrt(V_a + V_b),  V = s^2 (kappa - (S-3)/(S-1)) / (4S)
 
-Under "same distribution" each z is ~N(0, 1): over 128 elements max|z| is ~2.5-3.5 and about
-0.3% exceed 3. The aihwkit side runs in its own venv (``--side aihwkit``, called by this
-script via subprocess).
+where kappa is the element's kurtosis (pooled over both libraries, each centred on its own
+mean): the delta-method variance of a sample std, which is 1/(2(S-1)) s^2 for a normal law
+and larger for the few-point laws of an element after a handful of pulses. Under "same law"
+each z is ~N(0, 1): rms ~ 1, max over 128 elements ~ 2.5-3.5, ~0.3% beyond 3.
+
+Pooled two-sample KS: each element's values are standardised with the mean and std of
+both libraries' values together, all elements of one library are pooled, and the KS
+distance of the two pools is compared with its permutation distribution (whole repetitions
+exchanged between the libraries, ``--permutations``): elements of one repetition are
+correlated, which the permutation keeps, so the p-value is valid.
+
+The aihwkit side runs in its own venv (``--side aihwkit``, called by this script via
+subprocess).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,84 +55,268 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import common as C  # noqa: E402
 
-N_IN, N_OUT, BATCH, STEPS = 16, 8, 4, 100
-LR, D_STD = 0.1, 0.03
+N_IN, N_OUT, BATCH = 16, 8, 4
 RECORD_AT = (1, 10, 100)
-DEVICES = ("constant_step", "softbounds")
+STEPS = max(RECORD_AT)
+SEED = 1234  # aihwkit construction_seed: the devices' d2d draw
+NO_D2D = dict(dw_min_dtod=0.0, up_down_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0.0)
+D2D = dict(dw_min_dtod=0.3, up_down_dtod=0.05, w_max_dtod=0.3, w_min_dtod=0.3)
+PIECEWISE = dict(up=[1.6, 1.3, 0.8, 0.5, 0.3], down=[0.3, 0.5, 0.8, 1.3, 1.6])  # granularity 0.8 dw_min
 
 
-def inputs(seed=0):
+def _dev(family, d2d=NO_D2D, **params):
+    return {"family": family, "d2d": d2d, "params": params}
+
+
+# name -> case. "dev": the (slow) device; "fast": Tiki-Taka's fast device; "jx": options of
+# the aimcjax device only; "note": what the row shows when it is not "same law".
+CASES = {
+    "constant_step": dict(dev=_dev("constant")),
+    "softbounds": dict(dev=_dev("softbounds")),
+    "softbounds_d2d": dict(dev=_dev("softbounds", D2D)),
+    "power_g0.5": dict(dev=_dev("power", gamma=0.5)),
+    "power_g2": dict(dev=_dev("power", gamma=2.0)),
+    "power_g2_d2d": dict(dev=_dev("power", D2D, gamma=2.0),
+                         jx=dict(range_normalization="aihwkit")),
+    "power_g2_d2d_per_bound": dict(dev=_dev("power", D2D, gamma=2.0),
+                                   note="documented option: per-bound normalisation (aimcjax default) vs PowStep's whole range"),
+    "expstep": dict(dev=_dev("expstep")),
+    "expstep_updown_d2d": dict(dev=_dev("expstep", D2D, up_down=0.2)),
+    "piecewise": dict(dev=_dev("piecewise", **PIECEWISE)),
+    "piecewise_d2d": dict(dev=_dev("piecewise", D2D, **PIECEWISE)),
+    "constant_step_saturated": dict(dev=_dev("constant"), lr=1.0),
+    "softbounds_saturated": dict(dev=_dev("softbounds"), lr=1.0),
+    "tiki_taka_softbounds": dict(dev=_dev("softbounds"), fast=_dev("softbounds"), beta=0.1),
+    "tiki_taka_piecewise_power": dict(dev=_dev("power", gamma=2.0), fast=_dev("piecewise", **PIECEWISE), beta=0.1,
+                                      note="B.5 (optim): aihwkit writes A with the mean granularity of A's and C's devices"),
+    "tiki_taka_saturated_transfer": dict(dev=_dev("softbounds"), fast=_dev("softbounds"), beta=3.0),
+}
+LR, D_STD = 0.1, 0.03  # k = lr max|x| max|d| / dw_min ~ 5-10: BL 5-10, some samples saturate
+
+
+def case_settings(case):
+    return case.get("lr", LR), case.get("d_std", D_STD)
+
+
+def inputs(case, seed=0):
+    _, d_std = case_settings(case)
     rng = np.random.default_rng(seed)
     w0 = rng.uniform(-0.3, 0.3, (N_IN, N_OUT)).astype(np.float32)
     xs = rng.uniform(0, 1, (STEPS, BATCH, N_IN)).astype(np.float32)
-    ds = (rng.normal(0, D_STD, (STEPS, BATCH, N_OUT))).astype(np.float32)
+    ds = rng.normal(0, d_std, (STEPS, BATCH, N_OUT)).astype(np.float32)
     return w0, xs, ds
 
 
-def run_aihwkit_side(device: str, seeds: int, out: Path):
+# -- aihwkit side (its own venv) ------------------------------------------------------------------
+
+def aihwkit_device(spec):
+    from aihwkit.simulator import configs as K
+
+    p = dict(spec["params"])
+    common = dict(dw_min=C.DW_MIN, w_max=C.TAU, w_min=-C.TAU, dw_min_std=C.DW_MIN_STD,
+                  up_down=p.pop("up_down", 0.0), construction_seed=SEED, **spec["d2d"])
+    family = spec["family"]
+    if family == "constant":
+        return K.ConstantStepDevice(**common)
+    if family == "softbounds":
+        return K.SoftBoundsDevice(mult_noise=True, **common)
+    if family == "power":  # aimcjax Power(dw_min=x) is PowStep(dw_min=x 2^gamma)
+        g = p["gamma"]
+        return K.PowStepDevice(**dict(common, dw_min=C.DW_MIN * 2.0**g), pow_gamma=g, pow_gamma_dtod=0.0,
+                               pow_up_down=0.0, pow_up_down_dtod=0.0)
+    if family == "expstep":
+        return K.ExpStepDevice(**common, **p)
+    if family == "piecewise":
+        return K.PiecewiseStepDevice(piecewise_up=p["up"], piecewise_down=p["down"], **common)
+    raise ValueError(family)
+
+
+def _hidden(tile):
+    params = tile.get_hidden_parameters()
+    return {k: v.numpy().T.copy() for k, v in params.items()}  # (out, in) -> (in, out)
+
+
+def _device_arrays(hidden, spec, suffix=""):
+    """Per-element bounds and step gains, (in, out): aihwkit's scales over its dw_min (2^gamma
+    times ours for PowStep) and over the up_down factors the aimcjax device applies itself."""
+    dw_min = C.DW_MIN * (2.0 ** spec["params"]["gamma"] if spec["family"] == "power" else 1.0)
+    u = spec["params"].get("up_down", 0.0)
+    return {"w_min": hidden["min_bound" + suffix], "w_max": hidden["max_bound" + suffix],
+            "gain_up": hidden["dwmin_up" + suffix] / (dw_min * (1 + min(u, 0.0))),
+            "gain_down": hidden["dwmin_down" + suffix] / (dw_min * (1 - max(u, 0.0)))}
+
+
+def run_aihwkit_side(name: str, seeds: int, out: Path):
     import torch
-    from aihwkit.simulator.configs import ConstantStepDevice, SingleRPUConfig, SoftBoundsDevice
+    from aihwkit.simulator.configs import SingleRPUConfig, TransferCompound, UnitCellRPUConfig
+    from aihwkit.simulator.parameters import IOParameters
     from aihwkit.simulator.tiles import AnalogTile
 
     torch.set_num_threads(1)
-    common = dict(dw_min=C.DW_MIN, w_max=C.TAU, w_min=-C.TAU, dw_min_std=C.DW_MIN_STD,
-                  dw_min_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0.0, up_down=0.0,
-                  up_down_dtod=0.0)
-    dev = (ConstantStepDevice(**common) if device == "constant_step"
-           else SoftBoundsDevice(mult_noise=True, **common))
-    w0, xs, ds = inputs()
-    result = np.zeros((len(RECORD_AT), seeds, N_IN, N_OUT), np.float32)
+    case = CASES[name]
+    lr, _ = case_settings(case)
+    slow = aihwkit_device(case["dev"])
+    if "fast" in case:
+        compound = TransferCompound(
+            unit_cell_devices=[aihwkit_device(case["fast"]), slow], gamma=0.4, transfer_every=1,
+            units_in_mbatch=True, n_reads_per_transfer=1, transfer_columns=True, fast_lr=1.0,
+            transfer_lr=case["beta"] / lr, scale_transfer_lr=True,
+            transfer_forward=IOParameters(is_perfect=True))
+        config = UnitCellRPUConfig(device=compound)
+    else:
+        config = SingleRPUConfig(device=slow)
+    w0, xs, ds = inputs(case)
+    arrays = ("C", "A") if "fast" in case else ("C",)
+    result = {a: np.zeros((len(RECORD_AT), seeds, N_IN, N_OUT), np.float32) for a in arrays}
+    devices_seen = None
     for s in range(seeds):
-        # aihwkit seeds each tile's RNG from the clock; every tile is an independent run.
-        tile = AnalogTile(N_OUT, N_IN, SingleRPUConfig(device=dev))
-        tile.set_learning_rate(LR)
+        # aihwkit seeds each tile's update RNG from the clock: every tile is an independent
+        # run; construction_seed fixes the d2d draw (checked below).
+        tile = AnalogTile(N_OUT, N_IN, config)
+        tile.set_learning_rate(lr)
         tile.set_weights(torch.from_numpy(w0.T.copy()))
+        hidden = _hidden(tile)
+        if devices_seen is None:
+            devices_seen = hidden
+        else:
+            for k, v in hidden.items():
+                if "bound" in k or "dwmin" in k:
+                    assert np.array_equal(v, devices_seen[k]), f"d2d of {k} differs between repetitions"
         for t in range(STEPS):
             tile.update(torch.from_numpy(xs[t]), torch.from_numpy(ds[t]))
             if t + 1 in RECORD_AT:
-                result[RECORD_AT.index(t + 1), s] = tile.get_weights()[0].numpy().T
-    np.save(out, result)
+                if "fast" in case:
+                    h = _hidden(tile)
+                    result["C"][RECORD_AT.index(t + 1), s] = h["hidden_weights_1"]
+                    result["A"][RECORD_AT.index(t + 1), s] = h["hidden_weights_0"]
+                else:
+                    result["C"][RECORD_AT.index(t + 1), s] = tile.get_weights()[0].numpy().T
+    if "fast" in case:
+        dev_slow = _device_arrays(devices_seen, case["dev"], "_1")
+        dev_fast = _device_arrays(devices_seen, case["fast"], "_0")
+    else:
+        dev_slow, dev_fast = _device_arrays(devices_seen, case["dev"]), {}
+    np.savez(out, **{f"w_{a}": v for a, v in result.items()},
+             **{f"slow_{k}": v for k, v in dev_slow.items()}, **{f"fast_{k}": v for k, v in dev_fast.items()})
 
 
-def run_aimcjax_side(device: str, seeds: int):
+# -- aimcjax side ----------------------------------------------------------------------------------
+
+def aimcjax_device(spec, options=None):
+    from aimcjax import devices
+
+    p = dict(spec["params"])
+    common = dict(dw_min=C.DW_MIN, w_min=-C.TAU, w_max=C.TAU, dw_min_std=C.DW_MIN_STD, noise="multiplicative")
+    family = spec["family"]
+    if family == "constant":
+        return devices.ConstantStep(**common)
+    if family == "softbounds":
+        return devices.SoftBounds(tau=C.TAU, **common)
+    if family == "power":
+        return devices.Power(tau=C.TAU, gamma=p["gamma"], **common, **(options or {}))
+    if family == "expstep":
+        return devices.ExpStep(**common, **p)
+    if family == "piecewise":
+        return devices.Piecewise(up=p["up"], down=p["down"], **common)
+    raise ValueError(family)
+
+
+def _tile(arrays, prefix, w0):
+    import jax.numpy as jnp
+
+    from aimcjax import tile
+
+    f = {k: jnp.asarray(arrays[f"{prefix}_{k}"]) for k in ("w_min", "w_max", "gain_up", "gain_down")}
+    w = jnp.clip(jnp.asarray(w0), f["w_min"], f["w_max"])
+    return tile.Tile(w=w, ref=jnp.zeros_like(w), **f)
+
+
+def run_aimcjax_side(name: str, seeds: int, arrays):
     sys.path.insert(0, str(C.REPO))
     import jax
     import jax.numpy as jnp
 
-    from aimcjax import devices, pulse, tile
+    from aimcjax import optim, pulse, tile
 
-    outer_update = pulse.outer_update
-
-    common = dict(dw_min=C.DW_MIN, dw_min_std=C.DW_MIN_STD, noise="multiplicative")
-    dev = (devices.ConstantStep(w_min=-C.TAU, w_max=C.TAU, **common)
-           if device == "constant_step" else devices.SoftBounds(tau=C.TAU, **common))
+    case = CASES[name]
+    lr, _ = case_settings(case)
+    slow = aimcjax_device(case["dev"], case.get("jx"))
     cfg = pulse.UpdateConfig(mode="outer", bl=C.BL)
-    w0, xs, ds = inputs()
-    t0 = tile.init(0, dev, (N_IN, N_OUT), w0=jnp.asarray(w0))
+    w0, xs, ds = inputs(case)
+    record = jnp.asarray(RECORD_AT) - 1
 
-    def one_seed(key):
-        def step(t, inp):
-            x, d, k = inp
-            t = outer_update(t, dev, x, d, LR, k, cfg)
-            return t, tile.weights(t)
-        _, ws = jax.lax.scan(step, t0, (xs, ds, jax.random.split(key, STEPS)))
-        return ws[jnp.asarray(RECORD_AT) - 1]
+    if "fast" not in case:
+        t0 = _tile(arrays, "slow", w0)
+
+        def one_seed(key):
+            def step(t, inp):
+                x, d, k = inp
+                t = pulse.outer_update(t, slow, x, d, lr, k, cfg)
+                return t, tile.weights(t)
+            _, ws = jax.lax.scan(step, t0, (xs, ds, jax.random.split(key, STEPS)))
+            return {"C": ws[record]}
+    else:
+        fast = aimcjax_device(case["fast"], case.get("jx"))
+        opt = optim.tiki_taka(lr, case["beta"], slow, residual_device=fast, gamma=0.0, transfer="column",
+                              update=cfg)
+        params = {"w": jnp.asarray(w0)}
+        state0 = opt.init(params)
+        state0 = state0._replace(main={"w": _tile(arrays, "slow", w0)},
+                                 residual={"w": _tile(arrays, "fast", np.zeros_like(w0))})
+
+        def one_seed(key):
+            def step(state, inp):
+                x, d = inp
+                _, state = opt.update({"w": x.T @ d}, state, params, factors={"w": (x, d)})
+                return state, (tile.weights(state.main["w"]), tile.weights(state.residual["w"]))
+            state = state0._replace(key=jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key)
+            _, (cs, as_) = jax.lax.scan(step, state, (xs, ds))
+            return {"C": cs[record], "A": as_[record]}
 
     keys = jax.random.split(jax.random.PRNGKey(12345), seeds)
-    ws = jax.jit(jax.vmap(one_seed))(keys)  # (seeds, len(RECORD_AT), in, out)
-    return np.asarray(jnp.moveaxis(ws, 0, 1))
+    out = jax.jit(jax.vmap(one_seed))(keys)  # (seeds, len(RECORD_AT), in, out)
+    return {k: np.asarray(jnp.moveaxis(v, 0, 1)) for k, v in out.items()}
 
 
-def compare(a: np.ndarray, b: np.ndarray):
+# -- statistics ------------------------------------------------------------------------------------
+
+def _ks_distance(a, b):
+    """Two-sample KS distance of 1-D samples."""
+    a, b = np.sort(a), np.sort(b)
+    grid = np.concatenate([a, b])
+    return np.abs(np.searchsorted(a, grid, "right") / a.size - np.searchsorted(b, grid, "right") / b.size).max()
+
+
+def pooled_ks(a, b, permutations: int, rng):
+    """KS distance of the per-element standardised, pooled values and its permutation p-value
+    (whole repetitions exchanged between the two libraries)."""
+    both = np.concatenate([a, b]).reshape(2 * a.shape[0], -1)
+    live = both.std(0) > 0
+    z = (both[:, live] - both[:, live].mean(0)) / both[:, live].std(0)
+    s = a.shape[0]
+    d0 = _ks_distance(z[:s].ravel(), z[s:].ravel())
+    hits = 0
+    for _ in range(permutations):
+        order = rng.permutation(2 * s)
+        hits += _ks_distance(z[order[:s]].ravel(), z[order[s:]].ravel()) >= d0
+    return float(d0), float((1 + hits) / (1 + permutations))
+
+
+def compare(a: np.ndarray, b: np.ndarray, w0, permutations: int, rng):
     """Per-checkpoint discrepancy statistics of two (S, in, out) samples."""
     s = a.shape[0]
     ma, mb = a.mean(0), b.mean(0)
     sa, sb = a.std(0, ddof=1), b.std(0, ddof=1)
     se_mean = np.sqrt((sa**2 + sb**2) / s)
-    se_std = np.sqrt((sa**2 + sb**2) / (2 * (s - 1)))
+    centred = np.concatenate([a - ma, b - mb])
+    m2 = (centred**2).mean(0)
+    kappa = np.where(m2 > 0, (centred**4).mean(0) / np.where(m2 > 0, m2, 1) ** 2, 3.0)
+    factor = np.maximum(kappa - (s - 3) / (s - 1), 1e-12) / (4 * s)
+    se_std = np.sqrt((sa**2 + sb**2) * factor)
     ok = se_mean > 0
     z_mean = np.where(ok, (ma - mb) / np.where(ok, se_mean, 1), 0.0)
     z_std = np.where(ok, (sa - sb) / np.where(ok, se_std, 1), 0.0)
+    ks, ks_p = pooled_ks(a, b, permutations, rng)
     return {
         "max_abs_z_mean": float(np.abs(z_mean).max()),
         "frac_abs_z_mean_gt3": float((np.abs(z_mean) > 3).mean()),
@@ -119,46 +324,69 @@ def compare(a: np.ndarray, b: np.ndarray):
         "max_abs_z_std": float(np.abs(z_std).max()),
         "frac_abs_z_std_gt3": float((np.abs(z_std) > 3).mean()),
         "rms_z_std": float(np.sqrt((z_std**2).mean())),
-        "mean_drift_aihwkit": float(np.abs(ma - inputs()[0]).mean()),
+        "ks": ks, "ks_p": ks_p,
+        "mean_drift_aihwkit": float(np.abs(ma - w0).mean()),
         "mean_std_aihwkit": float(sa.mean()),
         "mean_std_aimcjax": float(sb.mean()),
     }
 
 
+def same_law(row) -> bool:
+    return (0.75 <= row["rms_z_mean"] <= 1.3 and 0.75 <= row["rms_z_std"] <= 1.3
+            and row["max_abs_z_mean"] < 4.5 and row["max_abs_z_std"] < 4.5 and row["ks_p"] >= 0.01)
+
+
+def print_table(rows, seeds):
+    print(f"\nfidelity: {N_IN}x{N_OUT} tile, batch {BATCH}, {seeds} repetitions per library; z = difference /"
+          " standard error per element (128 elements); KS p by permutation of repetitions")
+    head = (f"{'case':30s} {'arr':>3s} {'upd':>4s} {'max|z|m':>8s} {'>3':>6s} {'rms':>5s} {'max|z|s':>8s} "
+            f"{'>3':>6s} {'rms':>5s} {'KS':>6s} {'KS p':>5s} {'std hw':>8s} {'std jx':>8s}  law")
+    print(head)
+    for r in rows:
+        print(f"{r['case']:30s} {r['array']:>3s} {r['updates']:4d} {r['max_abs_z_mean']:8.2f} "
+              f"{r['frac_abs_z_mean_gt3']:6.3f} {r['rms_z_mean']:5.2f} {r['max_abs_z_std']:8.2f} "
+              f"{r['frac_abs_z_std_gt3']:6.3f} {r['rms_z_std']:5.2f} {r['ks']:6.4f} {r['ks_p']:5.2f} "
+              f"{r['mean_std_aihwkit']:8.5f} {r['mean_std_aimcjax']:8.5f}  {'same' if r['same_law'] else 'DIFFERS'}")
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--side", choices=["driver", "aihwkit"], default="driver")
-    p.add_argument("--device", choices=DEVICES, default=None)
+    p.add_argument("--case", choices=list(CASES), default=None, help="(aihwkit side) the case to run")
+    p.add_argument("--only", default=None, help="run the cases whose name contains this (comma-separated)")
     p.add_argument("--seeds", type=int, default=300)
+    p.add_argument("--permutations", type=int, default=100)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args(argv)
     if a.side == "aihwkit":
-        run_aihwkit_side(a.device, a.seeds, a.out)
+        run_aihwkit_side(a.case, a.seeds, a.out)
         return 0
-    rows = []
-    for device in ([a.device] if a.device else DEVICES):
+    names = [n for n in CASES if a.only is None or any(s in n for s in a.only.split(","))]
+    rows, rng = [], np.random.default_rng(0)
+    for name in names:
+        start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "aihwkit.npy"
-            subprocess.run([str(C.AIHWKIT_PYTHON), __file__, "--side", "aihwkit", "--device",
-                            device, "--seeds", str(a.seeds), "--out", str(out)], check=True)
-            hw = np.load(out)
-        jx = run_aimcjax_side(device, a.seeds)
-        for i, n in enumerate(RECORD_AT):
-            rows.append({"device": device, "updates": n, **compare(hw[i], jx[i])})
-    print(f"\nfidelity: {N_IN}x{N_OUT} tile, batch {BATCH}, lr {LR}, {a.seeds} seeds per library;"
-          f" aimcjax pulse.outer_update; z = difference / standard error, per element"
-          " (128 elements)")
-    print(f"{'device':14s} {'upd':>4s} {'max|z| mean':>12s} {'>3':>6s} {'rms z':>6s} "
-          f"{'max|z| std':>11s} {'>3':>6s} {'rms z':>6s} {'drift':>8s} {'std hw':>8s} "
-          f"{'std jx':>8s}")
-    for r in rows:
-        print(f"{r['device']:14s} {r['updates']:4d} {r['max_abs_z_mean']:12.2f} "
-              f"{r['frac_abs_z_mean_gt3']:6.3f} {r['rms_z_mean']:6.2f} {r['max_abs_z_std']:11.2f} "
-              f"{r['frac_abs_z_std_gt3']:6.3f} {r['rms_z_std']:6.2f} {r['mean_drift_aihwkit']:8.5f} "
-              f"{r['mean_std_aihwkit']:8.5f} {r['mean_std_aimcjax']:8.5f}")
+            out = Path(tmp) / "aihwkit.npz"
+            subprocess.run([str(C.AIHWKIT_PYTHON), __file__, "--side", "aihwkit", "--case", name,
+                            "--seeds", str(a.seeds), "--out", str(out)], check=True,
+                           env=dict(os.environ, OMP_NUM_THREADS="1"))
+            hw = dict(np.load(out))
+        hw_s = time.perf_counter() - start
+        jx = run_aimcjax_side(name, a.seeds, hw)
+        w0 = inputs(CASES[name])[0]
+        for array in jx:
+            for i, n in enumerate(RECORD_AT):
+                ref = w0 if array == "C" else np.zeros_like(w0)
+                row = {"case": name, "array": array, "updates": n,
+                       **compare(hw[f"w_{array}"][i], jx[array][i], ref, a.permutations, rng)}
+                row["same_law"] = same_law(row)
+                row["note"] = CASES[name].get("note", "")
+                rows.append(row)
+        print(f"{name}: aihwkit {hw_s:.0f} s, total {time.perf_counter() - start:.0f} s", flush=True)
+    print_table(rows, a.seeds)
     if a.json:
-        a.json.write_text(json.dumps(rows, indent=1) + "\n")
+        a.json.write_text(json.dumps({"seeds": a.seeds, "permutations": a.permutations, "rows": rows}, indent=1) + "\n")
     return 0
 
 
