@@ -137,8 +137,8 @@ def mean_std(values):
 
 def report(done, seeds) -> str:
     sides = ("authors", "ours")
-    lines = [f"CSGD least squares (authors' setting), to ||x - x*|| < {TARGET:g}; uploads = all "
-             "workers' uploads on one counter", ""]
+    lines = [(f"CSGD least squares (authors' setting), to ||x - x*|| < {TARGET:g}; uploads = all "
+              "workers' uploads on one counter"), ""]
     head = ("| seed | side | CSGD it. | CSGD uploads | SGD it. | SGD uploads | CSGD/SGD uploads |"
             " CSGD uploads per worker (whole run) |")
     lines += [head, "|---|---|---|---|---|---|---|---|"]

@@ -149,3 +149,22 @@ def test_bad_experiment_input():
         experiments.least_squares(modes=("adam",), iterations=1)
     with pytest.raises(ValueError, match="noise"):
         experiments.least_squares(noise=-1.0, iterations=1)
+
+
+def test_reproduce_csgd_ls_set_seed(tmp_path, capsys):
+    """``aimcjax reproduce csgd-ls --set seed=N`` (README's spelling) equals ``--seed N``."""
+    import json
+
+    from aimcjax import cli
+
+    summaries = []
+    for i, argv in enumerate((["--set", "seed=3,iterations=3,modes=csgd"],
+                              ["--seed", "3", "--set", "iterations=3,modes=csgd"])):
+        out = tmp_path / str(i)
+        assert cli.main(["reproduce", "csgd-ls", *argv, "--quiet", "--out", str(out)]) == 0
+        summaries.append(json.loads((out / "summary.json").read_text()))
+    assert summaries[0]["settings"]["seed"] == 3
+    assert summaries[0]["modes"] == summaries[1]["modes"]
+    assert "seed 3" in capsys.readouterr().out
+    assert cli.main(["reproduce", "csgd-ls", "--set", "colour=blue", "--quiet"]) == 2
+    assert "does not take that setting" in capsys.readouterr().err

@@ -109,7 +109,7 @@ def _push(ring, value):
     """Newest-first ring buffer of fixed length (length 0 stays empty)."""
     if ring.shape[0] == 0:
         return ring
-    return jnp.roll(ring, 1).at[0].set(value)
+    return jnp.roll(ring, 1).at[0].set(jnp.asarray(value, ring.dtype))
 
 
 class CSGDState(NamedTuple):
