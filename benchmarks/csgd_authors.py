@@ -99,12 +99,15 @@ def run_authors(script: Path, mode: str, seed: int) -> dict:
             "uploads_per_worker": events.sum(axis=1).astype(int).tolist()}
 
 
-def run_ours(seed: int, modes) -> dict:
+def run_ours(seed: int, modes, dtype: str = "float32") -> dict:
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "aimcjax", "reproduce", "csgd-ls", "--full", "--quiet",
-               "--set", f"seed={seed},modes={'/'.join(modes) if len(modes) > 1 else modes[0]}",
-               "--out", out]
+        settings = f"seed={seed},modes={'/'.join(modes) if len(modes) > 1 else modes[0]}"
         env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=str(ROOT))
+        if dtype == "float64":
+            settings += ",dtype=float64"
+            env["JAX_ENABLE_X64"] = "1"
+        cmd = [sys.executable, "-m", "aimcjax", "reproduce", "csgd-ls", "--full", "--quiet",
+               "--set", settings, "--out", out]
         subprocess.run(cmd, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
         summary = json.loads((Path(out) / "summary.json").read_text())
     runs = {}
@@ -173,6 +176,14 @@ def report(done, seeds) -> str:
         st = stats[side]
         lines.append(f"| {side} | {len(st['ci'])} | {mean_std(st['ci'])} | {mean_std(st['cu'])} | "
                      f"{mean_std(st['si'])} | {mean_std(st['su'])} | {mean_std(st['ratio'])} |")
+    extra = sorted({(seed, mode) for side, seed, mode in done if side == "ours-float64"})
+    if extra:
+        lines += ["", "ours in float64 (JAX_ENABLE_X64=1, --set dtype=float64) beside the authors:",
+                  "| seed | mode | authors it. / uploads | ours float64 it. / uploads |", "|---|---|---|---|"]
+        for seed, mode in extra:
+            a, o = done.get(("authors", seed, mode)), done[("ours-float64", seed, mode)]
+            fmt = lambda r: "-" if r is None else f"{r['iterations_to_target']} / {r['uploads_to_target']}"
+            lines.append(f"| {seed} | {mode} | {fmt(a)} | {fmt(o)} |")
     lines.append("")
     lines.append(f"seeds where both sides give identical iterations and uploads to the target "
                  f"(CSGD and SGD): {same} of {len(complete)}")
@@ -197,6 +208,9 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", nargs="+", default=None,
                         help="JSON lines of finished runs (resume); new runs go to the first file")
     parser.add_argument("--out", default=None, help="also write the report here")
+    parser.add_argument("--ours-dtype", choices=("float32", "float64"), default="float32",
+                        help="float64 (JAX_ENABLE_X64) runs ours at the authors' precision; "
+                             "recorded as side 'ours-float64' and listed separately")
     args = parser.parse_args(argv)
     script = authors_script(args.authors) if args.side in ("both", "authors") else None
     done = load_cache(args.cache)
@@ -215,10 +229,11 @@ def main(argv=None) -> int:
                 if ("authors", seed, mode) not in done:
                     record("authors", seed, mode, run_authors(script, mode, seed))
         if args.side in ("both", "ours"):
-            todo = [m for m in MODES if ("ours", seed, m) not in done]
+            side = "ours" if args.ours_dtype == "float32" else f"ours-{args.ours_dtype}"
+            todo = [m for m in MODES if (side, seed, m) not in done]
             if todo:
-                for mode, run in run_ours(seed, todo).items():
-                    record("ours", seed, mode, run)
+                for mode, run in run_ours(seed, todo, args.ours_dtype).items():
+                    record(side, seed, mode, run)
     text = report(done, args.seeds)
     print(text)
     if args.out:
