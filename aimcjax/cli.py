@@ -313,9 +313,10 @@ def cmd_reproduce(args, out):
         from aimcjax import specs
         specs.parse_periphery(args.periphery)  # a bad spec fails before the recipe starts
         extra["periphery"] = args.periphery
-    extra.update(args.overrides or {})
+    # --set seed=N is the same as --seed N (the README's spelling); --set wins if both are given.
+    settings = {"seed": args.seed, **extra, **(args.overrides or {})}
     try:
-        return recipe(full=args.full, seed=args.seed, out=out, quiet=args.quiet, **extra)
+        return recipe(full=args.full, out=out, quiet=args.quiet, **settings)
     except TypeError as e:
         if "unexpected keyword" in str(e):
             raise CLIError(f"aimcjax reproduce: error: {args.name} does not take that setting ({e})") from None

@@ -1,5 +1,6 @@
 """Communication-censored SGD on one device (workers simulated with jax.vmap)."""
 
+import dataclasses
 import math
 from fractions import Fraction
 
@@ -10,6 +11,7 @@ import optax
 import pytest
 
 from aimcjax import distributed as dist
+from aimcjax.distributed.config import move_window_length
 
 WORKERS, DIM = 4, 3
 
@@ -27,24 +29,52 @@ def ls_batches(steps, batch, seed=0, workers=WORKERS, dim=DIM):
         yield {"a": a.astype(np.float32), "y": (a @ x_star).astype(np.float32)}
 
 
+def authors_tau(config, iterates, moves, k, workers):
+    """tau^k transcribed from the authors' scripts (Weiyu-USTC/CSGD, ``tao``), float64.
+
+    ``iterates`` is their window list: the last <= D iterates, oldest first; ``moves`` all
+    squared moves so far (for the ``move_window="lag"`` option).
+    """
+    if config.move_window == "authors":
+        if len(iterates) < config.window:
+            window_sum = 0.0
+        else:
+            window_sum = sum(float(np.sum((iterates[j] - iterates[j - 1]) ** 2))
+                             for j in range(1, len(iterates)))
+    else:
+        window_sum = sum(moves[-config.window:])
+    move_term = config.xi / (config.learning_rate**2 * config.window) * window_sum
+    slack = 0.0 if config.mode == "lag" else config.sigma0 * config.sigma_decay**k
+    if config.slack_scaling == "workers_squared":
+        return (move_term + slack) / workers**2
+    return move_term / workers**2 + slack
+
+
 def reference_csgd(config, batches, lr, workers=WORKERS, dim=DIM):
-    """The algorithm of [CSGD] Alg. 1 (slack outside DESIGN §7's 1/M^2, see CensorConfig), float64 numpy."""
+    """[CSGD] Alg. 1 with the authors' threshold (:func:`authors_tau`), float64 numpy.
+
+    Held gradients start at zero; uploads are forced only for SGD, by ``force_first_upload``
+    at k = 0 and by ``max_staleness``.
+    """
     x = np.zeros(dim)
     held = np.zeros((workers, dim))
-    moves, iterates, sent_all = [], [], []
+    stale = np.zeros(workers, int)
+    window, moves, iterates, sent_all = [x.copy()], [], [], []
     for k, batch in enumerate(batches):
         a, y = batch["a"].astype(np.float64), batch["y"].astype(np.float64)
         grads = np.einsum("mbd,mb->md", a, np.einsum("mbd,d->mb", a, x) - y) / a.shape[1]
-        window = sum(moves[-config.window:])
-        slack = 0.0 if config.mode == "lag" else config.sigma0 * config.sigma_decay**k
-        tau = config.xi / (config.learning_rate**2 * config.window) * window / workers**2 + slack
+        tau = authors_tau(config, window, moves, k, workers)
         sent = np.sum((grads - held) ** 2, axis=1) > tau
-        if k == 0 or config.mode == "sgd":
+        if config.mode == "sgd" or (config.force_first_upload and k == 0):
             sent[:] = True
+        if config.max_staleness is not None:
+            sent |= stale >= config.max_staleness
+        stale = np.where(sent, 0, stale + 1)
         held[sent] = grads[sent]
         step = -lr * held.mean(axis=0)
         x = x + step
         moves.append(float(step @ step))
+        window = (window + [x.copy()])[-config.window:]
         iterates.append(x.copy())
         sent_all.append(sent)
     return np.array(iterates), np.array(sent_all)
@@ -66,7 +96,7 @@ def run_trainer(config, batches, lr, backend="vmap", inner=None):
 
 @pytest.mark.parametrize("mode", ["csgd", "lag", "sgd"])
 def test_matches_reference_algorithm(mode):
-    config = dist.CensorConfig(mode=mode, learning_rate=0.1, sigma0=2.0, sigma_decay=0.9, window=4)
+    config = dist.CensorConfig(mode=mode, learning_rate=0.1, sigma0=32.0, sigma_decay=0.9, window=4)
     batches = list(ls_batches(25, batch=8))
     got, sent, _, _ = run_trainer(config, batches, 0.1)
     want, want_sent = reference_csgd(config, batches, 0.1)
@@ -74,9 +104,79 @@ def test_matches_reference_algorithm(mode):
     # float32 gradients of O(1) entries over 25 steps: errors ~1e-6, far below 1e-4.
     np.testing.assert_allclose(got, want, atol=1e-4)
     if mode == "csgd":
-        assert sent.sum() < sent.size  # the slack is large enough to censor something
+        assert 0 < sent.sum() < sent.size  # the slack is large enough to censor something
     if mode == "sgd":
         assert sent.all()
+
+
+RULE_OPTIONS = [
+    {},
+    {"slack_scaling": "none"},
+    {"move_window": "lag"},
+    {"force_first_upload": True},
+    {"slack_scaling": "none", "move_window": "lag", "force_first_upload": True},
+]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rule_equals_authors_transcription_on_random_sequences(seed):
+    """Random problems, windows, worker counts and slacks: every upload decision and iterate
+    equals the float64 transcription of the authors' rule (and of each option)."""
+    rng = np.random.default_rng(100 + seed)
+    workers = int(rng.integers(2, 6))
+    window = int(rng.integers(1, 6))
+    lr = float(rng.uniform(0.02, 0.2))
+    options = RULE_OPTIONS[seed % len(RULE_OPTIONS)] if seed else {}
+    # The move term must matter: a large xi puts it on the scale of the innovations.
+    config = dist.CensorConfig(learning_rate=lr, window=window, xi=float(rng.uniform(1, 50)),
+                               sigma0=float(rng.uniform(1, 40)), sigma_decay=0.9, **options)
+    batches = list(ls_batches(30, batch=int(rng.integers(2, 12)), seed=seed, workers=workers))
+    tx = dist.csgd(optax.sgd(lr), config)
+    train = dist.make_train_step(ls_loss, tx, backend="vmap", num_workers=workers)
+    params, state = train.init(jnp.zeros(DIM))
+    got, sent = [], []
+    for batch in batches:
+        params, state, metrics = train.step(params, state, batch, np.ones(batch["y"].shape, bool))
+        got.append(train.server_params(params))
+        sent.append(np.asarray(metrics.sent))
+    want, want_sent = reference_csgd(config, batches, lr, workers=workers)
+    np.testing.assert_array_equal(np.array(sent), want_sent)
+    np.testing.assert_allclose(np.array(got), want, atol=1e-4)
+    assert 0 < want_sent.sum() < want_sent.size  # the test decides both ways
+
+
+@pytest.mark.parametrize("options", RULE_OPTIONS, ids=str)
+def test_threshold_equals_authors_transcription(options):
+    """threshold() on random iterate sequences, every k, against :func:`authors_tau`."""
+    rng = np.random.default_rng(7)
+    for window in (1, 2, 5):
+        config = dist.CensorConfig(learning_rate=0.3, window=window, xi=0.7, sigma0=2.5,
+                                   sigma_decay=0.8, **options)
+        for mode in ("csgd", "lag"):
+            config = dataclasses.replace(config, mode=mode)
+            xs = np.cumsum(rng.normal(size=(12, 3)), axis=0)
+            ring = np.zeros(move_window_length(config), np.float32)
+            moves = []
+            for k in range(11):
+                window_list = list(xs[max(0, k + 1 - window): k + 1])
+                got = float(dist.threshold(config, jnp.asarray(ring), jnp.int32(k), 7))
+                want = authors_tau(config, window_list, moves, k, 7)
+                np.testing.assert_allclose(got, want, rtol=2e-6)
+                move = float(np.sum((xs[k + 1] - xs[k]) ** 2))
+                moves.append(move)
+                if ring.size:
+                    ring = np.roll(ring, 1)
+                    ring[0] = move
+
+
+def test_nothing_forced_at_the_start():
+    # The authors' rule: held gradients start at zero and the test alone decides at k = 0,
+    # so a worker whose gradient is below tau^0 is not heard from.
+    config = dist.CensorConfig(learning_rate=0.1, sigma0=1e12)
+    batches = list(ls_batches(3, batch=4))
+    got, sent, _, _ = run_trainer(config, batches, 0.1)
+    assert not sent.any()
+    np.testing.assert_array_equal(got, np.zeros((3, DIM)))
 
 
 def test_censored_mean_by_hand():
@@ -127,7 +227,7 @@ def test_silent_worker_keeps_its_first_upload():
 
 
 def test_never_passing_workers_all_reuse_first_uploads():
-    config = dist.CensorConfig(learning_rate=0.1, sigma0=1e12)
+    config = dist.CensorConfig(learning_rate=0.1, sigma0=1e12, force_first_upload=True)
     batches = list(ls_batches(5, batch=4))
     got, sent, _, _ = run_trainer(config, batches, 0.1)
     assert sent[0].all() and not sent[1:].any()
@@ -139,7 +239,9 @@ def test_never_passing_workers_all_reuse_first_uploads():
 def test_max_staleness_forces_uploads():
     config = dist.CensorConfig(learning_rate=0.1, sigma0=1e12, max_staleness=2)
     _, sent, _, _ = run_trainer(config, list(ls_batches(7, batch=4)), 0.1)
-    np.testing.assert_array_equal(sent.all(axis=1), [True, False, False, True, False, False, True])
+    # nothing forced at k = 0: the first forced round comes after two censored ones
+    np.testing.assert_array_equal(sent.all(axis=1), [False, False, True, False, False, True, False])
+    assert not (sent.any(axis=1) & ~sent.all(axis=1)).any()
 
 
 def test_communication_accounting():
@@ -228,6 +330,9 @@ def test_batch_schedule_is_exact():
         ({"xi": -1.0}, ValueError, "xi"),
         ({"max_staleness": 0}, ValueError, "max_staleness"),
         ({"sigma0": "1"}, TypeError, "sigma0"),
+        ({"slack_scaling": "m2"}, ValueError, "slack_scaling"),
+        ({"move_window": "paper"}, ValueError, "move_window"),
+        ({"force_first_upload": 1}, TypeError, "force_first_upload"),
     ],
 )
 def test_bad_config(kwargs, error, match):
@@ -294,7 +399,8 @@ def test_csgd_distributes_residual_learning():
     workers, dim = 4, 8
     device = devices.SoftBounds(tau=1.0, dw_min=1e-3)
     inner = residual_learning(0.1, 0.1, 0.4, device, key=0)
-    config = dist.CensorConfig(learning_rate=0.1, sigma0=0.125, sigma_decay=0.97)
+    # slack 2 / M^2 = 0.125 (the authors' scaling, 4 workers)
+    config = dist.CensorConfig(learning_rate=0.1, sigma0=2.0, sigma_decay=0.97)
 
     def loss(weights, example):  # a (dim, 1) crossbar
         return 0.5 * ((example["a"] @ weights)[0] - example["y"]) ** 2

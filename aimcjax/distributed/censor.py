@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from aimcjax.distributed.config import CensorConfig
+from aimcjax.distributed.config import CensorConfig, move_window_length
 
 __all__ = ["CSGDState", "censored_mean", "threshold", "csgd", "num_workers"]
 
@@ -51,7 +51,8 @@ def censored_mean(grads, g_hat, tau, axis_name="workers", *, force=False):
       g_hat: the gradient the server last received from this worker (same structure).
       tau: scalar threshold (same on every worker).
       axis_name: the mapped axis enumerating the workers.
-      force: scalar bool; upload regardless of the test (first iteration, staleness cap).
+      force: scalar bool; upload regardless of the test (SGD, staleness cap, optional first
+        upload).
 
     Returns:
       ``(mean, new_g_hat, sent)``: the server's mean of the held gradients (identical on
@@ -76,17 +77,39 @@ def censored_mean(grads, g_hat, tau, axis_name="workers", *, force=False):
 
 
 def threshold(config: CensorConfig, recent_sq_moves, count, num_workers_: int):
-    """tau^k = xi/(alpha^2 D M^2) sum_{j=1..D} ||x^{k+1-j} - x^{k-j}||^2 + sigma^k.
+    """The censoring threshold tau^k of iteration ``count`` = k (see :class:`CensorConfig`).
 
-    The move term is [LAG]'s (DESIGN §7); the slack sigma^k is added outside the 1/M^2 so
-    that the papers' slacks are used as printed (see :class:`CensorConfig`).
+    Default (the authors' code): tau^k = (xi/(alpha^2 D) * [k >= D-1] *
+    sum_{j=1..D-1} ||x^{k+1-j} - x^{k-j}||^2 + sigma^k) / M^2; LAG-S has sigma^k = 0.
+
+    Args:
+      config: the :class:`CensorConfig`.
+      recent_sq_moves: the window of squared parameter moves, newest first
+        (``move_window_length(config)`` entries, zeros for moves not made yet).
+      count: k, a scalar int array.
+      num_workers_: M.
+
+    Returns:
+      A float32 scalar.
     """
     moves = config.xi / (config.learning_rate**2 * config.window) * jnp.sum(recent_sq_moves)
-    moves = moves / num_workers_**2
-    if config.mode == "lag":
-        return moves
-    slack = config.sigma0 * jnp.power(jnp.float32(config.sigma_decay), count.astype(jnp.float32))
-    return moves + slack
+    if config.move_window == "authors":
+        # The authors' window list fills up to D iterates before its sum is used at all.
+        moves = jnp.where(count >= config.window - 1, moves, 0.0)
+    slack = 0.0
+    if config.mode != "lag":
+        slack = config.sigma0 * jnp.power(jnp.float32(config.sigma_decay), count.astype(jnp.float32))
+    scale = 1.0 / num_workers_**2
+    if config.slack_scaling == "workers_squared":
+        return (moves + slack) * scale
+    return moves * scale + slack
+
+
+def _push(ring, value):
+    """Newest-first ring buffer of fixed length (length 0 stays empty)."""
+    if ring.shape[0] == 0:
+        return ring
+    return jnp.roll(ring, 1).at[0].set(jnp.asarray(value, ring.dtype))
 
 
 class CSGDState(NamedTuple):
@@ -94,7 +117,8 @@ class CSGDState(NamedTuple):
 
     Attributes:
       count: iteration k (replicated).
-      recent_sq_moves: (D,) ring of the last D squared parameter moves (replicated).
+      recent_sq_moves: the last D - 1 (``move_window="lag"``: D) squared parameter moves,
+        newest first (replicated).
       inner_state: state of the wrapped server optimizer (replicated).
       held_grads: the gradient the server holds for this worker (per worker).
       staleness: iterations since this worker last uploaded (per worker).
@@ -152,7 +176,7 @@ def csgd(
         zeros = jax.tree.map(jnp.zeros_like, params)
         return CSGDState(
             count=jnp.zeros([], jnp.int32),
-            recent_sq_moves=jnp.zeros([config.window], jnp.float32),
+            recent_sq_moves=jnp.zeros([move_window_length(config)], jnp.float32),
             inner_state=optimizer.init(params),
             held_grads=zeros,
             staleness=jnp.zeros([], jnp.int32),
@@ -162,7 +186,7 @@ def csgd(
 
     def update_fn(grads, state, params=None, **extra_args):
         workers = num_workers(axis_name)
-        force = state.count == 0
+        force = jnp.logical_and(config.force_first_upload, state.count == 0)
         if config.mode == "sgd":
             force = jnp.bool_(True)
         if config.max_staleness is not None:
@@ -173,7 +197,7 @@ def csgd(
         move = _squared_norm(updates)
         new_state = CSGDState(
             count=state.count + 1,
-            recent_sq_moves=jnp.roll(state.recent_sq_moves, 1).at[0].set(move),
+            recent_sq_moves=_push(state.recent_sq_moves, move),
             inner_state=inner_state,
             held_grads=held,
             staleness=jnp.where(sent, 0, state.staleness + 1),

@@ -11,6 +11,8 @@ import dataclasses
 import math
 
 MODES = ("csgd", "lag", "sgd")
+SLACK_SCALINGS = ("workers_squared", "none")
+MOVE_WINDOWS = ("authors", "lag")
 
 
 def _check_finite_number(name: str, value) -> float:
@@ -28,33 +30,51 @@ def _check_rate(name: str, value) -> None:
         raise ValueError(f"{name} must lie in (0, inf), got {value}")
 
 
+def _check_rule_options(config) -> None:
+    """The threshold-rule options of :class:`CensorConfig` (see there)."""
+    if config.slack_scaling not in SLACK_SCALINGS:
+        raise ValueError(f"slack_scaling must be one of {SLACK_SCALINGS}, got {config.slack_scaling!r}")
+    if config.move_window not in MOVE_WINDOWS:
+        raise ValueError(f"move_window must be one of {MOVE_WINDOWS}, got {config.move_window!r}")
+    if not isinstance(config.force_first_upload, bool):
+        raise TypeError(
+            f"force_first_upload must be a bool, got {type(config.force_first_upload).__name__}")
+
+
+def move_window_length(config) -> int:
+    """How many parameter moves the threshold's window sums: D - 1 (authors) or D (LAG)."""
+    return config.window - 1 if config.move_window == "authors" else config.window
+
+
 @dataclasses.dataclass(frozen=True)
 class CensorConfig:
     """When a worker uploads its gradient, and how batch and slack evolve [CSGD].
 
     Worker m uploads its fresh mini-batch gradient g_m at iteration k only if
-    ``||g_m - g_hat_m||^2 > tau^k`` with
+    ``||g_m - g_hat_m||^2 > tau^k``, otherwise the server reuses the stale ``g_hat_m``.
+    By default the threshold is the one the authors' code computes (github
+    Weiyu-USTC/CSGD, ``tao`` in every experiment script; DESIGN §7):
 
-            tau^k = xi / (alpha^2 D M^2) * sum_{j=1..D} ||x^{k+1-j} - x^{k-j}||^2 + sigma^k,
+        tau^k = (xi / (alpha^2 D) * [k >= D-1] * sum_{j=1..D-1} ||x^{k+1-j} - x^{k-j}||^2
+                 + sigma^k) / M^2
 
-    otherwise the server reuses the stale ``g_hat_m``. The window holds the D most recent
-    parameter moves (zeros before the first D iterations, summed over j = 1..D as in [LAG];
-    DESIGN §7 writes D - 1). Every worker uploads at k = 0.
+    The window holds the last D iterates, so it sums D - 1 parameter moves, and the move
+    term is absent until D iterates are stored (k < D - 1: tau^k = sigma^k / M^2). The held
+    gradients start at zero and nothing is forced at k = 0: the test alone decides (a worker
+    whose gradient stays below tau^0 never uploads, as in the authors' least-squares run,
+    where 8 of 10 workers never do). Gradients are means over a worker's mini-batch and the
+    server averages the workers.
 
-    Units: gradients are means over a worker's mini-batch and the server averages the
-    workers. The slack sigma^k is added as is, not divided by M^2 as DESIGN §7 writes: the
-    papers' slacks are then used as printed (sigma^k = 5 * 0.85^{k+1} on least squares),
-    and the measured censoring matches the paper's (digits softmax: 4% of SGD's uploads;
-    with sigma^k / M^2 CSGD uploads as often as SGD there). The move term keeps [LAG]'s
-    1/M^2: without it LAG-S censors a third of the uploads on the least-squares problem,
-    where the paper reports that it censors almost nothing.
+    The library's earlier choices remain as options: ``slack_scaling="none"`` adds sigma^k
+    outside the 1/M^2, ``move_window="lag"`` sums D moves from k = 0 (zeros before the first
+    D moves, as [LAG]), ``force_first_upload=True`` makes every worker upload at k = 0.
 
     Args:
         mode: ``"csgd"`` (censoring with slack sigma^k), ``"lag"`` (LAG-S: the same test with
             sigma^k = 0) or ``"sgd"`` (always upload).
         learning_rate: alpha in the threshold; set it to the server optimizer's step size.
         xi: weight of the parameter-move term (default 1/60 as in [CSGD]).
-        window: D, the number of recent parameter moves in the threshold.
+        window: D, the number of recent iterates in the threshold.
         sigma0: slack sigma^0 >= 0; sigma^k = sigma0 * sigma_decay^k.
         sigma_decay: eta_2 in (0, inf).
         batch0: B^0 >= 1 (may be fractional: B^k = min(B_max, floor(B^0 * eta_1^k))).
@@ -62,6 +82,11 @@ class CensorConfig:
         batch_max: B_max >= B^0 (default: floor(B^0)).
         max_staleness: if set, a worker that has been censored this many consecutive
             iterations uploads at the next one.
+        slack_scaling: ``"workers_squared"`` (sigma^k / M^2, the authors' code) or ``"none"``
+            (sigma^k added as is).
+        move_window: ``"authors"`` (D - 1 moves once D iterates are stored) or ``"lag"``
+            (the last D moves, zeros before there are D).
+        force_first_upload: every worker uploads at k = 0 (default False, as the authors).
 
     Example:
         >>> cfg = CensorConfig(learning_rate=0.2, sigma0=4.25, sigma_decay=0.85,
@@ -70,7 +95,7 @@ class CensorConfig:
         2
 
     References:
-        [CSGD] Algorithm 1 and Section V (settings of the experiments).
+        [CSGD] Algorithm 1, Section V and the authors' code (github Weiyu-USTC/CSGD).
     """
 
     mode: str = "csgd"
@@ -83,6 +108,9 @@ class CensorConfig:
     batch_growth: float = 1.0
     batch_max: int | None = None
     max_staleness: int | None = None
+    slack_scaling: str = "workers_squared"
+    move_window: str = "authors"
+    force_first_upload: bool = False
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -113,6 +141,7 @@ class CensorConfig:
                 raise TypeError("max_staleness must be an int or None")
             if self.max_staleness < 1:
                 raise ValueError(f"max_staleness must be >= 1, got {self.max_staleness}")
+        _check_rule_options(self)
 
 
 def batch_size(config: CensorConfig, k: int) -> int:

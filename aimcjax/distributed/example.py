@@ -23,7 +23,8 @@ def run(mode: str = "csgd", steps: int = 20, dim: int = 5, seed: int = 0, backen
     from aimcjax import distributed as dist
 
     workers = jax.device_count()
-    config = dist.CensorConfig(mode=mode, learning_rate=0.1, sigma0=1.25, sigma_decay=0.9,
+    # the threshold divides the slack by M^2: this keeps 1.25 after it for any worker count
+    config = dist.CensorConfig(mode=mode, learning_rate=0.1, sigma0=1.25 * workers**2, sigma_decay=0.9,
                                batch0=4, batch_growth=1.25, batch_max=64)
     rng = np.random.default_rng(seed)
     x_star = rng.normal(size=dim).astype(np.float32)
