@@ -78,9 +78,9 @@ def test_ls_stream_draws_as_the_authors_script():
 @pytest.mark.slow
 def test_least_squares_reproduces_the_authors_procedure_exactly():
     """Same seed, same draws: every upload decision of CSGD and SGD equals the float64
-    transcription, so iterations and uploads to 1e-4 are identical (seed 0: CSGD 82 iterations
-    and 25 uploads from 4 workers; the authors' script gives the same, see
-    benchmarks/results/csgd_authors.txt)."""
+    transcription, so iterations and uploads to 1e-4 are identical (seed 0, batch cap 1000:
+    CSGD 81 iterations and 25 uploads, SGD 24 and 240; the authors' own script in their full
+    setting: benchmarks/results/csgd_authors.txt)."""
     runs = {mode: experiments.least_squares(modes=mode, iterations=iterations, batch_max=1000,
                                             seed=0)["modes"][mode]
             for mode, iterations in (("csgd", 90), ("sgd", 30))}

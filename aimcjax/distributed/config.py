@@ -61,8 +61,8 @@ class CensorConfig:
     The window holds the last D iterates, so it sums D - 1 parameter moves, and the move
     term is absent until D iterates are stored (k < D - 1: tau^k = sigma^k / M^2). The held
     gradients start at zero and nothing is forced at k = 0: the test alone decides (a worker
-    whose gradient stays below tau^0 never uploads, as in the authors' least-squares run,
-    where 8 of 10 workers never do). Gradients are means over a worker's mini-batch and the
+    whose gradient stays below the threshold is never heard from: in the authors' saved
+    least-squares run 8 of 10 workers never upload). Gradients are means over a worker's mini-batch and the
     server averages the workers.
 
     The library's earlier choices remain as options: ``slack_scaling="none"`` adds sigma^k
