@@ -279,8 +279,40 @@ def _arrow_solve(info, grads, nd, active):
     return step_d, step_s, cov_d, cov_s
 
 
-def fit_family(traces: Traces, family="softbounds", noise: str = "additive", *, max_iter: int = 300,
-               tol: float = 1e-5, polish: bool = True) -> FamilyFit:
+def _warm_start(fam: Family, noise: str, start: FamilyFit, moments):
+    """Starting values from a fit of a bounded family (typically SoftBounds): its devices'
+    steps and bounds (Power starts at gamma = 1, which *is* SoftBounds; Exponential at a
+    nearly linear gamma; Piecewise at linear nodes) and its noise levels where the noise
+    model is the same."""
+    scales, sig, read_sd, typical = moments
+    pd = start.per_device
+    if not (fam.bounded and start.family.bounded):
+        return moments, None
+    w_max, w_min = pd["w_max"], pd["w_min"]
+    up, down = pd["step_up"], pd["step_down"]
+    shape0 = None
+    if fam.cls.__name__ == "Piecewise":
+        # Linear response falling to (nearly) 0 at the far bound, scaled at the largest node.
+        up, down = up * (1 - w_min / w_max), down * (1 - w_max / w_min)
+        floor = 0.05
+        ratio = np.linspace(1.0, floor, fam.n_nodes)
+        drops = -np.log(ratio[1:] / ratio[:-1])
+        b = np.log(np.expm1(drops))
+        shape0 = list(b) + list(b[::-1])
+    elif fam.cls.__name__ == "Exponential":
+        shape0 = [math.log(0.3)]
+    elif fam.cls.__name__ == "Power":
+        shape0 = [0.0]
+    scales = np.stack([up, down, w_max, -w_min], axis=1)
+    if start.noise == noise:
+        sh = start.shared
+        sig = [sh["sigma_up"], sh["sigma_down"]] if noise == "additive" else [sh["sigma"]]
+        read_sd = sh["read_noise"]
+    return (scales, sig, read_sd, typical), shape0
+
+
+def fit_family(traces: Traces, family="softbounds", noise: str = "additive", *, max_iter: int = 100,
+               tol: float = 1e-6, polish: bool = True, max_newton: int = 20, start: FamilyFit | None = None) -> FamilyFit:
     """Fit one response family to all devices of ``traces`` by maximum likelihood.
 
     Args:
@@ -291,8 +323,12 @@ def fit_family(traces: Traces, family="softbounds", noise: str = "additive", *, 
       max_iter: L-BFGS iteration cap.
       tol: L-BFGS stops when the gradient norm of the mean negative log-likelihood, or its
         relative decrease in one iteration, is below this.
-      polish: finish with Newton steps from the arrow-structured Hessian (kept only where
-        they raise the likelihood).
+      polish: finish with Levenberg-Marquardt-damped Newton steps on the arrow-structured
+        Hessian (each kept only where it raises the likelihood), until the remaining step is
+        below 0.01 standard error or ``max_newton`` steps.
+      max_newton: cap on the Newton steps.
+      start: a fit of a bounded family to the same traces to start from (see
+        :func:`_warm_start`); default: moments of the steps.
 
     Returns:
       :class:`FamilyFit`.
@@ -309,11 +345,15 @@ def fit_family(traces: Traces, family="softbounds", noise: str = "additive", *, 
         raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
     if not isinstance(traces, Traces):
         raise TypeError(f"traces must be aimcjax.fit.Traces, got {type(traces).__name__}")
-    scales, sig, read_sd, typical = _starting_values(fam, traces, noise)
+    moments = _starting_values(fam, traces, noise)
+    shape0 = None
+    if start is not None:
+        moments, shape0 = _warm_start(fam, noise, start, moments)
+    scales, sig, read_sd, typical = moments
     nd = scales.shape[1]
     multiplicative = noise == "multiplicative"
     read_known = traces.read_noise is not None
-    theta_s0 = list(fam.shape_init) + [math.log(sig[0]), math.log(sig[-1]), math.log(read_sd or typical)]
+    theta_s0 = list(fam.shape_init if shape0 is None else shape0) + [math.log(sig[0]), math.log(sig[-1]), math.log(read_sd or typical)]
     active = np.array([True] * fam.n_shape() + [True, not multiplicative, not read_known])
     settings = _Settings(jnp.float32(multiplicative), jnp.float32(read_known),
                          jnp.float32(traces.read_noise or 0.0), jnp.float32((1e-3 * typical) ** 2),
@@ -324,26 +364,45 @@ def fit_family(traces: Traces, family="softbounds", noise: str = "additive", *, 
     params = (jnp.zeros((traces.n_devices, nd), jnp.float32), jnp.asarray(theta_s0, jnp.float32))
     params, n_iter, _ = solve(params, data, settings, jnp.float32(tol))
     loglik = float(total(params, data, settings))
-    for _ in range(2 if polish else 0):
-        grads, info = _information(device_grads, params, data, settings)
-        step_d, step_s, cov_d, cov_s = _arrow_solve(info, grads, nd, active)
-        if not (np.isfinite(step_d).all() and np.isfinite(step_s).all()):
-            break
-        moved = (params[0] + jnp.asarray(step_d, jnp.float32), params[1] + jnp.asarray(step_s, jnp.float32))
-        new = float(total(moved, data, settings))
-        if not (np.isfinite(new) and new >= loglik):
-            break
-        params, loglik = moved, new
-    grads, info = _information(device_grads, params, data, settings)
-    step_d, step_s, cov_d, cov_s = _arrow_solve(info, grads, nd, active)
-    # Converged: the remaining Newton step is a small fraction of every standard error.
-    var_d = np.diagonal(cov_d, axis1=1, axis2=2)
-    var_s = np.diagonal(cov_s)[active]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        left = max(np.max(np.abs(step_d) / np.sqrt(var_d)), np.max(np.abs(step_s[active]) / np.sqrt(var_s), initial=0))
+    params, loglik, left, cov_d, cov_s = _newton(params, loglik, data, settings, device_grads, total, nd,
+                                                 active, max_newton if polish else 0)
     theta_d, theta_s = (np.asarray(p, np.float64) for p in params)
     return _summarise(fam, noise, traces, theta_d, theta_s, scales, cov_d, cov_s, loglik,
                       int(active.sum()) + theta_d.size, int(n_iter), bool(np.isfinite(loglik) and left < 0.1))
+
+
+def _newton(params, loglik, data, settings, device_grads, total, nd, active, max_steps):
+    """Levenberg-Marquardt-damped Newton steps on the arrow-structured information.
+
+    Returns (params, loglik, remaining step in SEs, cov_d, cov_s) at the last point; the
+    covariances are the undamped inverse information there (the Laplace approximation)."""
+    lam = 1e-4
+    left = np.inf
+    for it in range(max_steps + 1):
+        grads, info = _information(device_grads, params, data, settings)
+        step_d, step_s, cov_d, cov_s = _arrow_solve(info, grads, nd, active)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            var_d = np.diagonal(cov_d, axis1=1, axis2=2)
+            var_s = np.diagonal(cov_s)[active]
+            left = max(np.nanmax(np.abs(step_d) / np.sqrt(var_d)),
+                       np.nanmax(np.abs(step_s[active]) / np.sqrt(var_s), initial=0))
+        if it == max_steps or (np.isfinite(left) and left < 0.01):
+            break
+        scale = np.abs(np.diagonal(info, axis1=1, axis2=2)) + 1e-12
+        for _ in range(10):
+            damped = info + lam * scale[:, :, None] * np.eye(info.shape[1])
+            sd, ss, _, _ = _arrow_solve(damped, grads, nd, active)
+            if np.isfinite(sd).all() and np.isfinite(ss).all():
+                moved = (params[0] + jnp.asarray(sd, jnp.float32), params[1] + jnp.asarray(ss, jnp.float32))
+                new = float(total(moved, data, settings))
+                if np.isfinite(new) and new >= loglik:
+                    params, loglik = moved, new
+                    lam = max(lam / 10, 1e-8)
+                    break
+            lam *= 10
+        else:
+            break  # no damping gives an ascent step: at the optimum within float32
+    return params, loglik, left, cov_d, cov_s
 
 
 def _summarise(fam, noise, traces, theta_d, theta_s, scales, cov_d, cov_s, loglik, n_params, n_iter, converged):
