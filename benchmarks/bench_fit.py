@@ -18,7 +18,6 @@ import platform
 import time
 
 import jax
-import numpy as np
 
 from aimcjax import devices
 from aimcjax.fit import fit, fit_family, population, save_traces, simulate_traces

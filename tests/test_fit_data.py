@@ -4,16 +4,28 @@ kernel, the fit's response families against the devices', clipped moments, devic
 
 import json
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aimcjax import devices, specs, tile
+from aimcjax import devices, specs
 from aimcjax.devices import presets
-from aimcjax.fit import (TraceError, family, load_traces, make_traces, ramp_directions, save_traces,
-                         simulate_directions, simulate_traces)
-from aimcjax.fit.device_json import device_from_dict, device_to_dict, load_device, save_device
+from aimcjax.fit import (
+    TraceError,
+    family,
+    load_traces,
+    make_traces,
+    ramp_directions,
+    save_traces,
+    simulate_directions,
+    simulate_traces,
+)
+from aimcjax.fit.device_json import (
+    device_from_dict,
+    device_to_dict,
+    load_device,
+    save_device,
+)
 from aimcjax.fit.example import EXAMPLE_SETTINGS, load_example
 from aimcjax.fit.likelihood import clipped_moments
 

@@ -17,11 +17,39 @@ Modules: :mod:`~aimcjax.fit.traces` (data layout, loaders), :mod:`~aimcjax.fit.s
 from aimcjax.fit.estimate import FamilyFit, fit_family
 from aimcjax.fit.families import FAMILIES, Family, family, piecewise
 from aimcjax.fit.population import Estimate, population, to_device
-from aimcjax.fit.select import CRITERIA, DEFAULT_FAMILIES, Candidate, FitReport, fit, format_report
+from aimcjax.fit.select import (
+           CRITERIA,
+           DEFAULT_FAMILIES,
+           Candidate,
+           FitReport,
+           fit,
+           format_report,
+)
 from aimcjax.fit.simulate import ramp_directions, simulate_directions, simulate_traces
 from aimcjax.fit.traces import TraceError, Traces, load_traces, make_traces, save_traces
 
-__all__ = ["FamilyFit", "fit_family", "FAMILIES", "Family", "family", "piecewise", "Estimate", "population",
-           "to_device", "CRITERIA", "DEFAULT_FAMILIES", "Candidate", "FitReport", "fit", "format_report",
-           "ramp_directions", "simulate_directions", "simulate_traces", "TraceError", "Traces", "load_traces",
-           "make_traces", "save_traces"]
+__all__ = [
+           "CRITERIA",
+           "DEFAULT_FAMILIES",
+           "FAMILIES",
+           "Candidate",
+           "Estimate",
+           "Family",
+           "FamilyFit",
+           "FitReport",
+           "TraceError",
+           "Traces",
+           "family",
+           "fit",
+           "fit_family",
+           "format_report",
+           "load_traces",
+           "make_traces",
+           "piecewise",
+           "population",
+           "ramp_directions",
+           "save_traces",
+           "simulate_directions",
+           "simulate_traces",
+           "to_device",
+]

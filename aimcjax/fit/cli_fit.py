@@ -15,7 +15,7 @@ from aimcjax.fit.plot import overlay_figure, simulate_like
 from aimcjax.fit.select import FitReport, fit, format_report
 from aimcjax.fit.traces import load_traces
 
-__all__ = ["run", "report_summary"]
+__all__ = ["report_summary", "run"]
 
 
 def report_summary(report: FitReport) -> dict:

@@ -18,7 +18,7 @@ import numpy as np
 
 from aimcjax import devices
 
-__all__ = ["device_to_dict", "device_from_dict", "save_device", "load_device", "DEVICE_CLASSES"]
+__all__ = ["DEVICE_CLASSES", "device_from_dict", "device_to_dict", "load_device", "save_device"]
 
 DEVICE_CLASSES = {cls.__name__: cls for cls in (devices.ConstantStep, devices.SoftBounds, devices.Power,
                                                 devices.Exponential, devices.Piecewise)}

@@ -28,11 +28,12 @@ import numpy as np
 import optax
 
 from aimcjax.devices import NOISE_MODES
-from aimcjax.fit.families import Family, family as get_family
+from aimcjax.fit.families import Family
+from aimcjax.fit.families import family as get_family
 from aimcjax.fit.likelihood import trace_loglik
 from aimcjax.fit.traces import Traces
 
-__all__ = ["FamilyFit", "fit_family", "device_param_names"]
+__all__ = ["FamilyFit", "device_param_names", "fit_family"]
 
 
 class FamilyFit(NamedTuple):
@@ -188,7 +189,7 @@ def _programs(fam: Family, max_iter: int):
         return jnp.sum(batched(theta_d, theta_s, settings, *data))
 
     def solve(params, data, settings, tol):
-        objective = lambda p: -total(p, data, settings) / settings.n_obs  # noqa: E731
+        objective = lambda p: -total(p, data, settings) / settings.n_obs
         # Backtracking (Armijo) line search: the zoom search's extra branches cost twice the
         # compile time for no gain from these starting values.
         opt = optax.lbfgs(linesearch=optax.scale_by_backtracking_linesearch(max_backtracking_steps=25, store_grad=True))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +30,7 @@ import numpy as np
 
 from aimcjax import devices
 
-__all__ = ["Family", "FAMILIES", "family", "piecewise"]
+__all__ = ["FAMILIES", "Family", "family", "piecewise"]
 
 # Weights are kept this fraction inside a device's bounds when its response is evaluated:
 # exactly at a bound a power or log has an infinite derivative in gamma.
@@ -102,7 +102,7 @@ def _piecewise_shape(n_nodes: int):
     return shape_fn
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def piecewise(n_nodes: int) -> Family:
     """The Piecewise family with ``n_nodes`` nodes per direction (>= 2)."""
     if isinstance(n_nodes, bool) or not isinstance(n_nodes, (int, np.integer)) or n_nodes < 2:

@@ -41,7 +41,7 @@ from jax.scipy.special import ndtr
 
 from aimcjax.fit.families import Family
 
-__all__ = ["trace_loglik", "clipped_moments"]
+__all__ = ["clipped_moments", "trace_loglik"]
 
 _LOG_2PI = math.log(2 * math.pi)
 _ONE_OVER_SQRT_2PI = 1 / math.sqrt(2 * math.pi)

@@ -8,7 +8,7 @@ from aimcjax.devices import Device
 from aimcjax.fit.simulate import simulate_directions
 from aimcjax.fit.traces import Traces, make_traces
 
-__all__ = ["simulate_like", "overlay_figure"]
+__all__ = ["overlay_figure", "simulate_like"]
 
 _MAX_SHOWN = 1200  # pulses shown in the trace panel
 

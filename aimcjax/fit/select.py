@@ -18,7 +18,7 @@ from aimcjax.fit.families import family as get_family
 from aimcjax.fit.population import Estimate, population, to_device
 from aimcjax.fit.traces import Traces
 
-__all__ = ["FitReport", "Candidate", "fit", "DEFAULT_FAMILIES", "CRITERIA", "format_report"]
+__all__ = ["CRITERIA", "DEFAULT_FAMILIES", "Candidate", "FitReport", "fit", "format_report"]
 
 DEFAULT_FAMILIES = ("constant", "softbounds", "power", "exp", "piecewise5")
 CRITERIA = ("bic", "aic")

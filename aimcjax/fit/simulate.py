@@ -16,7 +16,7 @@ from aimcjax import pulse, tile
 from aimcjax.devices import Device
 from aimcjax.fit.traces import Traces, make_traces
 
-__all__ = ["simulate_traces", "simulate_directions", "ramp_directions"]
+__all__ = ["ramp_directions", "simulate_directions", "simulate_traces"]
 
 
 def ramp_directions(n_cycles: int, pulses_per_ramp: int) -> np.ndarray:

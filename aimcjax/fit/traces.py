@@ -38,7 +38,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Traces", "TraceError", "load_traces", "save_traces", "make_traces", "CSV_COLUMNS"]
+__all__ = ["CSV_COLUMNS", "TraceError", "Traces", "load_traces", "make_traces", "save_traces"]
 
 CSV_COLUMNS = ("device", "pulse", "direction", "read")
 _UP = {"up", "+1", "1", "+", "u"}
@@ -205,7 +205,7 @@ def _load_csv(path: str) -> Traces:
         reads = [e[2] for e in entries]
         dirs = [e[1] for e in entries if e[0] > 0]
         if start == 1:  # no read before the first pulse: the first read starts the trace
-            reads, dirs = reads, dirs[1:]
+            dirs = dirs[1:]
         traces.append((dev, reads, dirs))
     return _pad(traces, read_noise, path)
 
