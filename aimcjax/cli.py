@@ -7,6 +7,7 @@ Subcommands::
     aimcjax reproduce  the paper experiments as named recipes
     aimcjax csgd       the communication-censored distributed experiments
     aimcjax devices    list device families/presets, plot response curves
+    aimcjax fit        fit device models to measured pulse-response traces (device.json)
 
 Every subcommand takes ``--out DIR`` (``config.json``, ``metrics.jsonl``, ``summary.json``,
 PNG plots), ``--quiet`` and ``--config DIR/config.json`` (rerun a run exactly). Bad input exits
@@ -189,10 +190,28 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, seeds=False)
     p.add_argument("--seed", type=_nonneg_int, default=0)
 
+    _fit_parser(sub)
+
     p = sub.add_parser("devices", help="list families and presets; plot response curves, F/G, symmetric points")
     p.add_argument("specs", nargs="*", metavar="SPEC", help="devices to plot (specs or preset names)")
     _common(p, seeds=False)
     return parser
+
+
+def _fit_parser(sub):
+    from aimcjax.devices import NOISE_MODES
+    from aimcjax.fit.select import CRITERIA, DEFAULT_FAMILIES
+    p = sub.add_parser("fit", help="fit device models to pulse-response traces; writes device.json for --device @FILE")
+    p.add_argument("traces", metavar="TRACES",
+                   help="CSV or NPZ traces (layout: aimcjax.fit.traces), or 'example' for the embedded example")
+    p.add_argument("--families", nargs="+", default=list(DEFAULT_FAMILIES), metavar="FAMILY",
+                   help="candidates: constant, softbounds, power, exp, piecewiseN (N nodes)")
+    p.add_argument("--noise", nargs="+", choices=NOISE_MODES, default=list(NOISE_MODES),
+                   help="cycle-to-cycle noise models to try")
+    p.add_argument("--criterion", choices=CRITERIA, default="bic", help="model choice (default: BIC)")
+    p.add_argument("--max-iter", type=_positive_int, default=100, help="L-BFGS iterations per candidate")
+    _common(p, seeds=False)
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the simulated overlay")
 
 
 _NOT_SAVED = {"out", "config", "quiet", "command", "list"}
@@ -335,8 +354,14 @@ def cmd_devices(args, out):
     return device_report.run(args.specs, out)
 
 
+def cmd_fit(args, out):
+    from aimcjax.fit import cli_fit
+    return cli_fit.run(args.traces, out, families=args.families, noises=args.noise, criterion=args.criterion,
+                       max_iter=args.max_iter, seed=args.seed, quiet=args.quiet)
+
+
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "reproduce": cmd_reproduce,
-            "csgd": cmd_csgd, "devices": cmd_devices}
+            "csgd": cmd_csgd, "devices": cmd_devices, "fit": cmd_fit}
 
 
 def _compilation_cache():

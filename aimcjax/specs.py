@@ -2,14 +2,16 @@
 
 Grammar::
 
-    spec     := family [":" params] | preset [":" params]
+    spec     := family [":" params] | preset [":" params] | "@" file.json [":" params]
     params   := name "=" value ("," name "=" value)*
     value    := number | word (noise=multiplicative, range_normalization=aihwkit)
               | list for Piecewise nodes "1;0.8;0.5"
 
 Families: ``constant`` (ConstantStep), ``softbounds`` / ``linear`` (SoftBounds), ``power``,
-``exp`` / ``exponential``, ``piecewise``, ``expstep`` (ExpStep, aihwkit's). Presets are those of :mod:`aimcjax.devices.presets`;
-parameters after a preset override its values. For sweeps a value may list alternatives
+``exp`` / ``exponential``, ``piecewise``, ``expstep`` (ExpStep, aihwkit's). Presets are those of
+:mod:`aimcjax.devices.presets`; parameters after a preset override its values. ``@path/device.json``
+loads a device written by ``aimcjax fit`` (:mod:`aimcjax.fit.device_json`), again with optional
+overrides. For sweeps a value may list alternatives
 separated by ``/`` (``power:gamma=0.5/1/2,tau=0.6/0.8`` is a grid of 6 devices), see
 :func:`parse_grid`.
 
@@ -110,6 +112,27 @@ def _split(spec: str, what: str = "device"):
     return head.strip().lower(), tail
 
 
+def _file_spec(spec: str):
+    """``@path[:params]`` -> (path, params text); the params part is the text after the last
+    ':' when it holds a '=' (paths may contain ':')."""
+    body = spec.strip()[1:]
+    path, sep, tail = body.rpartition(":")
+    if not sep or "=" not in tail:
+        path, tail = body, ""
+    if not path:
+        raise SpecError(f"{spec!r}: '@' must be followed by a device JSON file")
+    return path, tail
+
+
+def _from_file(path: str, params: dict, spec: str):
+    from aimcjax.fit.device_json import load_device
+    try:
+        device = load_device(path)
+        return device.replace(**params) if params else device
+    except (TypeError, ValueError) as e:
+        raise SpecError(f"{spec!r}: {e}") from None
+
+
 def _build(head: str, params: dict, spec: str):
     fams = _families()
     known = presets()
@@ -142,7 +165,8 @@ def parse(spec: str):
 
     Args:
       spec: e.g. ``"power:gamma=1,tau=0.6,dw_min=1e-3"``, ``"softbounds:asymmetry=0.2"``,
-        ``"reram_sb"`` or ``"ecram:dw_min_std=0"``.
+        ``"reram_sb"``, ``"ecram:dw_min_std=0"`` or ``"@fit/device.json"`` (a device file
+        written by ``aimcjax fit``, optionally ``"@fit/device.json:dw_min_std=0"``).
 
     Returns:
       An :mod:`aimcjax.devices` device.
@@ -150,6 +174,9 @@ def parse(spec: str):
     Raises:
       SpecError: unknown family/preset/parameter, or a value the device rejects.
     """
+    if isinstance(spec, str) and spec.strip().startswith("@"):
+        path, tail = _file_spec(spec)
+        return _from_file(path, parse_params(tail), spec)
     head, tail = _split(spec)
     params = parse_params(tail)
     return _build(head, params, spec)
@@ -164,13 +191,17 @@ def parse_grid(spec: str) -> list[tuple[dict, object]]:
     Returns:
       A list of ``(params, device)``, params being the chosen values of this grid point.
     """
-    head, tail = _split(spec)
+    from_file = isinstance(spec, str) and spec.strip().startswith("@")
+    if from_file:
+        path, tail = _file_spec(spec)
+    else:
+        head, tail = _split(spec)
     grid = parse_params(tail, alternatives=True)
     names = list(grid)
     out = []
     for combo in itertools.product(*(grid[n] for n in names)):
         params = dict(zip(names, combo))
-        out.append((params, _build(head, params, spec)))
+        out.append((params, _from_file(path, params, spec) if from_file else _build(head, params, spec)))
     return out
 
 

@@ -1,0 +1,139 @@
+"""From per-device estimates to a :class:`~aimcjax.devices.Device` with its variation.
+
+The library samples each device k of a tile as (:func:`aimcjax.tile.init`)
+
+    gain g_k = 1 + dw_min_dtod * N,   imbalance i_k = up_down_dtod * N,
+    w_max_k = w_max (1 + w_max_dtod * N),   w_min_k = w_min (1 + w_min_dtod * N),
+
+with up step scale g_k (1 + i_k) dw_min (1 + c) and down step scale g_k (1 - i_k) dw_min (1 - c).
+A fit gives each device's step scales and bounds with standard errors; here they become the
+nominal values (means over devices) and the spreads (standard deviations over devices with
+the mean squared estimation error subtracted, so that measurement noise is not mistaken for
+device-to-device variation: var_true = var(estimates) - mean(SE^2), floored at 0).
+
+The asymmetry c is the value that makes the devices' imbalances average to zero (the
+library's imbalance has mean 0). Standard errors: of a mean, the std over devices / sqrt(n)
+(which includes the estimation error); of a spread s (normal population),
+var(estimates) * sqrt(2 / (n - 1)) / (2 s).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from aimcjax import devices
+from aimcjax.fit.estimate import FamilyFit
+from aimcjax.fit.traces import Traces
+
+__all__ = ["Estimate", "population", "to_device"]
+
+
+class Estimate(NamedTuple):
+    """A value with its standard error (``se`` NaN where none can be given)."""
+
+    value: float | np.ndarray
+    se: float | np.ndarray
+
+
+def _asymmetry(u, d):
+    """c in (-1, 1) with mean_k i_k(c) = 0, i_k = (u(1-c) - d(1+c)) / (u(1-c) + d(1+c))."""
+    lo, hi = -0.999, 0.999
+    for _ in range(60):  # mean imbalance decreases in c
+        mid = (lo + hi) / 2
+        i = (u * (1 - mid) - d * (1 + mid)) / (u * (1 - mid) + d * (1 + mid))
+        lo, hi = (mid, hi) if i.mean() > 0 else (lo, mid)
+    return (lo + hi) / 2
+
+
+def _spread(values, est_var):
+    """(spread, se): std over devices with the estimation variance removed."""
+    n = values.size
+    total = values.var(ddof=1) if n > 1 else 0.0
+    true_var = max(total - float(np.nanmean(est_var)), 0.0)
+    s = math.sqrt(true_var)
+    se = total * math.sqrt(2 / max(n - 1, 1)) / (2 * s) if s > 0 else math.sqrt(total * math.sqrt(2 / max(n - 1, 1)))
+    return s, se
+
+
+def _mean(values):
+    n = values.size
+    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+
+
+def population(fit: FamilyFit, traces: Traces) -> dict:
+    """Nominal device parameters and variation from a :class:`FamilyFit`.
+
+    Args:
+      fit: a fitted family.
+      traces: the traces it was fitted to (for the observed range of unbounded families).
+
+    Returns:
+      name -> :class:`Estimate`, with names as the device constructors take them
+      (``dw_min``, ``asymmetry``, ``w_max``, ``w_min``, ``gamma``, ``up``, ``down``,
+      ``dw_min_dtod``, ``up_down_dtod``, ``w_max_dtod``, ``w_min_dtod``, ``dw_min_std``) plus
+      ``read_noise`` (of the measurement, not of the device).
+    """
+    u, d = fit.per_device["step_up"], fit.per_device["step_down"]
+    cov = fit.per_device_cov
+    c = _asymmetry(u, d)
+    up_scale, down_scale = u / (1 + c), d / (1 - c)
+    g = (up_scale + down_scale) / 2  # g_k * dw_min
+    a = np.array([1 / (2 * (1 + c)), 1 / (2 * (1 - c))])
+    var_g = np.einsum("i,kij,j->k", a, cov[:, :2, :2], a)
+    imbalance = (up_scale - down_scale) / (up_scale + down_scale)
+    jac_i = np.stack([2 * down_scale / (up_scale + down_scale) ** 2 / (1 + c),
+                      -2 * up_scale / (up_scale + down_scale) ** 2 / (1 - c)], axis=1)
+    var_i = np.einsum("ki,kij,kj->k", jac_i, cov[:, :2, :2], jac_i)
+
+    out = {}
+    dw_min, dw_se = _mean(g)
+    out["dw_min"] = Estimate(dw_min, dw_se)
+    out["asymmetry"] = Estimate(c, float(imbalance.std(ddof=1) / math.sqrt(len(u))) if len(u) > 1 else float("nan"))
+    out["dw_min_dtod"] = Estimate(*_spread(g / dw_min, var_g / dw_min**2))
+    out["up_down_dtod"] = Estimate(*_spread(imbalance, var_i))
+    if fit.family.bounded:
+        for name in ("w_max", "w_min"):
+            values = fit.per_device[name]
+            mean, se = _mean(values)
+            out[name] = Estimate(mean, se)
+            out[f"{name}_dtod"] = Estimate(*_spread(values / abs(mean), fit.per_device_se[name] ** 2 / mean**2))
+    else:
+        # Hard bounds that the traces do not reach are not identified: the observed range.
+        used = np.concatenate([np.ones((traces.n_devices, 1), bool), traces.valid], axis=1)
+        out["w_max"] = Estimate(float(traces.reads[used].max()), float("nan"))
+        out["w_min"] = Estimate(float(traces.reads[used].min()), float("nan"))
+        out["w_max_dtod"] = Estimate(0.0, float("nan"))
+        out["w_min_dtod"] = Estimate(0.0, float("nan"))
+    sh, se = fit.shared, fit.shared_se
+    if "gamma" in sh:
+        out["gamma"] = Estimate(float(sh["gamma"]), float(se["gamma"]))
+    if "up" in sh:
+        out["up"] = Estimate((1 + c) * sh["up"], (1 + c) * se["up"])
+        out["down"] = Estimate((1 - c) * sh["down"], (1 - c) * se["down"])
+    if fit.noise == "additive":
+        # Per direction the additive noise is sigma / (1 +- c) of the step scale.
+        sigma = ((1 + c) * sh["sigma_up"] + (1 - c) * sh["sigma_down"]) / 2
+        sigma_se = 0.5 * math.hypot((1 + c) * se["sigma_up"], (1 - c) * se["sigma_down"])
+    else:
+        sigma, sigma_se = sh["sigma"], se["sigma"]
+    out["dw_min_std"] = Estimate(float(sigma), float(sigma_se))
+    out["read_noise"] = Estimate(float(sh["read_noise"]), float(se["read_noise"]))
+    return out
+
+
+def to_device(fit: FamilyFit, params: dict) -> devices.Device:
+    """The :class:`~aimcjax.devices.Device` of a fit's :func:`population` estimates."""
+    v = {k: e.value for k, e in params.items()}
+    common = dict(dw_min=v["dw_min"], w_min=v["w_min"], w_max=v["w_max"], dw_min_dtod=v["dw_min_dtod"],
+                  up_down_dtod=v["up_down_dtod"], w_max_dtod=v["w_max_dtod"], w_min_dtod=v["w_min_dtod"],
+                  dw_min_std=v["dw_min_std"], noise=fit.noise)
+    cls = fit.family.cls
+    if cls is devices.Piecewise:
+        return devices.Piecewise(up=tuple(float(x) for x in v["up"]), down=tuple(float(x) for x in v["down"]), **common)
+    if cls is devices.ConstantStep:
+        return devices.ConstantStep(asymmetry=v["asymmetry"], **common)
+    extra = {"gamma": v["gamma"]} if "gamma" in v else {}
+    return cls(tau=v["w_max"], asymmetry=v["asymmetry"], **extra, **common)

@@ -1,0 +1,120 @@
+"""Parameter recovery by aimcjax.fit: estimates cover the truth at the rate their standard
+errors claim (checked over seeds with binomial bounds, not a hand-picked tolerance), and model
+choice ranks the true family first.
+
+All fits share one data shape (6 devices x 2 cycles x 2x60 pulses) so that each family is
+compiled once per session."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from aimcjax import devices
+from aimcjax.fit import fit, fit_family, make_traces, population, ramp_directions, simulate_directions
+
+N_DEVICES, N_CYCLES, PULSES = 6, 2, 60
+SEEDS = range(16)
+D2D = dict(dw_min_dtod=0.15, up_down_dtod=0.05, w_max_dtod=0.1, w_min_dtod=0.1)
+
+
+def _simulate(dev, seed, read_noise, known_read_noise):
+    dirs = ramp_directions(N_CYCLES, PULSES)
+    reads, t = simulate_directions(dev, dirs, seed, n_devices=N_DEVICES, read_noise=read_noise, return_tile=True)
+    tr = make_traces(reads, np.broadcast_to(dirs, (N_DEVICES, dirs.size)),
+                     read_noise=read_noise if known_read_noise else None)
+    return tr, t
+
+
+def _truth(dev, t):
+    """Per-device step scales and bounds, shared shape and noise, in the fit's terms."""
+    c = getattr(dev, "asymmetry", 0.0)
+    up_norm, down_norm = 1 + c, 1 - c
+    shared = {}
+    if isinstance(dev, devices.Piecewise):
+        up, down = np.asarray(dev.up, float), np.asarray(dev.down, float)
+        up_norm, down_norm = up[0], down[-1]
+        shared["up"], shared["down"] = up / up[0], down / down[-1]
+    if hasattr(dev, "gamma"):
+        shared["gamma"] = dev.gamma
+    per = {"step_up": np.asarray(t.gain_up) * dev.dw_min * up_norm,
+           "step_down": np.asarray(t.gain_down) * dev.dw_min * down_norm,
+           "w_max": np.asarray(t.w_max), "w_min": np.asarray(t.w_min)}
+    if dev.dw_min_std > 0:
+        if dev.noise == "additive":
+            shared["sigma_up"] = dev.dw_min_std / up_norm
+            shared["sigma_down"] = dev.dw_min_std / down_norm
+        else:
+            shared["sigma"] = dev.dw_min_std
+    return per, shared
+
+
+def _z_scores(fitted, per, shared, read_noise):
+    z = []
+    for name, est in fitted.per_device.items():
+        z += list((est - per[name]) / fitted.per_device_se[name])
+    for name, true in shared.items():
+        est, se = np.asarray(fitted.shared[name]), np.asarray(fitted.shared_se[name])
+        keep = se > 0  # Piecewise end nodes are 1 by construction
+        z += list(((est - true) / np.where(keep, se, 1))[keep].ravel())
+    if fitted.shared_se["read_noise"] > 0:
+        z.append((fitted.shared["read_noise"] - read_noise) / fitted.shared_se["read_noise"])
+    return z
+
+
+def _check_coverage(z, level=0.95, crit=1.96):
+    """The fraction of |z| < crit agrees with ``level`` within 3 binomial standard deviations
+    (and so does the 1-SE fraction with 68.3%, which catches inflated errors)."""
+    z = np.abs(np.asarray(z))
+    assert np.isfinite(z).all(), "non-finite standard errors"
+    n = z.size
+    for lev, c in ((level, crit), (stats.norm.cdf(1) - stats.norm.cdf(-1), 1.0)):
+        frac = float(np.mean(z < c))
+        band = 3 * math.sqrt(lev * (1 - lev) / n)
+        assert abs(frac - lev) < band, f"coverage at {c} SE: {frac:.3f} of {n}, expected {lev:.3f} ± {band:.3f}"
+
+
+CASES = {
+    "constant-c2c-d2d": (devices.ConstantStep(dw_min=0.01, asymmetry=0.1, dw_min_std=0.5, **D2D), "constant", 2e-3, True),
+    "softbounds-no-c2c-d2d": (devices.SoftBounds(tau=0.6, dw_min=0.01, **D2D), "softbounds", 2e-3, False),
+    "softbounds-mult-no-d2d": (devices.SoftBounds(tau=0.6, dw_min=0.01, asymmetry=-0.1, dw_min_std=0.3,
+                                                  noise="multiplicative"), "softbounds", 2e-3, False),
+    "softbounds-no-read-noise": (devices.SoftBounds(tau=0.6, dw_min=0.01, dw_min_std=0.3, **D2D), "softbounds", 0.0, True),
+    "power-c2c-d2d": (devices.Power(tau=0.6, gamma=2.0, dw_min=0.01, dw_min_std=0.3, **D2D), "power", 2e-3, False),
+    "exp-c2c-d2d": (devices.Exponential(tau=0.6, gamma=2.0, dw_min=0.01, dw_min_std=0.3, **D2D), "exp", 2e-3, False),
+    "piecewise3-c2c-d2d": (devices.Piecewise(up=(1.3, 0.8, 0.2), down=(0.2, 0.8, 1.3), w_min=-0.6, w_max=0.6,
+                                             dw_min=0.01, dw_min_std=0.3, **D2D), "piecewise3", 2e-3, False),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CASES))
+def test_estimates_cover_the_truth_at_the_claimed_rate(case):
+    dev, fam, read_noise, known = CASES[case]
+    z, z_mean = [], []
+    for seed in SEEDS:
+        tr, t = _simulate(dev, seed, read_noise, known)
+        fitted = fit_family(tr, fam, dev.noise)
+        per, shared = _truth(dev, t)
+        z += _z_scores(fitted, per, shared, read_noise)
+        # Nominal values: a mean over devices with SE std/sqrt(n), a t statistic.
+        est = population(fitted, tr)
+        names = ["dw_min"] + (["w_max", "w_min"] if fitted.family.bounded else [])
+        z_mean += [(est[n].value - getattr(dev, n)) / est[n].se for n in names]
+    _check_coverage(z)
+    _check_coverage(z_mean, crit=stats.t.ppf(0.975, N_DEVICES - 1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dev, best", [
+    (devices.SoftBounds(tau=0.6, dw_min=0.01, dw_min_std=0.3, **D2D), ("softbounds", "additive")),
+    (devices.Power(tau=0.6, gamma=3.0, dw_min=0.01, dw_min_std=0.3, noise="multiplicative", **D2D),
+     ("power", "multiplicative")),
+])
+def test_the_true_family_and_noise_model_rank_first(dev, best):
+    tr, _ = _simulate(dev, 101, 2e-3, False)
+    report = fit(tr, ("constant", "softbounds", "power", "exp"))
+    top = report.ranking[0]
+    assert (top.family, top.noise) == best, [(c.family, c.noise, round(c.delta, 1)) for c in report.ranking]
+    assert type(report.device) is type(dev) and report.device.noise == dev.noise
