@@ -49,8 +49,8 @@ def test_training_with_the_fitted_device_matches_the_true_one():
     true, got = _losses(TRUE), _losses(fitted)
     tol = 3 * np.sqrt(true.var(ddof=1) / len(true) + got.var(ddof=1) / len(got))
     assert abs(true.mean() - got.mean()) < tol, (true.mean(), got.mean(), tol)
-    # The check has power: a device with a symmetric response (wrong asymmetry) trains
-    # to a different loss.
-    wrong = _losses(fitted.replace(asymmetry=0.0))
+    # The check has power: a device with a much stronger asymmetry (symmetric point moved
+    # from 0.18 to 0.42) trains to a different loss.
+    wrong = _losses(fitted.replace(asymmetry=0.7))
     tol_wrong = 3 * np.sqrt(true.var(ddof=1) / len(true) + wrong.var(ddof=1) / len(wrong))
     assert abs(true.mean() - wrong.mean()) > tol_wrong, (true.mean(), wrong.mean(), tol_wrong)

@@ -248,6 +248,16 @@ def _information(device_grads, params, data, settings, step: float = 1e-3):
     return grads, -hess
 
 
+def _inverse(m):
+    """Inverse of (a batch of) symmetric matrices; a singular one (a parameter the data do
+    not identify) gets the pseudo-inverse, so its direction gets no step and zero variance
+    instead of stopping the fit."""
+    try:
+        return np.linalg.inv(m)
+    except np.linalg.LinAlgError:
+        return np.linalg.pinv(m, hermitian=True)
+
+
 def _arrow_solve(info, grads, nd, active):
     """Newton step and covariance from per-device information blocks (arrow structure).
 
@@ -266,9 +276,9 @@ def _arrow_solve(info, grads, nd, active):
     j_ds = info[:, :nd, nd:][:, :, idx]
     j_ss = info[:, nd:, nd:][:, idx][:, :, idx].sum(0)
     g_d, g_s = grads[:, :nd], grads[:, nd:][:, idx].sum(0)
-    inv_dd = np.linalg.inv(j_dd)
+    inv_dd = _inverse(j_dd)
     schur = j_ss - np.einsum("kda,kde,keb->ab", j_ds, inv_dd, j_ds)
-    cov_a = np.linalg.inv(schur)
+    cov_a = _inverse(schur)
     step_a = cov_a @ (g_s - np.einsum("kda,kde,ke->a", j_ds, inv_dd, g_d))
     step_d = np.einsum("kde,ke->kd", inv_dd, g_d - np.einsum("kda,a->kd", j_ds, step_a))
     coupled = np.einsum("kde,kea->kda", inv_dd, j_ds)
