@@ -76,13 +76,44 @@ def _nonneg_power(base, exponent):
 
 
 def _check(name: str, value, ok: Callable[[np.ndarray], np.ndarray], must: str) -> None:
+    """Raise a ValueError naming ``name`` unless the (concrete) value is finite and ``ok``.
+
+    Every numeric device parameter must be finite: an infinite step, range or spread turns the
+    pulse arithmetic into ``inf - inf`` or ``0 * inf``, i.e. NaN weights."""
     arr = _concrete(value)
     if arr is None:
         return
     if np.isnan(arr).any():
         raise ValueError(f"{name} must not be NaN, got {value!r}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite, got {value!r}")
     if not np.all(ok(arr)):
         raise ValueError(f"{name} must be {must}, got {value!r}")
+
+
+# The largest response a pulse can see, per dtype: finfo.max / 16 leaves room for the sum
+# q_minus + q_plus (F), a multiplicative noise factor and the gain without overflowing, and is
+# still far beyond any response that moves a weight by less than its whole range (an element
+# with such a response reaches its bound in one pulse either way).
+_RESPONSE_HEADROOM = 16.0
+
+
+def _finite_response(q):
+    """``q`` capped at ``finfo(dtype).max / 16``: a response that overflows (a steep
+    Exponential or Power element whose sampled bound came out narrow) stays finite, so a
+    zero-gain element times it is 0, not NaN. A no-op for every response below the cap."""
+    q = jnp.asarray(q)
+    if not jnp.issubdtype(q.dtype, jnp.floating):
+        return q
+    return jnp.minimum(q, jnp.asarray(float(jnp.finfo(q.dtype).max) / _RESPONSE_HEADROOM, q.dtype))
+
+
+# expm1(gamma) is the Exponential's normalisation: it must be finite in the tile's dtype, so
+# gamma <= log(finfo(dtype).max) (88.72 for float32, 11.09 for float16; tile.init checks the
+# tile's dtype, the constructor float32, the default).
+def max_exponential_gamma(dtype=jnp.float32) -> float:
+    """The largest Exponential ``gamma`` whose normalisation ``e^gamma - 1`` is finite in ``dtype``."""
+    return float(np.log(float(jnp.finfo(dtype).max)))
 
 
 def _as_leaf(value):
@@ -278,6 +309,10 @@ class _TauFamily(Device):
         _check("tau", self.tau, lambda a: a > 0, "> 0")
         if hasattr(self, "gamma"):
             _check("gamma", self.gamma, lambda a: a > 0, "> 0")
+            if isinstance(self, Exponential):
+                limit = max_exponential_gamma(jnp.float32)
+                _check("gamma", self.gamma, lambda a: a <= limit,
+                       f"<= {limit:.2f} (e^gamma - 1 overflows float32 beyond)")
         _check("asymmetry", self.asymmetry, lambda a: np.abs(a) < 1, "in (-1, 1)")
         _default_bounds(self)
         self._finish_init()
@@ -319,7 +354,7 @@ class Power(_TauFamily):
         c = self.asymmetry
         qp = (1 + c) * _nonneg_power(jnp.maximum(1 - w / w_max, 0), self.gamma)
         qm = (1 - c) * _nonneg_power(jnp.maximum(1 - w / w_min, 0), self.gamma)
-        return qp, qm
+        return _finite_response(qp), _finite_response(qm)
 
     def symmetric_point(self):
         # ((1+c)/(1-c))^(1/gamma) = (1 + w/a) / (1 - w/b): linear in w.
@@ -347,7 +382,7 @@ class Exponential(_TauFamily):
         norm = jnp.expm1(g)
         qp = (1 + c) * jnp.expm1(g * jnp.maximum(1 - w / w_max, 0)) / norm
         qm = (1 - c) * jnp.expm1(g * jnp.maximum(1 - w / w_min, 0)) / norm
-        return qp, qm
+        return _finite_response(qp), _finite_response(qm)
 
     def symmetric_point(self):
         symmetric = (jnp.asarray(self.asymmetry) == 0) & (jnp.asarray(self.w_min) == -jnp.asarray(self.w_max))
@@ -380,8 +415,8 @@ class Piecewise(Device):
                 continue
             if arr.ndim < 1 or arr.shape[-1] < 2:
                 raise ValueError(f"{name} needs at least 2 node values, got shape {arr.shape}")
-            if np.isnan(arr).any() or (arr < 0).any():
-                raise ValueError(f"{name} node values must be >= 0 and not NaN, got {arr}")
+            if not np.isfinite(arr).all() or (arr < 0).any():
+                raise ValueError(f"{name} node values must be finite and >= 0, got {arr}")
             steps = np.diff(arr, axis=-1)
             if name == "up" and (steps > 0).any():
                 raise ValueError(f"up must be non-increasing in w (monotone nodes), got {arr}")
@@ -437,6 +472,7 @@ class Custom(Device):
         for k, v in values.items():
             object.__setattr__(self, k, v)
         self._finish_init()
+        _check_custom_responses(self)
 
     def response(self, w, w_min, w_max):
         w = jnp.asarray(w)
@@ -448,6 +484,33 @@ class Custom(Device):
         values["q_minus"] = values.pop("q_minus_fn")
         values.update(changes)
         return Custom(**values)
+
+
+CUSTOM_GRID_POINTS = 65  # weights at which a Custom device's functions are checked
+
+
+def _check_custom_responses(dev: "Custom") -> None:
+    """Evaluate ``q_plus`` and ``q_minus`` on an even float32 grid over [w_min, w_max]
+    (when the bounds are concrete): each must return one finite value >= 0 per weight. A
+    negative response would move a weight against the pulse's direction, a NaN or inf
+    response poisons the weights; both are caught here rather than in the middle of a run."""
+    lo, hi = _concrete(dev.w_min), _concrete(dev.w_max)
+    if lo is None or hi is None or lo.ndim or hi.ndim:
+        return
+    w = jnp.linspace(float(lo), float(hi), CUSTOM_GRID_POINTS, dtype=jnp.float32)
+    for name, fn in (("q_plus", dev.q_plus_fn), ("q_minus", dev.q_minus_fn)):
+        try:
+            q = np.asarray(jnp.broadcast_to(jnp.asarray(fn(w)), w.shape), np.float64)
+        except Exception as e:  # the user's function: any failure is a bad argument
+            raise ValueError(f"{name} must map a jnp array of weights elementwise to responses; "
+                             f"on {CUSTOM_GRID_POINTS} weights in [{float(lo):g}, {float(hi):g}] "
+                             f"it raised {type(e).__name__}: {e}") from None
+        bad = ~np.isfinite(q) | (q < 0)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"{name} must be finite and >= 0 on [w_min, w_max] (a negative "
+                             f"response writes against the pulse's direction); "
+                             f"{name}({float(w[i]):g}) = {q[i]:g}")
 
 
 def _default_bounds(dev):
