@@ -18,9 +18,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-import numpy as np
-
-from aimcjax.devices import Device, Exponential, max_exponential_gamma, symmetric_point_bisect
+from aimcjax.devices import Device, check_response_range, symmetric_point_bisect
 
 __all__ = ["Tile", "init", "weights", "program", "matrix_shape", "as_key"]
 
@@ -129,26 +127,9 @@ def init(key, device: Device, shape, w0=None, zero_shift: bool = False, dtype=No
 
 
 def _check_device_in_dtype(device: Device, dtype) -> None:
-    """The device's responses must be finite in the tile's dtype (when its parameters are
-    known now): e.g. an Exponential's e^gamma - 1 overflows float16 from gamma = 11.09 on."""
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype must be a floating dtype, got {jnp.dtype(dtype)}")
-    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(device)):
-        return
-    if isinstance(device, Exponential):
-        limit = max_exponential_gamma(dtype)
-        if np.any(np.asarray(device.gamma, np.float64) > limit):
-            raise ValueError(f"gamma must be <= {limit:.2f} for a {jnp.dtype(dtype).name} tile "
-                             f"(e^gamma - 1 overflows beyond), got {device.gamma!r}")
-    try:
-        w = jnp.stack([jnp.asarray(device.w_min, dtype), jnp.zeros((), dtype) * jnp.asarray(device.w_min, dtype),
-                       jnp.asarray(device.w_max, dtype)])
-        q = jnp.stack(device.response(w, jnp.asarray(device.w_min, dtype), jnp.asarray(device.w_max, dtype)))
-    except Exception:  # batched (stacked) devices: the per-member constructors checked them
-        return
-    if not bool(jnp.all(jnp.isfinite(q))):
-        raise ValueError(f"device {device!r} has non-finite responses in {jnp.dtype(dtype).name} "
-                         "(use a wider dtype or gentler parameters)")
+    check_response_range(device, dtype)
 
 
 def weights(tile: Tile) -> jax.Array:

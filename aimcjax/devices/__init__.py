@@ -108,12 +108,35 @@ def _finite_response(q):
     return jnp.minimum(q, jnp.asarray(float(jnp.finfo(q.dtype).max) / _RESPONSE_HEADROOM, q.dtype))
 
 
-# expm1(gamma) is the Exponential's normalisation: it must be finite in the tile's dtype, so
-# gamma <= log(finfo(dtype).max) (88.72 for float32, 11.09 for float16; tile.init checks the
-# tile's dtype, the constructor float32, the default).
-def max_exponential_gamma(dtype=jnp.float32) -> float:
-    """The largest Exponential ``gamma`` whose normalisation ``e^gamma - 1`` is finite in ``dtype``."""
-    return float(np.log(float(jnp.finfo(dtype).max)))
+def response_cap(dtype) -> float:
+    """The largest response a ``dtype`` tile represents faithfully (``finfo.max / 16``)."""
+    return float(jnp.finfo(dtype).max) / _RESPONSE_HEADROOM
+
+
+def check_response_range(device: "Device", dtype=jnp.float32) -> None:
+    """The device's responses at its nominal bounds and at 0, evaluated in ``dtype``, must be
+    finite and below :func:`response_cap`: a steeper nominal device would be computed with
+    overflowing intermediates (an Exponential's e^{gamma (1 + |w_min|/w_max)}; from gamma ~ 43
+    in float32 and ~ 4.5 in float16 with symmetric bounds). Only the sampled extremes of
+    device-to-device variation may reach the cap. Checked when the parameters are known now.
+
+    Raises:
+      ValueError: naming the steepness parameter (``gamma``) where the family has one.
+    """
+    leaves = [device.w_min, device.w_max] + ([device.gamma] if hasattr(device, "gamma") else [])
+    if any(_concrete(v) is None or np.ndim(_concrete(v)) for v in leaves):
+        return  # traced or batched: each member was checked on its own
+    lo, hi = jnp.asarray(device.w_min, dtype), jnp.asarray(device.w_max, dtype)
+    w = jnp.stack([lo, jnp.zeros((), dtype), hi])
+    q = np.asarray(jnp.stack(device.response(w, lo, hi)), np.float64)
+    cap = response_cap(dtype)
+    if np.all(np.isfinite(q)) and np.all(q < cap):
+        return
+    name = jnp.dtype(dtype).name
+    what = f"gamma={device.gamma!r} is too steep" if hasattr(device, "gamma") else "the responses are too large"
+    raise ValueError(f"{what} for a {name} tile: computing its response at the bounds overflows "
+                     f"{name} (the cap is {cap:.3g}; lower gamma, use a wider dtype or make the "
+                     "bounds more symmetric)")
 
 
 def _as_leaf(value):
@@ -309,13 +332,10 @@ class _TauFamily(Device):
         _check("tau", self.tau, lambda a: a > 0, "> 0")
         if hasattr(self, "gamma"):
             _check("gamma", self.gamma, lambda a: a > 0, "> 0")
-            if isinstance(self, Exponential):
-                limit = max_exponential_gamma(jnp.float32)
-                _check("gamma", self.gamma, lambda a: a <= limit,
-                       f"<= {limit:.2f} (e^gamma - 1 overflows float32 beyond)")
         _check("asymmetry", self.asymmetry, lambda a: np.abs(a) < 1, "in (-1, 1)")
         _default_bounds(self)
         self._finish_init()
+        check_response_range(self, jnp.float32)
 
 
 @_device

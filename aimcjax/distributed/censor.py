@@ -46,10 +46,9 @@ def _check_threshold(tau) -> None:
     NaN threshold would censor every upload for good without a word."""
     if isinstance(tau, jax.core.Tracer):
         return
-    try:
-        value = np.asarray(tau, np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"tau must be a real scalar, got {type(tau).__name__}") from None
+    value = np.asarray(tau)
+    if value.dtype.kind not in "biuf":
+        raise TypeError(f"tau must be a real scalar, got {type(tau).__name__}")
     if value.ndim != 0:
         raise ValueError(f"tau must be a scalar, got shape {value.shape}")
     if np.isnan(value):
