@@ -13,6 +13,8 @@ import time
 import numpy as np
 import pytest
 
+from test_distributed_multihost import CRASH
+
 from aimcjax import cli
 from aimcjax.distributed import launch
 
@@ -244,20 +246,10 @@ def test_launcher_command_line_port_one_line():
     assert "port must be an integer in [1, 65535], got 70000" in done.stderr
 
 
-EXIT_3 = """
-import sys
-from aimcjax.distributed import initialize
-initialize()
-import jax, jax.numpy as jnp
-if jax.process_index() == 1:
-    sys.exit(3)  # a clean exit with a code: JAX's shutdown barrier used to hold it
-mesh = jax.make_mesh((jax.device_count(),), ("w",))
-f = jax.jit(jax.shard_map(lambda x: jax.lax.psum(x, "w"), mesh=mesh,
-                          in_specs=jax.P("w"), out_specs=jax.P()))
-x = jax.make_array_from_callback((jax.device_count(),), jax.NamedSharding(mesh, jax.P("w")),
-                                 lambda i: jnp.ones(1))
-print(f(x))  # process 0 waits here for a peer that never comes
-"""
+# The multi-host test's crash script, with a clean exit code instead of os._exit: JAX's
+# shutdown barrier used to hold such a process until the survivors timed out.
+EXIT_3 = "import sys\n" + textwrap.dedent(CRASH).replace("os._exit(3)", "sys.exit(3)")
+assert "sys.exit(3)" in EXIT_3
 
 
 def test_launcher_reports_the_failing_process_and_its_own_code(tmp_path):
@@ -265,7 +257,7 @@ def test_launcher_reports_the_failing_process_and_its_own_code(tmp_path):
     stopped by the launcher (killed by a signal) rather than failing on its own after the
     runtime's 30 s heartbeat timeout with code 1, which is what was reported before."""
     script = tmp_path / "exit3.py"
-    script.write_text(textwrap.dedent(EXIT_3))
+    script.write_text(EXIT_3)
     start = time.monotonic()
     result = launch.launch([sys.executable, str(script)], 2, timeout_s=120,
                            env={**os.environ, "PYTHONPATH": os.getcwd()})
