@@ -18,7 +18,7 @@ $(STAMP): requirements.lock pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 run: venv
-	$(BIN)/python -m aimcjax reproduce main --out runs/main
+	$(BIN)/python -m aimcjax reproduce main --out runs/main --overwrite
 
 test: venv
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q

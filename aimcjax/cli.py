@@ -12,6 +12,12 @@ Subcommands::
 Every subcommand takes ``--out DIR`` (``config.json``, ``metrics.jsonl``, ``summary.json``,
 PNG plots), ``--quiet`` and ``--config DIR/config.json`` (rerun a run exactly). Bad input exits
 with status 2 and one line on stderr (set ``AIMCJAX_DEBUG=1`` for the traceback).
+
+The run folder is safe: a run writes into ``DIR.partial`` and moves it to ``DIR`` when it has
+finished; a non-empty ``DIR`` is refused unless ``--overwrite`` is given (and then replaced only
+at the end), so a failed or interrupted run never damages an earlier one. Training saves an
+orbax checkpoint after every epoch; after Ctrl-C (exit status 130) ``--resume DIR`` continues
+the run from its last epoch and ends with the same files, byte for byte, as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import sys
 import time
@@ -100,7 +107,12 @@ def _lr_map(text):
 # -- parser --------------------------------------------------------------------------------------
 
 def _common(p, seeds=True):
-    p.add_argument("--out", metavar="DIR", help="write config.json, metrics.jsonl, summary.json and plots here")
+    p.add_argument("--out", metavar="DIR", help="write config.json, metrics.jsonl, summary.json and plots here "
+                                                "(written to DIR.partial, moved into place when done)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a non-empty --out folder (only once the new run has finished)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the interrupted run whose --out was DIR (same settings, from its last epoch)")
     p.add_argument("--config", metavar="FILE", help="rerun from a config.json written by --out (flags given now override it)")
     p.add_argument("--quiet", action="store_true", help="no progress bars, only the result table")
     if seeds:
@@ -214,15 +226,32 @@ def _fit_parser(sub):
     p.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the simulated overlay")
 
 
-_NOT_SAVED = {"out", "config", "quiet", "command", "list"}
+_NOT_SAVED = {"out", "config", "quiet", "command", "list", "overwrite", "resume"}
+
+
+
+
+def _resume_config(args):
+    """The config.json of the interrupted run ``--resume DIR`` continues."""
+    from aimcjax.experiments.output import OutputDir, partial_path
+    if args.config:
+        raise CLIError("--resume takes the interrupted run's own settings; do not combine it with --config")
+    if args.out and os.path.abspath(args.out) != os.path.abspath(args.resume):
+        raise CLIError(f"--resume {args.resume} writes to that folder; --out {args.out} differs")
+    path = os.path.join(partial_path(args.resume), "config.json")
+    if not os.path.isfile(path):
+        OutputDir(args.resume, resume=True)  # raises the reason (finished, or nothing there)
+        raise CLIError(f"--resume: {path} is missing (the run was interrupted before it started)")
+    return path
 
 
 def _apply_config(parser, argv):
     """Reparse ``argv`` with a saved config's values as defaults (explicit flags still win)."""
     args = parser.parse_args(argv)
-    if not getattr(args, "config", None):
+    resume = getattr(args, "resume", None)
+    if not getattr(args, "config", None) and not resume:
         return args
-    path = args.config
+    path = _resume_config(args) if resume else args.config
     if os.path.isdir(path):
         path = os.path.join(path, "config.json")
     try:
@@ -245,7 +274,16 @@ def _apply_config(parser, argv):
     # Positional arguments are not overridden by defaults once given; saved values go in.
     defaults = dict(saved["args"])
     subparser.set_defaults(**defaults)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if resume:
+        from aimcjax.experiments.output import to_jsonable
+        now = to_jsonable(_saved_args(args))
+        changed = sorted(k for k in set(now) | set(saved["args"]) if now.get(k) != saved["args"].get(k))
+        if changed:
+            raise CLIError(f"--resume continues the interrupted run with its own settings; "
+                           f"{', '.join(changed)} differ from it")
+        args.out = resume
+    return args
 
 
 def _subparsers(parser):
@@ -262,6 +300,10 @@ def _saved_args(args) -> dict:
 # -- subcommands ---------------------------------------------------------------------------------
 
 def _dataset(args):
+    from aimcjax.data import EMBEDDED
+    if args.data_path is None and args.dataset not in EMBEDDED:
+        raise CLIError(f"--dataset {args.dataset} is read from your own files: give --data-path PATH "
+                       f"(embedded datasets: {', '.join(EMBEDDED)})")
     return _load_dataset(args.dataset, args.data_path, args.standardize)
 
 
@@ -333,13 +375,33 @@ def cmd_reproduce(args, out):
         specs.parse_periphery(args.periphery)  # a bad spec fails before the recipe starts
         extra["periphery"] = args.periphery
     # --set seed=N is the same as --seed N (the README's spelling); --set wins if both are given.
-    settings = {"seed": args.seed, **extra, **(args.overrides or {})}
+    settings = {"seed": args.seed, **extra, **_checked_overrides(args.overrides or {})}
     try:
         return recipe(full=args.full, out=out, quiet=args.quiet, **settings)
     except TypeError as e:
         if "unexpected keyword" in str(e):
             raise CLIError(f"aimcjax reproduce: error: {args.name} does not take that setting ({e})") from None
         raise
+
+
+# Recipe settings that count something: an integer >= the minimum (0 must not fall back to a
+# default, a negative count must not reach a compiled loop).
+_COUNT_SETTINGS = {"steps": 1, "epochs": 1, "iterations": 1, "seeds": 1, "train_size": 0,
+                   "chunk_size": 0, "num_workers": 1, "workers": 1, "dim": 1, "window": 1,
+                   "batch_size": 1}
+
+
+def _checked_overrides(overrides: dict) -> dict:
+    """``--set`` values: numbers finite, counts integers within range; else one-line errors."""
+    for name, value in overrides.items():
+        for v in value if isinstance(value, tuple) else (value,):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise CLIError(f"--set {name}: expected a finite number, got {v}")
+            if name in _COUNT_SETTINGS:
+                least = _COUNT_SETTINGS[name]
+                if not isinstance(v, int) or v < least:
+                    raise CLIError(f"--set {name}: expected an integer >= {least}, got {v!r}")
+    return overrides
 
 
 def cmd_csgd(args, out):
@@ -390,22 +452,47 @@ def run(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _apply_config(parser, argv)
     from aimcjax.experiments.output import OutputDir
-    out = OutputDir(args.out)
-    out.write_json("config.json", {"command": args.command, "version": CONFIG_VERSION,
-                                   "args": _saved_args(args)})
+    out = OutputDir(args.out, overwrite=args.overwrite, resume=bool(args.resume))
     t0 = time.perf_counter()
-    summary = COMMANDS[args.command](args, out)
-    if summary is not None:
-        out.write_json("summary.json", summary)
+    try:
+        out.write_json("config.json", {"command": args.command, "version": CONFIG_VERSION,
+                                       "args": _saved_args(args)})
+        summary = COMMANDS[args.command](args, out)
+        if summary is not None:
+            out.write_json("summary.json", summary)
+    except KeyboardInterrupt:
+        raise _Interrupted(args.command, out.final, out.abandon(keep=True)) from None
+    except BaseException as e:
+        kept = out.abandon(keep=out.has_checkpoints)
+        if kept and isinstance(e, Exception):
+            e.args = (f"{e}; the unfinished run is kept in {kept} "
+                      f"(continue it with: aimcjax {args.command} --resume {out.final})",)
+        raise
+    final = out.commit()
     if not args.quiet:
-        where = f"; files in {out.path}" if out.path else ""
+        where = f"; files in {final}" if final else ""
         print(f"done in {time.perf_counter() - t0:.1f}s{where}")
     return summary
+
+
+class _Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; says where the unfinished run waits for ``--resume``."""
+
+    def __init__(self, command, final, kept):
+        super().__init__()
+        self.command, self.final, self.kept = command, final, kept
+
+    def __str__(self):
+        if not self.kept:
+            return "interrupted"
+        return (f"interrupted; the unfinished run is kept in {self.kept} "
+                f"(continue it with: aimcjax {self.command} --resume {self.final})")
 
 
 def main(argv=None) -> int:
     """Entry point of the ``aimcjax`` console script; returns the exit status."""
     from aimcjax.data import DataError
+    from aimcjax.experiments.output import RunFolderError
     from aimcjax.specs import SpecError
     try:
         run(argv)
@@ -413,15 +500,36 @@ def main(argv=None) -> int:
         text = str(e)
         print(text if text.startswith("aimcjax") else f"aimcjax: error: {text}", file=sys.stderr)
         return 2
+    except RunFolderError as e:
+        print(f"aimcjax: error: {_with_flag_hint(e)}", file=sys.stderr)
+        return 2
     except (SpecError, DataError, ValueError, TypeError, RuntimeError, OSError) as e:
         if os.environ.get("AIMCJAX_DEBUG"):
             raise
-        print(f"aimcjax: error: {e}", file=sys.stderr)
+        print(f"aimcjax: error: {_one_line(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("aimcjax: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"aimcjax: {str(e) or 'interrupted'}", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug, not a user error: still one line (the traceback on request)
+        if os.environ.get("AIMCJAX_DEBUG"):
+            raise
+        print(f"aimcjax: internal error: {type(e).__name__}: {_one_line(e)} "
+              "(set AIMCJAX_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _one_line(e) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _with_flag_hint(e) -> str:
+    """The run-folder error with the flag that resolves it."""
+    hints = {"exists": "; pass --overwrite to replace it (once the new run has finished)",
+             "interrupted": "; continue it with --resume or start over with --overwrite"}
+    return f"{e}{hints.get(e.reason, '')}"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -29,6 +29,8 @@ import gzip
 import os
 import pickle
 import tarfile
+import zipfile
+import zlib
 from typing import NamedTuple
 
 import numpy as np
@@ -49,6 +51,7 @@ __all__ = [
     "stratified_split",
     "standardize",
     "flatten",
+    "check_dataset",
 ]
 
 
@@ -219,8 +222,8 @@ def read_idx(path) -> np.ndarray:
     try:
         with _open_maybe_gzip(path) as f:
             raw = f.read()
-    except (OSError, EOFError) as e:
-        raise DataError(f"{path}: cannot read ({e}); expected an IDX file (.gz or raw)") from e
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: cannot read ({e}); expected an IDX file (.gz or raw)") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4]!r}); "
                         "expected e.g. MNIST's train-images-idx3-ubyte")
@@ -300,9 +303,9 @@ def load_mnist_npz(path, name: str = "mnist") -> Dataset:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
     except KeyError as e:
-        raise DataError(f"{path}: missing array {e} (expected x_train, y_train, x_test, y_test)")
-    except (OSError, ValueError, EOFError) as e:
-        raise DataError(f"{path}: not a readable .npz file ({e})") from e
+        raise DataError(f"{path}: missing array {e} (expected x_train, y_train, x_test, y_test)") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
@@ -325,13 +328,17 @@ def _cifar_files(path, num_classes):
     names = ([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
              if num_classes == 10 else ["train", "test"])
     path = os.fspath(path)
-    if os.path.isfile(path) and tarfile.is_tarfile(path):
+    if os.path.isfile(path):
         out = {}
-        with tarfile.open(path) as tar:
-            for m in tar.getmembers():
-                base = os.path.basename(m.name)
-                if m.isfile() and base in names:
-                    out[base] = tar.extractfile(m).read()
+        try:
+            with tarfile.open(path) as tar:
+                for m in tar.getmembers():
+                    base = os.path.basename(m.name)
+                    if m.isfile() and base in names:
+                        out[base] = tar.extractfile(m).read()
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+            raise DataError(f"{path}: not a readable CIFAR-{num_classes} .tar.gz archive "
+                            f"({type(e).__name__}: {e})") from None
         where = path
     else:
         where = path
@@ -390,8 +397,56 @@ def load_cifar(path, num_classes: int = 10) -> Dataset:
 
 def _dataset_from_uint8(x_train, y_train, x_test, y_test, name, num_classes=10):
     f = lambda x: np.asarray(x, np.float32) / np.float32(255.0)
-    i = lambda y: np.asarray(y, np.int32)
-    return Dataset(f(x_train), i(y_train), f(x_test), i(y_test), num_classes, name)
+    labels = {"y_train": y_train, "y_test": y_test}
+    for key, y in labels.items():
+        labels[key] = _integer_labels(key, y, name)
+    return check_dataset(Dataset(f(x_train), labels["y_train"], f(x_test), labels["y_test"],
+                                 num_classes, name))
+
+
+def _integer_labels(key, y, where):
+    y = np.asarray(y)
+    if y.dtype.kind in "f":
+        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            raise DataError(f"{where}: {key} must hold integer class labels, got non-integer values")
+    elif y.dtype.kind not in "iu":
+        raise DataError(f"{where}: {key} must hold integer class labels, got dtype {y.dtype}")
+    if y.size and (y.min() < np.iinfo(np.int32).min or y.max() > np.iinfo(np.int32).max):
+        raise DataError(f"{where}: {key} holds labels outside int32 ({y.min()}..{y.max()})")
+    return y.astype(np.int32)
+
+
+def check_dataset(ds: Dataset) -> Dataset:
+    """Check a dataset's content before training on it; returns it unchanged.
+
+    Labels must be integers in ``[0, num_classes)`` (a label -1 would train as the last class
+    through negative indexing, one >= num_classes gives a NaN loss), images of one shape
+    ``(H, W, C)`` in both splits, finite, with as many labels as images, and neither split empty.
+
+    Raises:
+      DataError: naming the split and what is wrong.
+    """
+    if isinstance(ds.num_classes, bool) or not isinstance(ds.num_classes, (int, np.integer)) or ds.num_classes < 2:
+        raise DataError(f"{ds.name}: num_classes must be an integer >= 2, got {ds.num_classes!r}")
+    for split in ("train", "test"):
+        x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
+        if x.ndim != 4:
+            raise DataError(f"{ds.name}: x_{split} must be images shaped (N, H, W, C), got shape {x.shape}")
+        if y.ndim != 1 or len(y) != len(x):
+            raise DataError(f"{ds.name}: y_{split} must hold one label per image ({len(x)}), got shape {y.shape}")
+        if len(x) == 0:
+            raise DataError(f"{ds.name}: the {split} split is empty")
+        if not np.all(np.isfinite(x)):
+            raise DataError(f"{ds.name}: x_{split} contains NaN or infinite pixel values")
+        bad = (y < 0) | (y >= ds.num_classes)
+        if bad.any():
+            raise DataError(f"{ds.name}: y_{split} has {int(bad.sum())} labels outside "
+                            f"[0, {ds.num_classes - 1}] (e.g. {int(y[np.argmax(bad)])} at index "
+                            f"{int(np.argmax(bad))})")
+    if ds.x_train.shape[1:] != ds.x_test.shape[1:]:
+        raise DataError(f"{ds.name}: train images {ds.x_train.shape[1:]} and test images "
+                        f"{ds.x_test.shape[1:]} differ in shape")
+    return ds
 
 
 # ------------------------------------------------------------------------------------------
@@ -422,8 +477,8 @@ def load(name: str, path=None, seed: int = 0) -> Dataset:
         raise ValueError(f"unknown dataset {name!r}; choose one of "
                          f"{', '.join(EMBEDDED + _FILE_KINDS)}")
     if path is None:
-        raise DataError(f"dataset {name!r} is read from your own files: pass its path "
-                        "(--data-path); embedded choices are " + ", ".join(EMBEDDED))
+        raise DataError(f"dataset {name!r} is read from your own files: give its path; "
+                        "embedded choices are " + ", ".join(EMBEDDED))
     if name in ("mnist", "fashion-mnist"):
         p = os.fspath(path)
         if os.path.isfile(p):
@@ -443,6 +498,10 @@ def standardize(ds: Dataset) -> Dataset:
     """
     mean = ds.x_train.mean(dtype=np.float64)
     std = ds.x_train.std(dtype=np.float64)
+    if not std > 0:
+        # Dividing by a zero std would make every input NaN (or inf).
+        raise DataError(f"{ds.name}: every training pixel has the same value ({mean:g}); constant "
+                        "images cannot be standardized and carry no information to learn from")
     f = lambda x: ((x - mean) / std).astype(np.float32)
     return ds._replace(x_train=f(ds.x_train), x_test=f(ds.x_test))
 

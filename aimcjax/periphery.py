@@ -63,6 +63,14 @@ BoundManagement = Literal["iterative", "none"]
 _NOISE_MANAGEMENTS = ("abs_max", "max", "none")
 _BOUND_MANAGEMENTS = ("iterative", "none")
 _HIGHEST = lax.Precision.HIGHEST
+# Converter resolution limit: a b-bit converter has 2**b - 1 levels, so a read is divided by
+# the step 2*bound/(2**b - 2). float32 carries 24 significant bits: with more bits the levels
+# are finer than float32 can tell apart at full scale (the "quantization" is rounding noise),
+# and from ~128 bits on the level index overflows float32 (out_bits=200 read NaN).
+MAX_BITS = 24
+# Bound management halves the input up to this factor (one read more per doubling): 2**24
+# again is where a halved float32 input stops carrying its DAC levels; aihwkit's default is 1000.
+MAX_BM_FACTOR = 2**24
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,13 +132,15 @@ class PeripheryConfig:
     def __post_init__(self):
         for name in ("inp_bound", "out_bound"):
             value = getattr(self, name)
-            if value is not None and not (_is_real(value) and value > 0):
-                raise ValueError(f"{name} must be a positive number or None, got {value!r}")
+            # An infinite bound has an infinite converter step: every read quantizes to 0.
+            if value is not None and not (_is_real(value) and 0 < value < math.inf):
+                raise ValueError(f"{name} must be a finite number > 0 or None (unbounded), got {value!r}")
         for name in ("inp_bits", "out_bits"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, int) and not isinstance(value, bool)
-                                          and value >= 1):
-                raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
+                                          and 1 <= value <= MAX_BITS):
+                raise ValueError(f"{name} must be an integer in [1, {MAX_BITS}] or None (no "
+                                 f"quantization), got {value!r}")
         for name in ("out_noise", "w_noise", "nm_thres"):
             value = getattr(self, name)
             if not (_is_real(value) and value >= 0 and math.isfinite(value)):
@@ -141,10 +151,12 @@ class PeripheryConfig:
         if self.bound_management not in _BOUND_MANAGEMENTS:
             raise ValueError(f"bound_management must be one of {_BOUND_MANAGEMENTS}, "
                              f"got {self.bound_management!r}")
-        if not (isinstance(self.max_bm_factor, int) and self.max_bm_factor >= 1):
-            raise ValueError(f"max_bm_factor must be an integer >= 1, got {self.max_bm_factor!r}")
-        if not (_is_real(self.max_bm_res) and self.max_bm_res > 0):
-            raise ValueError(f"max_bm_res must be > 0, got {self.max_bm_res!r}")
+        if not (isinstance(self.max_bm_factor, int) and not isinstance(self.max_bm_factor, bool)
+                and 1 <= self.max_bm_factor <= MAX_BM_FACTOR):
+            raise ValueError(f"max_bm_factor must be an integer in [1, {MAX_BM_FACTOR}], "
+                             f"got {self.max_bm_factor!r}")
+        if not (_is_real(self.max_bm_res) and 0 < self.max_bm_res < math.inf):
+            raise ValueError(f"max_bm_res must be a finite number > 0, got {self.max_bm_res!r}")
         if self.noise_management != "none" and self.inp_bound not in (None, 1.0):
             raise ValueError("inp_bound must be 1.0 (or None) when noise_management is "
                              f"{self.noise_management!r}: the managed input spans [-1, 1]; "

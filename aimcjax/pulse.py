@@ -35,9 +35,16 @@ import numpy as np
 from aimcjax.devices import ConstantStep, Device, Exponential, Power, SoftBounds
 from aimcjax.tile import Tile, as_key, matrix_shape
 
-__all__ = ["UpdateConfig", "MODES", "RNGS", "apply", "update", "outer_update", "pulse_counts"]
+__all__ = ["UpdateConfig", "MODES", "MAX_BL", "RNGS", "apply", "update", "outer_update", "pulse_counts"]
 
 MODES = ("expected", "pulse", "outer", "ideal")
+# Upper bound of UpdateConfig.bl. An update fires up to bl pulses per element, each one pass
+# of the per-pulse loop over the tile (and, in "outer" mode, bl slots of pulse trains held in
+# memory), so bl sets the worst-case time and memory of one step; 2**16 pulses cross the whole
+# range of any device with at most 65 536 distinguishable states (published ReRAM / ECRAM /
+# PCM devices have tens to thousands), so a larger bl cannot change a weight further but can
+# stall a step for hours (bl=10**9 did, deaf to Ctrl-C inside the compiled loop).
+MAX_BL = 2**16
 RNGS = ("counter", "threefry")  # generators of the per-element random numbers, see apply
 
 
@@ -48,7 +55,8 @@ class UpdateConfig:
 
     Attributes:
       mode: "expected" | "pulse" | "outer" | "ideal".
-      bl: maximal pulses per element and update (aihwkit's desired_bl).
+      bl: maximal pulses per element and update (aihwkit's desired_bl), 1 <= bl <=
+        :data:`MAX_BL` (= 2**16).
       update_management: "outer" mode balances the x and d pulse probabilities per sample.
       update_bl_management: "outer" mode shortens the train to ceil(lr*max|x|*max|d|/dw_min).
       stochastic_rounding: "pulse" mode rounds dW/dw_min stochastically (else to nearest).
@@ -70,6 +78,9 @@ class UpdateConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if isinstance(self.bl, bool) or not isinstance(self.bl, (int, np.integer)) or self.bl < 1:
             raise ValueError(f"bl must be an integer >= 1, got {self.bl!r}")
+        if self.bl > MAX_BL:
+            raise ValueError(f"bl must be <= {MAX_BL} (2**16 pulses cross the range of any "
+                             f"device; more only stalls the update), got {self.bl!r}")
         for name in ("update_management", "update_bl_management", "stochastic_rounding"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")

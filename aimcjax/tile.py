@@ -18,7 +18,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from aimcjax.devices import Device, symmetric_point_bisect
+from aimcjax.devices import Device, check_response_range, symmetric_point_bisect
 
 __all__ = ["Tile", "init", "weights", "program", "matrix_shape", "as_key"]
 
@@ -98,6 +98,7 @@ def init(key, device: Device, shape, w0=None, zero_shift: bool = False, dtype=No
         raise ValueError(f"shape must have positive dimensions, got {shape}")
     if dtype is None:
         dtype = jnp.result_type(w0) if w0 is not None and jnp.issubdtype(jnp.result_type(w0), jnp.floating) else jnp.float32
+    _check_device_in_dtype(device, dtype)
     if w0 is not None:
         w0 = jnp.asarray(w0, dtype)
         try:
@@ -123,6 +124,12 @@ def init(key, device: Device, shape, w0=None, zero_shift: bool = False, dtype=No
     w = jnp.clip(w, w_min, w_max)
     cast = lambda a: jnp.asarray(a, dtype)  # noqa: E731
     return Tile(cast(w), cast(ref), cast(gain_up), cast(gain_down), cast(w_min), cast(w_max))
+
+
+def _check_device_in_dtype(device: Device, dtype) -> None:
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"dtype must be a floating dtype, got {jnp.dtype(dtype)}")
+    check_response_range(device, dtype)
 
 
 def weights(tile: Tile) -> jax.Array:

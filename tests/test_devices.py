@@ -108,11 +108,13 @@ def test_custom_lambdas_jit_and_vmap():
     np.testing.assert_allclose(F, [1, 1])
     np.testing.assert_allclose(G, [0.5, -0.5])
     assert float(ws) == 0.0
-    shifted = D.Custom(q_plus=lambda w: 1.2 - w, q_minus=lambda w: 0.8 + w, w_min=-1.0, w_max=1.0)
+    # w_min = -0.8: q_minus = 0.8 + w must stay >= 0 on the range (checked at construction).
+    shifted = D.Custom(q_plus=lambda w: 1.2 - w, q_minus=lambda w: 0.8 + w, w_min=-0.8, w_max=1.0)
     assert float(jax.jit(lambda d: d.symmetric_point())(shifted)) == pytest.approx(0.2, abs=1e-6)
-    batch = D.stack([dev.replace(w_max=m) for m in (0.5, 1.0, 2.0)])
+    # w_max <= 1: q_plus = 1 - w must stay >= 0 on the range (checked at construction).
+    batch = D.stack([dev.replace(w_max=m) for m in (0.5, 0.8, 1.0)])
     out = jax.vmap(lambda d: d.expected_update(0.4, 1.0))(batch)
-    np.testing.assert_allclose(out, [0.5, 1.0, 1.0], rtol=1e-6)  # 0.4 + 1*(1 - 0.4), clipped
+    np.testing.assert_allclose(out, [0.5, 0.8, 1.0], rtol=1e-6)  # 0.4 + 1*(1 - 0.4), clipped
 
 
 def test_vmap_over_sixteen_devices_matches_loop():

@@ -78,11 +78,17 @@ def _nonneg_power(base, exponent):
 
 
 def _check(name: str, value, ok: Callable[[np.ndarray], np.ndarray], must: str) -> None:
+    """Raise a ValueError naming ``name`` unless the (concrete) value is finite and ``ok``.
+
+    Every numeric device parameter must be finite: an infinite step, range or spread turns the
+    pulse arithmetic into ``inf - inf`` or ``0 * inf``, i.e. NaN weights."""
     arr = _concrete(value)
     if arr is None:
         return
     if np.isnan(arr).any():
         raise ValueError(f"{name} must not be NaN, got {value!r}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite, got {value!r}")
     if not np.all(ok(arr)):
         raise ValueError(f"{name} must be {must}, got {value!r}")
 
@@ -90,6 +96,54 @@ def _check(name: str, value, ok: Callable[[np.ndarray], np.ndarray], must: str) 
 def _check_choice(name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+# The largest response a pulse can see, per dtype: finfo.max / 16 leaves room for the sum
+# q_minus + q_plus (F), a multiplicative noise factor and the gain without overflowing, and is
+# still far beyond any response that moves a weight by less than its whole range (an element
+# with such a response reaches its bound in one pulse either way).
+_RESPONSE_HEADROOM = 16.0
+
+
+def _finite_response(q):
+    """``q`` capped at ``finfo(dtype).max / 16``: a response that overflows (a steep
+    Exponential or Power element whose sampled bound came out narrow) stays finite, so a
+    zero-gain element times it is 0, not NaN. A no-op for every response below the cap."""
+    q = jnp.asarray(q)
+    if not jnp.issubdtype(q.dtype, jnp.floating):
+        return q
+    return jnp.minimum(q, jnp.asarray(float(jnp.finfo(q.dtype).max) / _RESPONSE_HEADROOM, q.dtype))
+
+
+def response_cap(dtype) -> float:
+    """The largest response a ``dtype`` tile represents faithfully (``finfo.max / 16``)."""
+    return float(jnp.finfo(dtype).max) / _RESPONSE_HEADROOM
+
+
+def check_response_range(device: "Device", dtype=jnp.float32) -> None:
+    """The device's responses at its nominal bounds and at 0, evaluated in ``dtype``, must be
+    finite and below :func:`response_cap`: a steeper nominal device would be computed with
+    overflowing intermediates (an Exponential's e^{gamma (1 + |w_min|/w_max)}; from gamma ~ 43
+    in float32 and ~ 4.5 in float16 with symmetric bounds). Only the sampled extremes of
+    device-to-device variation may reach the cap. Checked when the parameters are known now.
+
+    Raises:
+      ValueError: naming the steepness parameter (``gamma``) where the family has one.
+    """
+    leaves = [device.w_min, device.w_max] + ([device.gamma] if hasattr(device, "gamma") else [])
+    if any(_concrete(v) is None or np.ndim(_concrete(v)) for v in leaves):
+        return  # traced or batched: each member was checked on its own
+    lo, hi = jnp.asarray(device.w_min, dtype), jnp.asarray(device.w_max, dtype)
+    w = jnp.stack([lo, jnp.zeros((), dtype), hi])
+    q = np.asarray(jnp.stack(device.response(w, lo, hi)), np.float64)
+    cap = response_cap(dtype)
+    if np.all(np.isfinite(q)) and np.all(q < cap):
+        return
+    name = jnp.dtype(dtype).name
+    what = f"gamma={device.gamma!r} is too steep" if hasattr(device, "gamma") else "the responses are too large"
+    raise ValueError(f"{what} for a {name} tile: computing its response at the bounds overflows "
+                     f"{name} (the cap is {cap:.3g}; lower gamma, use a wider dtype or make the "
+                     "bounds more symmetric)")
 
 
 def _as_leaf(value):
@@ -294,6 +348,7 @@ class _TauFamily(Device):
         _check("asymmetry", self.asymmetry, lambda a: np.abs(a) < 1, "in (-1, 1)")
         _default_bounds(self)
         self._finish_init()
+        check_response_range(self, jnp.float32)
 
 
 @_device
@@ -356,7 +411,7 @@ class Power(_TauFamily):
             up, down = 1 - w / w_max, 1 - w / w_min
         qp = (1 + c) * _nonneg_power(jnp.maximum(up, 0), self.gamma)
         qm = (1 - c) * _nonneg_power(jnp.maximum(down, 0), self.gamma)
-        return qp, qm
+        return _finite_response(qp), _finite_response(qm)
 
     def symmetric_point(self):
         # ((1+c)/(1-c))^(1/gamma) = (distance to w_min) / (distance to w_max), each distance
@@ -387,7 +442,7 @@ class Exponential(_TauFamily):
         norm = jnp.expm1(g)
         qp = (1 + c) * jnp.expm1(g * jnp.maximum(1 - w / w_max, 0)) / norm
         qm = (1 - c) * jnp.expm1(g * jnp.maximum(1 - w / w_min, 0)) / norm
-        return qp, qm
+        return _finite_response(qp), _finite_response(qm)
 
     def symmetric_point(self):
         symmetric = (jnp.asarray(self.asymmetry) == 0) & (jnp.asarray(self.w_min) == -jnp.asarray(self.w_max))
@@ -420,8 +475,8 @@ class Piecewise(Device):
                 continue
             if arr.ndim < 1 or arr.shape[-1] < 2:
                 raise ValueError(f"{name} needs at least 2 node values, got shape {arr.shape}")
-            if np.isnan(arr).any() or (arr < 0).any():
-                raise ValueError(f"{name} node values must be >= 0 and not NaN, got {arr}")
+            if not np.isfinite(arr).all() or (arr < 0).any():
+                raise ValueError(f"{name} node values must be finite and >= 0, got {arr}")
             steps = np.diff(arr, axis=-1)
             if name == "up" and (steps > 0).any():
                 raise ValueError(f"up must be non-increasing in w (monotone nodes), got {arr}")
@@ -488,6 +543,7 @@ class ExpStep(Device):
         for name in ("A_up", "A_down", "gamma_up", "gamma_down", "a", "b"):
             _check(name, getattr(self, name), np.isfinite, "finite")
         _check("up_down", self.up_down, lambda v: np.abs(v) < 1, "in (-1, 1)")
+        check_response_range(self, jnp.float32)
 
     def _scales(self):
         return 1 + jnp.minimum(self.up_down, 0), 1 - jnp.maximum(self.up_down, 0)
@@ -497,7 +553,7 @@ class ExpStep(Device):
         scale_up, scale_down = self._scales()
         qp = scale_up * jnp.maximum(1 - self.A_up * jnp.exp(self.gamma_up * z), 0)
         qm = scale_down * jnp.maximum(1 - self.A_down * jnp.exp(-self.gamma_down * z), 0)
-        return qp, qm
+        return _finite_response(qp), _finite_response(qm)
 
     def update_granularity(self):
         """aihwkit's ExpStep granularity: the mean of the down step and the down step (sic,
@@ -537,6 +593,7 @@ class Custom(Device):
         for k, v in values.items():
             object.__setattr__(self, k, v)
         self._finish_init()
+        _check_custom_responses(self)
 
     def response(self, w, w_min, w_max):
         w = jnp.asarray(w)
@@ -548,6 +605,33 @@ class Custom(Device):
         values["q_minus"] = values.pop("q_minus_fn")
         values.update(changes)
         return Custom(**values)
+
+
+CUSTOM_GRID_POINTS = 65  # weights at which a Custom device's functions are checked
+
+
+def _check_custom_responses(dev: "Custom") -> None:
+    """Evaluate ``q_plus`` and ``q_minus`` on an even float32 grid over [w_min, w_max]
+    (when the bounds are concrete): each must return one finite value >= 0 per weight. A
+    negative response would move a weight against the pulse's direction, a NaN or inf
+    response poisons the weights; both are caught here rather than in the middle of a run."""
+    lo, hi = _concrete(dev.w_min), _concrete(dev.w_max)
+    if lo is None or hi is None or lo.ndim or hi.ndim:
+        return
+    w = jnp.linspace(float(lo), float(hi), CUSTOM_GRID_POINTS, dtype=jnp.float32)
+    for name, fn in (("q_plus", dev.q_plus_fn), ("q_minus", dev.q_minus_fn)):
+        try:
+            q = np.asarray(jnp.broadcast_to(jnp.asarray(fn(w)), w.shape), np.float64)
+        except Exception as e:  # the user's function: any failure is a bad argument
+            raise ValueError(f"{name} must map a jnp array of weights elementwise to responses; "
+                             f"on {CUSTOM_GRID_POINTS} weights in [{float(lo):g}, {float(hi):g}] "
+                             f"it raised {type(e).__name__}: {e}") from None
+        bad = ~np.isfinite(q) | (q < 0)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"{name} must be finite and >= 0 on [w_min, w_max] (a negative "
+                             f"response writes against the pulse's direction); "
+                             f"{name}({float(w[i]):g}) = {q[i]:g}")
 
 
 def _default_bounds(dev):

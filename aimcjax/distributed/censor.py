@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from aimcjax.distributed.config import CensorConfig, move_window_length
@@ -38,6 +39,20 @@ def num_workers(axis_name) -> int:
 def _squared_norm(tree) -> jax.Array:
     leaves = jax.tree.leaves(tree)
     return sum(jnp.sum(jnp.square(x)) for x in leaves)
+
+
+def _check_threshold(tau) -> None:
+    """A known threshold must be a number, not NaN: ``innovation > NaN`` is always False, so a
+    NaN threshold would censor every upload for good without a word."""
+    if isinstance(tau, jax.core.Tracer):
+        return
+    value = np.asarray(tau)
+    if value.dtype.kind not in "biuf":
+        raise TypeError(f"tau must be a real scalar, got {type(tau).__name__}")
+    if value.ndim != 0:
+        raise ValueError(f"tau must be a scalar, got shape {value.shape}")
+    if np.isnan(value):
+        raise ValueError("tau must not be NaN (a NaN threshold censors every upload)")
 
 
 def censored_mean(grads, g_hat, tau, axis_name="workers", *, force=False):
@@ -65,6 +80,7 @@ def censored_mean(grads, g_hat, tau, axis_name="workers", *, force=False):
       ([True, False], [[0.5], [0.5]])
     """
     num_workers(axis_name)
+    _check_threshold(tau)
     if jax.tree.structure(grads) != jax.tree.structure(g_hat):
         raise ValueError("grads and g_hat must have the same pytree structure")
     innovation = _squared_norm(jax.tree.map(jnp.subtract, grads, g_hat))

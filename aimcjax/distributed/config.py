@@ -13,6 +13,7 @@ import math
 MODES = ("csgd", "lag", "sgd")
 SLACK_SCALINGS = ("workers_squared", "none")
 MOVE_WINDOWS = ("authors", "lag")
+_FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _check_finite_number(name: str, value) -> float:
@@ -76,7 +77,7 @@ class CensorConfig:
         xi: weight of the parameter-move term (default 1/60 as in [CSGD]).
         window: D, the number of recent iterates in the threshold.
         sigma0: slack sigma^0 >= 0; sigma^k = sigma0 * sigma_decay^k.
-        sigma_decay: eta_2 in (0, inf).
+        sigma_decay: eta_2 in (0, 1] (a growing slack would overflow and censor everything).
         batch0: B^0 >= 1 (may be fractional: B^k = min(B_max, floor(B^0 * eta_1^k))).
         batch_growth: eta_1 in (0, inf).
         batch_max: B_max >= B^0 (default: floor(B^0)).
@@ -116,8 +117,10 @@ class CensorConfig:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         _check_rate("learning_rate", self.learning_rate)
-        if _check_finite_number("xi", self.xi) < 0:
-            raise ValueError(f"xi must be >= 0, got {self.xi}")
+        xi = _check_finite_number("xi", self.xi)
+        if not 0 <= xi < math.inf:
+            # xi = inf makes the first threshold inf * 0 = NaN: no upload passes the test again.
+            raise ValueError(f"xi must be a finite number >= 0, got {self.xi}")
         if isinstance(self.window, bool) or not isinstance(self.window, int):
             raise TypeError(f"window must be an int, got {type(self.window).__name__}")
         if self.window < 1:
@@ -127,9 +130,21 @@ class CensorConfig:
         if math.isinf(self.sigma0):
             raise ValueError("sigma0 must be finite")
         _check_rate("sigma_decay", self.sigma_decay)
+        if self.sigma_decay > 1:
+            # A growing slack overflows float32 after finitely many iterations; from then on the
+            # threshold is inf (or 0 * inf = NaN) and every upload is censored for good.
+            raise ValueError(f"sigma_decay must lie in (0, 1] (a decaying slack, eta_2 of [CSGD]), "
+                             f"got {self.sigma_decay}")
         _check_rate("batch_growth", self.batch_growth)
         if _check_finite_number("batch0", self.batch0) < 1 or math.isinf(self.batch0):
             raise ValueError(f"batch0 must be a finite number >= 1, got {self.batch0}")
+        # The threshold's move coefficient xi / (alpha^2 D) is applied in float32: it must be
+        # finite there, else inf * 0 = NaN at the first iterations censors every upload.
+        coefficient = xi / (float(self.learning_rate) ** 2 * self.window)
+        if coefficient > _FLOAT32_MAX:
+            raise ValueError(f"xi / (learning_rate**2 * window) = {coefficient:.3g} overflows float32 "
+                             f"(max {_FLOAT32_MAX:.3g}): learning_rate={self.learning_rate} is too small "
+                             f"for xi={self.xi}")
         if self.batch_max is None:
             object.__setattr__(self, "batch_max", int(math.floor(self.batch0)))
         if isinstance(self.batch_max, bool) or not isinstance(self.batch_max, int):

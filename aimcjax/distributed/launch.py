@@ -31,7 +31,7 @@ from aimcjax.distributed.multihost import (
     ENV_PROCESS_ID,
 )
 
-__all__ = ["LaunchResult", "launch", "free_port", "main"]
+__all__ = ["LaunchResult", "launch", "free_port", "check_port", "exit_promptly_on_failure", "main"]
 
 TIMEOUT_EXIT_CODE = 124
 
@@ -49,6 +49,71 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def check_port(port, host: str = "127.0.0.1") -> int:
+    """``port`` if it is a TCP port number (1..65535) that ``host`` can bind now.
+
+    Raises:
+      ValueError: naming the port and why it cannot be used.
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ValueError(f"port must be an integer in [1, 65535], got {port!r}")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            raise ValueError(f"port {port} on {host} cannot be used ({err.strerror or err}); "
+                             "choose another or leave it out for a free one") from None
+    return port
+
+
+def exit_promptly_on_failure() -> None:
+    """In a launched process: a failing exit leaves at once, with its own exit code.
+
+    JAX's distributed runtime waits at interpreter exit in a shutdown barrier for every peer;
+    a process that fails (``sys.exit(3)``, an uncaught exception) would sit there until the
+    survivors time out, and the launcher would see a survivor's code 1 half a minute later
+    instead of the failing process's own code at once. Called by
+    :func:`aimcjax.distributed.initialize` when the launcher started the process.
+    """
+    import traceback
+
+    def leave(code: int) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # a closed stream: nothing left to lose
+                pass
+        os._exit(code)
+
+    def excepthook(kind, value, tb):
+        if issubclass(kind, SystemExit):
+            _on_system_exit(value)
+            return
+        traceback.print_exception(kind, value, tb)
+        leave(1)
+
+    def _on_system_exit(value):
+        code = value.code
+        if code is None or code == 0:
+            return
+        if not isinstance(code, int):
+            print(code, file=sys.stderr)
+            code = 1
+        leave(code)
+
+    original_exit = sys.exit
+
+    def exit_(code=0):
+        try:
+            original_exit(code)
+        except SystemExit as stop:
+            _on_system_exit(stop)
+            raise
+
+    sys.excepthook = excepthook
+    sys.exit = exit_  # (a top-level ``raise SystemExit(3)`` still waits in the barrier)
 
 
 def _stop(processes, grace_s: float = 5.0) -> None:
@@ -91,11 +156,11 @@ def launch(
         raise ValueError(f"num_processes must be a positive int, got {num_processes!r}")
     if isinstance(local_devices, bool) or not isinstance(local_devices, int) or local_devices < 1:
         raise ValueError(f"local_devices must be a positive int, got {local_devices!r}")
-    if not timeout_s > 0:
-        raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s < float("inf"):
+        raise ValueError(f"timeout_s must be a finite number > 0, got {timeout_s!r}")
     if not command:
         raise ValueError("command must not be empty")
-    port = free_port() if port is None else port
+    port = free_port() if port is None else check_port(port)
     base_env = dict(os.environ if env is None else env)
     processes = []
     for rank in range(num_processes):
@@ -116,7 +181,9 @@ def launch(
             failed = [(rank, code) for rank, code in enumerate(codes) if code not in (None, 0)]
             if failed:
                 rank, code = failed[0]
-                _stop(processes)
+                # The survivors sit in a collective or in JAX's shutdown barrier, where
+                # SIGTERM is caught (preemption handling); a short grace, then SIGKILL.
+                _stop(processes, grace_s=2.0)
                 message = (f"process {rank} exited with code {code}; terminated the other "
                            f"processes (they would block in collectives waiting for it)")
                 return LaunchResult(code, tuple(p.returncode for p in processes), message)

@@ -114,3 +114,7 @@ def initialize(
         initialization_timeout=int(timeout_s),
         heartbeat_timeout_seconds=int(heartbeat_timeout_s),
     )
+    if os.environ.get(ENV_PROCESS_ID) is not None:  # started by aimcjax.distributed.launch
+        from aimcjax.distributed.launch import exit_promptly_on_failure
+
+        exit_promptly_on_failure()

@@ -109,7 +109,7 @@ def main_job(*, full=False, seed=0, out=None, quiet=False, echo=print, epochs=No
     if full:
         settings.update(epochs=30, lr_decay_epoch=15)
         seeds = [seed, seed + 1, seed + 2]
-    if epochs:
+    if epochs is not None:  # epochs=0 must fail (TrainConfig), not fall back to the default
         settings["epochs"] = epochs
     periphery = resolve_periphery(periphery, full)
     cfg = TrainConfig(train_size=train_size, periphery=specs.parse_periphery(periphery), **settings)

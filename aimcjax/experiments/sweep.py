@@ -57,7 +57,8 @@ def run_grid(base: training.TrainConfig, algorithms, grid, seeds, dataset, out: 
         devs = [d for _, d in points for _ in seeds]
         run_seeds = [s for _ in points for s in seeds]
         t0 = time.perf_counter()
-        hist = training.sweep(cfg, dataset, devs, run_seeds, chunk_size=chunk_size, quiet=quiet)
+        hist = training.sweep(cfg, dataset, devs, run_seeds, chunk_size=chunk_size, quiet=quiet,
+                              checkpoints=out.checkpoints())
         timings[alg] = time.perf_counter() - t0
         for r, ((params, _), seed) in enumerate((p, s) for p in points for s in seeds):
             for e in range(hist["test_acc"].shape[1]):

@@ -78,6 +78,9 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        from aimcjax.pulse import MAX_BL
+        if self.bl > MAX_BL:
+            raise ValueError(f"bl must be <= {MAX_BL}, got {self.bl!r}")
         for name in ("lr_decay_epoch", "train_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -277,17 +280,35 @@ def get_trainer(cfg: TrainConfig, data) -> Trainer:
     return hit[1]
 
 
-def _run_batch(trainer, devices, seeds, vmapped: bool, on_epoch=None, desc="train", quiet=True):
-    """Train runs (stacked devices and seeds when ``vmapped``) and return per-epoch metrics."""
+def _run_batch(trainer, devices, seeds, vmapped: bool, on_epoch=None, desc="train", quiet=True,
+               checkpoint=None):
+    """Train runs (stacked devices and seeds when ``vmapped``) and return per-epoch metrics.
+
+    ``checkpoint``: an :class:`aimcjax.experiments.output.CheckpointStage` (or None): the
+    carry is saved after every epoch, and a loop that had been interrupted continues from its
+    last saved epoch (one that had finished returns its saved history at once)."""
+    if checkpoint is not None:
+        done = checkpoint.finished()
+        if done is not None:
+            return done
     start, epoch = _compiled(trainer, vmapped)
     carry, (loss0, acc0) = start(devices, seeds)
     history = [{"train_loss": np.nan * np.asarray(loss0), "test_loss": np.asarray(loss0),
                 "test_acc": np.asarray(acc0)}]
+    first = 0
+    if checkpoint is not None:
+        saved = checkpoint.restore(carry)
+        if saved is not None:
+            first, carry, history = saved
     bar = _progress(trainer.cfg.epochs, desc, quiet)
-    for e in range(trainer.cfg.epochs):
+    if bar is not None and first:
+        bar.update(first)
+    for e in range(first, trainer.cfg.epochs):
         carry, m = epoch(devices, carry)
         m = jax.tree.map(np.asarray, m)
         history.append(m)
+        if checkpoint is not None:
+            checkpoint.save(e + 1, carry, history)
         if on_epoch is not None:
             on_epoch(e + 1, m)
         if bar is not None:
@@ -295,7 +316,10 @@ def _run_batch(trainer, devices, seeds, vmapped: bool, on_epoch=None, desc="trai
             bar.set_postfix(acc=f"{np.mean(m['test_acc']):.3f}")
     if bar is not None:
         bar.close()
-    return {k: np.stack([h[k] for h in history], axis=-1) for k in history[0]}
+    result = {k: np.stack([h[k] for h in history], axis=-1) for k in history[0]}
+    if checkpoint is not None:
+        checkpoint.finish(result)
+    return result
 
 
 def train(cfg: TrainConfig, data, device=None, seed: int = 0, on_epoch=None, quiet=True):
@@ -324,7 +348,8 @@ def train(cfg: TrainConfig, data, device=None, seed: int = 0, on_epoch=None, qui
                       cfg.algorithm, quiet)
 
 
-def sweep(cfg: TrainConfig, data, devices, seeds, chunk_size: int = 0, on_epoch=None, quiet=True):
+def sweep(cfg: TrainConfig, data, devices, seeds, chunk_size: int = 0, on_epoch=None, quiet=True,
+          checkpoints=None):
     """Train every (device, seed) pair of one algorithm in one vmapped program.
 
     Args:
@@ -335,6 +360,9 @@ def sweep(cfg: TrainConfig, data, devices, seeds, chunk_size: int = 0, on_epoch=
       chunk_size: runs per compiled batch (0 = all at once); bounds memory.
       on_epoch: optional ``f(epoch, metrics)`` with metrics of the current chunk.
       quiet: no progress bar.
+      checkpoints: optional :class:`aimcjax.experiments.output.RunCheckpoints`: every chunk
+        saves its state after each epoch and resumes from it (see
+        :meth:`aimcjax.experiments.output.OutputDir.checkpoints`).
 
     Returns:
       Dict of numpy arrays shaped (runs, epochs + 1), as :func:`train`.
@@ -356,13 +384,14 @@ def sweep(cfg: TrainConfig, data, devices, seeds, chunk_size: int = 0, on_epoch=
         ds = devices[start:start + chunk]
         ss = jnp.asarray(seeds[start:start + chunk], jnp.uint32)
         stacked = None if ds[0] is None else _dev.stack(ds)
+        stage = None if checkpoints is None else checkpoints.stage(f"{cfg.algorithm}-{start}")
         if stacked is None:
             # "digital" ignores the device: vmap over seeds only.
             trainer_fn = _run_batch(_digital_adapter(trainer), ss, ss, True, on_epoch,
-                                    f"{cfg.algorithm} {start + len(ds)}/{len(devices)}", quiet)
+                                    f"{cfg.algorithm} {start + len(ds)}/{len(devices)}", quiet, stage)
         else:
             trainer_fn = _run_batch(trainer, stacked, ss, True, on_epoch,
-                                    f"{cfg.algorithm} {start + len(ds)}/{len(devices)}", quiet)
+                                    f"{cfg.algorithm} {start + len(ds)}/{len(devices)}", quiet, stage)
         out.append(trainer_fn)
     return {k: np.concatenate([o[k] for o in out]) for k in out[0]}
 
