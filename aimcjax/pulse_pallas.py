@@ -15,7 +15,9 @@ XLA's in the last ulp).
 
 Chosen by :class:`aimcjax.pulse.UpdateConfig` ``kernel``: "auto" (default) uses it when the
 default backend is a GPU and the update is supported (:func:`unsupported`), "xla" never,
-"pallas" always (on a CPU in interpret mode: slow, for tests).
+"pallas" always (off GPU in interpret mode: slow, for tests). TPUs keep the XLA path: the
+kernel is written for Triton (scalar loads, 16 x 128 int8/float32 blocks) and has not been
+lowered with Mosaic.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from aimcjax import pulse as P
 from aimcjax.devices import ConstantStep, Device, Exponential, Power, SoftBounds
 from aimcjax.tile import Tile, as_key, matrix_shape
 
-__all__ = ["unsupported", "use_kernel", "pulse_update", "outer_update", "BLOCK"]
+__all__ = ["BLOCK", "outer_update", "pulse_update", "unsupported", "use_kernel"]
 
 # Triton's compiler parameters moved between JAX releases; the kernel runs without them.
 try:  # JAX >= 0.7
@@ -147,7 +149,7 @@ def _element_fields(tile: Tile, padded):
     """w, gains and bounds as 2-D arrays padded to ``padded`` (padding: w 0, gains 1, bounds
     -1/1, so that padded elements stay finite; they get no pulses and are cut off after)."""
     rows, cols = matrix_shape(tile.w.shape)
-    view = lambda x, v: _pad_to(x.reshape(rows, cols), padded, v)  # noqa: E731
+    view = lambda x, v: _pad_to(x.reshape(rows, cols), padded, v)
     return (view(tile.w, 0.0), view(tile.gain_up, 1.0), view(tile.gain_down, 1.0),
             view(tile.w_min, -1.0), view(tile.w_max, 1.0))
 
@@ -158,8 +160,8 @@ def _compiler_params():
 
 def _call(kernel, grid, small_inputs, tile_inputs, tile_specs, out, interpret):
     """pallas_call of ``kernel`` over ``grid``: ``small_inputs`` whole in every program,
-    ``tile_inputs`` by ``tile_specs``; the output (the new w, aliased onto the old) by the
-    last spec of ``tile_specs`` (the w block)."""
+    ``tile_inputs`` by ``tile_specs``, whose last five are the element fields (w, gains,
+    bounds); the output, the new w, is aliased onto the old w and blocked as it."""
     whole = [pl.BlockSpec(x.shape, lambda *_, nd=x.ndim: (0,) * nd) for x in small_inputs]
     w_index = len(small_inputs) + len(tile_inputs) - 5  # w is the first of the 5 element fields
     return pl.pallas_call(
@@ -190,10 +192,10 @@ def _pulses(device, w, n, elements, words_at, ids, noisy: bool, interpret: bool)
     In interpret mode XLA compiles this loop, and the kernel mirrors the XLA path's loop
     (``pulse._pulse_loop_apply``) where it matters for rounding: the loop's operands are tied
     to the carried weights (an optimization barrier, so nothing is hoisted out of the loop,
-    e.g. ``sigma * noise`` when a block has one pulse), and each pulse's normals are drawn
-    into a buffer (``pulse._materialized``; without it XLA would fold the noise's constant
-    factor into sigma's and contract the last multiply into an FMA with its consumer). Then
-    both round alike, bit for bit. Triton keeps the values in registers and does neither
+    e.g. the noise term when a block has one pulse), and each pulse's noise term is drawn
+    into a buffer as there (``pulse._materialized``; without it XLA would fold the noise's
+    constant factor into sigma and contract ``sigma * xi`` into an FMA with its consumer).
+    Then both round alike, bit for bit. Triton keeps the values in registers and does neither
     rewrite (its FMAs and division are the GPU's own rounding), so it needs neither.
     """
     dtype = w.dtype
@@ -206,7 +208,7 @@ def _pulses(device, w, n, elements, words_at, ids, noisy: bool, interpret: bool)
         if noisy:
             noise_t = term(P._normal_from_bits(P._keyed_bits(*words, ids), dtype))
             noise_t = P._materialized(noise_t, words[0]) if interpret else noise_t
-            noise = lambda _: noise_t  # noqa: E731
+            noise = lambda _: noise_t
         return P._pulse_step(device, w, counts, t, part, noise)
 
     return jax.lax.fori_loop(0, jnp.max(jnp.abs(n)), one_pulse, w)

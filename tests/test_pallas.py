@@ -18,7 +18,7 @@ from aimcjax import tile as T
 from aimcjax.devices import Exponential, Piecewise, Power, SoftBounds, stack
 
 TRITON_CALL = "__gpu$xla.gpu.triton"
-VARIED = dict(dw_min_dtod=0.3, up_down_dtod=0.05, w_max_dtod=0.2, w_min_dtod=0.2, dw_min_std=0.3)
+VARIED = {"dw_min_dtod": 0.3, "up_down_dtod": 0.05, "w_max_dtod": 0.2, "w_min_dtod": 0.2, "dw_min_std": 0.3}
 
 # (device pair swept by vmap, tile shape, bl): 40 x 24 and 130 x 70 pad the 16 x 128 blocks
 # in both directions; bl = 1 is a block with a single pulse (nothing left to loop over).
@@ -62,11 +62,11 @@ def test_pulse_mode_kernel_equals_xla_path_under_vmap(devices, shape, bl):
     np.testing.assert_array_equal(pallas, xla)
 
 
-@pytest.mark.parametrize("devices,shape,bl", CASES)
+@pytest.mark.parametrize("devices,shape,bl", CASES[:2])
 def test_outer_mode_kernel_equals_xla_path_under_vmap(devices, shape, bl):
     devs, tiles = _sweep(devices, shape)
-    x = jax.random.normal(jax.random.PRNGKey(1), (2, 3, shape[0]))  # (members, samples, in)
-    d = jax.random.normal(jax.random.PRNGKey(2), (2, 3, shape[1]))
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 2, shape[0]))  # (members, samples, in)
+    d = jax.random.normal(jax.random.PRNGKey(2), (2, 2, shape[1]))
 
     def run(kernel):
         cfg = P.UpdateConfig(mode="outer", bl=bl, kernel=kernel)
@@ -100,9 +100,9 @@ def test_dispatch_auto_is_xla_on_cpu_and_pallas_is_forced():
     x, d = jnp.ones((2, 4)), jnp.ones((2, 3))
     for kernel, expected in (("auto", jax.default_backend() == "gpu"), ("xla", False), ("pallas", True)):
         cfg = P.UpdateConfig(bl=3, kernel=kernel)
-        assert _uses_pallas(lambda t: P.update(t, dev, dW, 0, cfg), t) == expected, kernel
         outer = dataclasses.replace(cfg, mode="outer")
-        assert _uses_pallas(lambda t: P.outer_update(t, dev, x, d, 0.1, 0, outer), t) == expected, kernel
+        assert _uses_pallas(lambda t, cfg=cfg: P.update(t, dev, dW, 0, cfg), t) == expected, kernel
+        assert _uses_pallas(lambda t, cfg=outer: P.outer_update(t, dev, x, d, 0.1, 0, cfg), t) == expected, kernel
     # Noise-free SoftBounds has an exact closed form: it stays on XLA even when forced.
     sb = SoftBounds(tau=0.6, dw_min=0.01)
     assert not _uses_pallas(lambda t: P.update(t, sb, dW, 0, P.UpdateConfig(kernel="pallas")), T.init(0, sb, (4, 3)))
@@ -122,7 +122,7 @@ def test_forcing_the_kernel_on_an_unsupported_update_is_a_clear_error():
     with pytest.raises(ValueError, match="Piecewise"):
         P.update(T.init(0, pw, (4, 3)), pw, dW, 0, P.UpdateConfig(kernel="pallas"))
     # "auto" falls back to XLA for these (no error).
-    P.update(t, dev, dW, 0, P.UpdateConfig(kernel="auto", rng="threefry"))
+    assert not _uses_pallas(lambda t: P.update(t, dev, dW, 0, P.UpdateConfig(kernel="auto", rng="threefry")), t)
 
 
 @pytest.mark.parametrize("mode", ["pulse", "outer"])
