@@ -36,11 +36,12 @@ start=$(date +%s)
 
 elapsed() { echo $(( $(date +%s) - start )); }
 
-run_step() {  # name limit_s command...: run with a timeout inside the budget; never fails
-  local name=$1 limit=$2; shift 2
+SKIPPED=3
+run_step() {  # name limit_s command...: run with a timeout inside the budget; returns its rc
+  local name=$1 limit=$2; shift 2     # (or SKIPPED when the budget is spent)
   local now; now=$(elapsed)
   if (( now + 15 > BUDGET_S )); then
-    echo "skip $name (budget spent: ${now}s)" | tee -a "$OUT/gpu.log"; return 0
+    echo "skip $name (budget spent: ${now}s)" | tee -a "$OUT/gpu.log"; return $SKIPPED
   fi
   (( limit > BUDGET_S - now )) && limit=$(( BUDGET_S - now ))
   echo "== $name (limit ${limit}s, at ${now}s)" | tee -a "$OUT/gpu.log"
@@ -52,10 +53,12 @@ run_step() {  # name limit_s command...: run with a timeout inside the budget; n
 
 run_case() {  # name limit_s side-args...: a W case on the default path, rerun on XLA if it fails
   local name=$1 limit=$2; shift 2
-  if run_step "$name" "$limit" "$PY" "$SIDE" "$@"; then
+  run_step "$name" "$limit" "$PY" "$SIDE" "$@"
+  local rc=$?
+  if (( rc == 0 )); then
     tail -n 1 "$OUT/$name.out" > "$OUT/$name.json"
-  else
-    run_step "${name}_xla" "$limit" "$PY" "$XLA_ONLY" "$SIDE" "$@" && tail -n 1 "$OUT/${name}_xla.out" > "$OUT/${name}_xla.json"
+  elif (( rc != SKIPPED )); then
+    run_xla "$name" "$limit" "$@"
   fi
   return 0
 }
@@ -63,7 +66,9 @@ run_case() {  # name limit_s side-args...: a W case on the default path, rerun o
 run_xla() {  # name limit_s side-args...: the same W case on the XLA path, for comparison
   local name=$1 limit=$2; shift 2
   [[ -e "$OUT/${name}_xla.json" ]] && return 0
-  run_step "${name}_xla" "$limit" "$PY" "$XLA_ONLY" "$SIDE" "$@" && tail -n 1 "$OUT/${name}_xla.out" > "$OUT/${name}_xla.json"
+  if run_step "${name}_xla" "$limit" "$PY" "$XLA_ONLY" "$SIDE" "$@"; then
+    tail -n 1 "$OUT/${name}_xla.out" > "$OUT/${name}_xla.json"
+  fi
   return 0
 }
 
