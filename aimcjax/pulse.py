@@ -46,6 +46,7 @@ MODES = ("expected", "pulse", "outer", "ideal")
 # stall a step for hours (bl=10**9 did, deaf to Ctrl-C inside the compiled loop).
 MAX_BL = 2**16
 RNGS = ("counter", "threefry")  # generators of the per-element random numbers, see apply
+KERNELS = ("auto", "xla", "pallas")  # implementations of the per-pulse loop, see UpdateConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +65,14 @@ class UpdateConfig:
         (see :func:`apply`), the "pulse" mode's stochastic rounding and the "outer" mode's
         pulse-train bits. "counter" (default, fast) or "threefry" (jax.random.normal /
         uniform, the reference).
+      kernel: implementation of the per-pulse loop of "pulse" and "outer" modes. "auto"
+        (default): the fused Pallas kernel (:mod:`aimcjax.pulse_pallas`, one launch per
+        update) when the default backend is a GPU and the update is supported (float32,
+        rng="counter", a ConstantStep/SoftBounds/Power/Exponential device with scalar
+        parameters), else XLA. "xla": always XLA (the reference, and the CPU path).
+        "pallas": always the kernel (interpret mode off GPU: slow, for tests); an error
+        for an unsupported update. Noise-free ConstantStep/SoftBounds updates take their
+        exact closed form on XLA whatever the choice.
     """
 
     mode: str = "pulse"
@@ -72,6 +81,7 @@ class UpdateConfig:
     update_bl_management: bool = True
     stochastic_rounding: bool = True
     rng: str = "counter"
+    kernel: str = "auto"
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -86,6 +96,8 @@ class UpdateConfig:
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if self.rng not in RNGS:
             raise ValueError(f"rng must be one of {RNGS}, got {self.rng!r}")
+        if self.kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, got {self.kernel!r}")
 
 
 jax.tree_util.register_pytree_node(
@@ -166,7 +178,18 @@ def _counter_bits(key, counter):
     threefry. Both mixing rounds are bijections, so the ids of one draw give distinct bit
     patterns; a fresh key gives an independent stream. It costs a few integer operations per
     element, ~15x less than threefry's 20 rounds on CPU."""
-    k0, k1 = jax.random.bits(key, (2,), jnp.uint32)
+    k0, k1 = _counter_words(key)
+    return _keyed_bits(k0, k1, counter)
+
+
+def _counter_words(key):
+    """The two uint32 words (k0, k1) that key the counter generator (see :func:`_counter_bits`)."""
+    return jax.random.bits(key, (2,), jnp.uint32)
+
+
+def _keyed_bits(k0, k1, counter):
+    """:func:`_counter_bits` from its key words: elementwise integer arithmetic only (so a
+    Pallas kernel, given the words, draws the same bits)."""
     return _mix32(_mix32(counter ^ k0) ^ k1)
 
 
@@ -179,7 +202,12 @@ def _counter_normal(key, counter, dtype):
     """Standard normals, one per entry of ``counter``: sqrt(2) erfinv(u) of the symmetric
     uniform u = 2 u0 - 1 + 2^-23 in (-1, 1) (odd multiples of 2^-23), u0 from
     :func:`_counter_bits`."""
-    u = 2.0 * _unit_uniform(_counter_bits(key, counter)) - 1.0 + 2.0**-23
+    return _normal_from_bits(_counter_bits(key, counter), dtype)
+
+
+def _normal_from_bits(bits, dtype):
+    """:func:`_counter_normal` of given random bits (elementwise; shared with the Pallas kernel)."""
+    u = 2.0 * _unit_uniform(bits) - 1.0 + 2.0**-23
     return (np.sqrt(2.0) * jax.lax.erf_inv(u)).astype(dtype)
 
 
@@ -232,8 +260,8 @@ def _uniform(key, shape, dtype, rng):
     return jax.random.uniform(key, shape, dtype)
 
 
-def _noise_sampler(key, shape, dtype, rng, ids=None):
-    """A function t -> standard normals of ``shape`` for loop iteration t.
+def _noise_sampler(key, shape, dtype, rng, ids=None, term=lambda xi: xi):
+    """A function t -> ``term`` of the standard normals of ``shape`` for loop iteration t.
 
     With the counter generator the normal of pulse t on an element depends only on (key, t,
     the element's id): ``ids`` (uint32, ``shape``) are the elements' flat indices in the whole
@@ -242,8 +270,8 @@ def _noise_sampler(key, shape, dtype, rng, ids=None):
     with :func:`apply` on the full tile bit for bit)."""
     if _counter_ok(rng, dtype):
         ids = _element_ids(shape) if ids is None else ids
-        return lambda t: _materialized(_counter_normal(jax.random.fold_in(key, t), ids, dtype), key)
-    return lambda t: jax.random.normal(jax.random.fold_in(key, t), shape, dtype)
+        return lambda t: _materialized(term(_counter_normal(jax.random.fold_in(key, t), ids, dtype)), key)
+    return lambda t: term(jax.random.normal(jax.random.fold_in(key, t), shape, dtype))
 
 
 def _directed_response(device: Device, up, w_min, w_max):
@@ -262,27 +290,44 @@ def _directed_response(device: Device, up, w_min, w_max):
     return lambda w: jnp.where(up, *device.response(w, w_min, w_max))
 
 
+def _noise_term(device: Device, dtype):
+    """xi -> the cycle-to-cycle noise term of a pulse from standard normals xi: sigma*xi
+    (added to the response) or 1 + sigma*xi (multiplying it), see :func:`_pulse_step`."""
+    sigma = jnp.asarray(device.dw_min_std, dtype)
+    return (lambda xi: sigma * xi) if device.noise == "additive" else (lambda xi: 1 + sigma * xi)
+
+
+def _pulse_step(device: Device, w, n, t, part, noise):
+    """Pulse number ``t`` (0-based) on the elements with |n| > t, the others unchanged.
+
+    ``part`` holds the elements' gains and bounds (a :class:`Tile` or any object with those
+    fields), ``noise(t)`` their noise terms (:func:`_noise_term`; None: noise-free). Shared by
+    the per-pulse loop and the fused Pallas kernel, so that both do the same float
+    operations. The noise term is drawn whole into a buffer (see :func:`_noise_sampler`):
+    then XLA rounds ``sigma * xi`` alike wherever it fuses the step (an FMA contraction of it
+    with its consumer would round differently)."""
+    up = n > 0
+    amp = jnp.where(up, part.gain_up, -part.gain_down) * device.dw_min
+    q = _directed_response(device, up, part.w_min, part.w_max)(w)
+    if noise is not None:
+        q = q + noise(t) if device.noise == "additive" else q * noise(t)
+    stepped = jnp.clip(w + amp * q, part.w_min, part.w_max)
+    return jnp.where(jnp.abs(n) > t, stepped, w)
+
+
 def _pulse_loop_apply(tile: Tile, device: Device, n, key, rng: str = "counter", ids=None):
     """n pulses one at a time, response and noise re-drawn per pulse; loops max|n| times.
     ``ids``: the elements' ids in the whole tile (see :func:`_noise_sampler`)."""
     w0 = tile.w
     dtype = w0.dtype
-    sigma = jnp.asarray(device.dw_min_std, dtype)
     noisy = _static_value(device.dw_min_std) != 0.0  # unknown (traced) counts as noisy
-    normal = _noise_sampler(key, w0.shape, dtype, rng, ids)
+    noise = _noise_sampler(key, w0.shape, dtype, rng, ids, _noise_term(device, dtype))
 
     def pulse_number(t, w, part=tile, n=n):
         # The per-element factors are recomputed in every pass rather than hoisted: as loop
         # invariants they would be materialized tile-sized arrays (memory and an extra pass
         # each), which under vmap (a sweep) cost more than the arithmetic.
-        up = n > 0
-        amp = jnp.where(up, part.gain_up, -part.gain_down) * device.dw_min
-        q = _directed_response(device, up, part.w_min, part.w_max)(w)
-        if noisy:
-            xi = normal(t)
-            q = q + sigma * xi if device.noise == "additive" else q * (1 + sigma * xi)
-        stepped = jnp.clip(w + amp * q, part.w_min, part.w_max)
-        return jnp.where(jnp.abs(n) > t, stepped, w)
+        return _pulse_step(device, w, n, t, part, noise if noisy else None)
 
     def later_pulse(carry):
         t, w = carry
@@ -422,6 +467,15 @@ def apply(tile: Tile, device: Device, n, key, rng: str = "counter") -> Tile:
     return tile._replace(w=_pulse_loop_apply(tile, device, n, as_key(key), rng))
 
 
+def _fused_kernel(cfg: UpdateConfig, device: Device, dtype):
+    """The fused-kernel module when ``cfg.kernel`` sends this update to it, else None."""
+    if cfg.kernel == "xla" or _has_closed_form(device):
+        return None
+    from aimcjax import pulse_pallas  # imports this module
+
+    return pulse_pallas if pulse_pallas.use_kernel(cfg.kernel, device, dtype, cfg.rng) else None
+
+
 def _expected(tile: Tile, device: Device, dW):
     qp, qm = device.response(tile.w, tile.w_min, tile.w_max)
     gain = jnp.where(dW > 0, tile.gain_up * qp, tile.gain_down * qm)
@@ -476,6 +530,9 @@ def update(tile: Tile, device: Device, dW, key, cfg: UpdateConfig = UpdateConfig
         n = pulse_counts(dW, device.dw_min, cfg.bl, k_round, cfg.stochastic_rounding, cfg.rng)
         # |n| <= bl: int8 counts when they fit (a quarter of the memory traffic of int32).
         n = _materialized(n.astype(jnp.int8 if cfg.bl <= np.iinfo(np.int8).max else jnp.int32), k_noise)
+        fused = _fused_kernel(cfg, device, tile.w.dtype)
+        if fused is not None:
+            return tile._replace(w=fused.pulse_update(tile, device, n, k_noise, cfg.bl))
         return apply(tile, device, n, k_noise, cfg.rng)
     raise ValueError('mode "outer" needs the per-sample factors (x, d): use pulse.outer_update')
 
@@ -639,6 +696,9 @@ def outer_update(tile: Tile, device: Device, x, d, lr, key, cfg: UpdateConfig = 
     if cfg.mode != "outer":
         dW = (-lr * x.T @ d).reshape(tile.w.shape)
         return update(tile, device, dW, key, cfg)
+    fused = _fused_kernel(cfg, device, dtype)
+    if fused is not None:  # all samples' pulses in one kernel launch
+        return tile._replace(w=fused.outer_update(tile, device, x, d, lr, key, cfg))
 
     shape = tile.w.shape
     flat = tile._replace(**{f: getattr(tile, f).reshape(n_in, n_out) for f in Tile._fields})

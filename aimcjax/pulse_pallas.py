@@ -1,0 +1,318 @@
+"""One fused Pallas kernel per pulsed update ("pulse" and "outer" modes) for accelerators.
+
+The XLA path of :mod:`aimcjax.pulse` runs the per-pulse loop as a loop of whole-tile passes:
+each pulse reads and writes the tile (and its gains and bounds) once, and "outer" mode does so
+per sample. Here one kernel launch does the whole update: each program takes a block of the
+tile into registers, loops over the samples (in order) and over their pulses per element,
+and writes the block once. The arithmetic per pulse is the XLA path's own
+(:func:`aimcjax.pulse._pulse_step`), and the per-pulse noise comes from the same counter
+generator indexed by (key of the pulse, element id in the whole tile): only the two key
+words of each pulse, ``jax.random.bits(fold_in(key, t), (2,), uint32)``, are computed
+outside (a tiny array), so the kernel gives the XLA path's result bit for bit wherever both
+run the same float operations (tested in Pallas interpret mode on CPU). On GPU the kernel is
+lowered by Triton (its division and transcendental functions may round differently from
+XLA's in the last ulp).
+
+Chosen by :class:`aimcjax.pulse.UpdateConfig` ``kernel``: "auto" (default) uses it when the
+default backend is a GPU and the update is supported (:func:`unsupported`), "xla" never,
+"pallas" always (off GPU in interpret mode: slow, for tests). TPUs keep the XLA path: the
+kernel is written for Triton (scalar loads, 16 x 128 int8/float32 blocks) and has not been
+lowered with Mosaic.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import pallas as pl
+
+from aimcjax import pulse as P
+from aimcjax.devices import ConstantStep, Device, Exponential, Power, SoftBounds
+from aimcjax.tile import Tile, as_key, matrix_shape
+
+__all__ = ["BLOCK", "outer_update", "pulse_update", "unsupported", "use_kernel"]
+
+# Triton's compiler parameters moved between JAX releases; the kernel runs without them.
+try:  # JAX >= 0.7
+    from jax.experimental.pallas import triton as _pl_triton
+
+    _TritonParams = _pl_triton.CompilerParams
+except (ImportError, AttributeError):  # pragma: no cover - older JAX
+    try:
+        from jax.experimental.pallas import gpu as _pl_gpu
+
+        _TritonParams = _pl_gpu.TritonCompilerParams
+    except (ImportError, AttributeError):
+        _TritonParams = None
+
+# (rows, columns) of the tile per program: Triton needs powers of two. 16 x 128 = 2048
+# elements (16 per thread at 4 warps) keeps a 784 x 256 layer at ~100 programs.
+BLOCK = (16, 128)
+_NUM_WARPS = 4
+_FAMILIES = (ConstantStep, SoftBounds, Power, Exponential)  # elementwise jnp responses
+
+
+def unsupported(device: Device, dtype, rng: str) -> str | None:
+    """Why the fused kernel cannot run this update (None when it can).
+
+    float64 keeps the reference generator (threefry) in the XLA path, and Triton has no
+    threefry; bfloat16/float16 arithmetic is widened differently by XLA and Triton, so the two
+    paths would not agree: both stay on XLA. Piecewise (a gather of node values) and Custom
+    (arbitrary user functions) responses stay on XLA too, as do device parameters given per
+    element rather than as scalars.
+    """
+    if rng != "counter":
+        return f"the kernel draws its noise with the counter generator (rng='counter'), got rng={rng!r}"
+    if jnp.dtype(dtype) != jnp.float32:
+        return f"the kernel computes in float32, the tile is {jnp.dtype(dtype).name}"
+    if type(device) not in _FAMILIES:
+        return f"the kernel supports {[f.__name__ for f in _FAMILIES]}, got {type(device).__name__}"
+    for leaf in jax.tree_util.tree_leaves(device):
+        if np.ndim(leaf) != 0:
+            return f"device parameters must be scalars, got one of shape {np.shape(leaf)}"
+        if isinstance(leaf, jax.core.Tracer) and leaf.dtype != jnp.float32:
+            return f"device parameters must be float32, got {leaf.dtype}"
+    return None
+
+
+def use_kernel(kernel: str, device: Device, dtype, rng: str) -> bool:
+    """Whether an update with ``UpdateConfig(kernel=kernel)`` runs the fused kernel.
+
+    Raises:
+      ValueError: ``kernel="pallas"`` for an update the kernel does not support.
+    """
+    if kernel == "xla":
+        return False
+    reason = unsupported(device, dtype, rng)
+    if kernel == "pallas":
+        if reason is not None:
+            raise ValueError(f"kernel='pallas' cannot run this update: {reason}")
+        return True
+    return reason is None and jax.default_backend() == "gpu"
+
+
+def _pow2(k: int) -> int:
+    return 1 << max(int(k) - 1, 0).bit_length()
+
+
+def _pad_to(x, shape, value):
+    pads = [(0, s - d) for d, s in zip(x.shape, shape)]
+    return jnp.pad(x, pads, constant_values=value) if any(p for _, p in pads) else x
+
+
+class _Elements(NamedTuple):
+    """The per-element fields :func:`aimcjax.pulse._pulse_step` reads."""
+
+    gain_up: jax.Array
+    gain_down: jax.Array
+    w_min: jax.Array
+    w_max: jax.Array
+
+
+def _split_device(device: Device):
+    """(params, rebuild): the device's traced leaves as one float32 vector (a kernel input;
+    under vmap over devices, one per member), and a function that rebuilds the device inside
+    the kernel from that vector's Ref. Known leaves stay Python/numpy constants, so the
+    kernel evaluates the response exactly as the XLA path does (e.g. ``**`` for a known
+    exponent, exp/log for a traced one, see ``devices._nonneg_power``)."""
+    leaves, treedef = jax.tree_util.tree_flatten(device)
+    traced = [i for i, leaf in enumerate(leaves) if isinstance(leaf, jax.core.Tracer)]
+    consts = [None if i in traced else leaf if isinstance(leaf, (int, float)) else np.asarray(leaf)
+              for i, leaf in enumerate(leaves)]
+    params = jnp.stack([leaves[i] for i in traced]) if traced else jnp.zeros((1,), jnp.float32)
+    params = _pad_to(params.astype(jnp.float32), (_pow2(params.shape[0]),), 0.0)
+
+    def rebuild(params_ref):
+        values = list(consts)
+        for k, i in enumerate(traced):
+            values[i] = params_ref[k]
+        return jax.tree_util.tree_unflatten(treedef, values)
+
+    return params, rebuild
+
+
+def _pulse_words(key, pulses: int):
+    """(pulses, 2) uint32: the counter generator's key words of pulse t = 0..pulses-1, i.e.
+    those of ``fold_in(key, t)`` (the XLA path's per-pulse key)."""
+    return jax.vmap(lambda t: P._counter_words(jax.random.fold_in(key, t)))(jnp.arange(pulses, dtype=jnp.uint32))
+
+
+def _blocks(n_rows: int, n_cols: int, block):
+    br, bc = min(block[0], _pow2(n_rows)), min(block[1], _pow2(n_cols))
+    return br, bc, -(-n_rows // br) * br, -(-n_cols // bc) * bc
+
+
+def _element_fields(tile: Tile, padded):
+    """w, gains and bounds as 2-D arrays padded to ``padded`` (padding: w 0, gains 1, bounds
+    -1/1, so that padded elements stay finite; they get no pulses and are cut off after)."""
+    rows, cols = matrix_shape(tile.w.shape)
+    view = lambda x, v: _pad_to(x.reshape(rows, cols), padded, v)
+    return (view(tile.w, 0.0), view(tile.gain_up, 1.0), view(tile.gain_down, 1.0),
+            view(tile.w_min, -1.0), view(tile.w_max, 1.0))
+
+
+def _compiler_params():
+    return None if _TritonParams is None else _TritonParams(num_warps=_NUM_WARPS, num_stages=1)
+
+
+def _call(kernel, grid, small_inputs, tile_inputs, tile_specs, out, interpret):
+    """pallas_call of ``kernel`` over ``grid``: ``small_inputs`` whole in every program,
+    ``tile_inputs`` by ``tile_specs``, whose last five are the element fields (w, gains,
+    bounds); the output, the new w, is aliased onto the old w and blocked as it."""
+    whole = [pl.BlockSpec(x.shape, lambda *_, nd=x.ndim: (0,) * nd) for x in small_inputs]
+    w_index = len(small_inputs) + len(tile_inputs) - 5  # w is the first of the 5 element fields
+    return pl.pallas_call(
+        kernel,
+        out_shape=jax.ShapeDtypeStruct(out.shape, out.dtype),
+        grid=grid,
+        in_specs=whole + list(tile_specs),
+        out_specs=tile_specs[-5],
+        input_output_aliases={w_index: 0},
+        interpret=interpret,
+        compiler_params=None if interpret else _compiler_params(),
+        name="aimcjax_fused_pulses",
+    )(*small_inputs, *tile_inputs)
+
+
+def _block_ids(br: int, bc: int, n_cols: int):
+    """The block's elements' flat indices in the whole (unpadded) tile, uint32: the noise
+    counter of :func:`aimcjax.pulse._noise_sampler`."""
+    rows = pl.program_id(0) * br + jnp.arange(br, dtype=jnp.int32)
+    cols = pl.program_id(1) * bc + jnp.arange(bc, dtype=jnp.int32)
+    return (rows[:, None] * n_cols + cols[None, :]).astype(jnp.uint32)
+
+
+def _pulses(device, w, n, elements, words_at, ids, noisy: bool, interpret: bool):
+    """All pulses of counts ``n`` on a block, one at a time up to the block's largest count;
+    ``words_at(t) = (k0, k1)``: the counter generator's key words of pulse t.
+
+    In interpret mode XLA compiles this loop, and the kernel mirrors the XLA path's loop
+    (``pulse._pulse_loop_apply``) where it matters for rounding: the loop's operands are tied
+    to the carried weights (an optimization barrier, so nothing is hoisted out of the loop,
+    e.g. the noise term when a block has one pulse), and each pulse's noise term is drawn
+    into a buffer as there (``pulse._materialized``; without it XLA would fold the noise's
+    constant factor into sigma and contract ``sigma * xi`` into an FMA with its consumer).
+    Then both round alike, bit for bit. Triton keeps the values in registers and does neither
+    rewrite (its FMAs and division are the GPU's own rounding), so it needs neither.
+    """
+    dtype = w.dtype
+    term = P._noise_term(device, dtype)
+
+    def one_pulse(t, w):
+        words = words_at(t) if noisy else ()
+        part, counts, words, w = jax.lax.optimization_barrier((elements, n, words, w)) if interpret else (elements, n, words, w)
+        noise = None
+        if noisy:
+            noise_t = term(P._normal_from_bits(P._keyed_bits(*words, ids), dtype))
+            noise_t = P._materialized(noise_t, words[0]) if interpret else noise_t
+            noise = lambda _: noise_t
+        return P._pulse_step(device, w, counts, t, part, noise)
+
+    return jax.lax.fori_loop(0, jnp.max(jnp.abs(n)), one_pulse, w)
+
+
+def _interpret_default(interpret):
+    return jax.default_backend() != "gpu" if interpret is None else interpret
+
+
+def pulse_update(tile: Tile, device: Device, n, key, max_pulses: int, *, interpret=None, block=BLOCK) -> jax.Array:
+    """The new weights after signed pulse counts ``n`` (|n| <= ``max_pulses``), in one kernel.
+
+    Equals ``aimcjax.pulse.apply(tile, device, n, key, rng="counter").w`` (the per-pulse loop)
+    for devices without a closed form.
+
+    Args:
+      tile: the array state (any shape; viewed as 2-D, see :func:`aimcjax.tile.matrix_shape`).
+      device: its device (see :func:`unsupported`).
+      n: integer pulse counts shaped like the tile.
+      key: PRNG key of the per-pulse noise.
+      max_pulses: static bound on |n| (the update's bl).
+      interpret: run in Pallas interpret mode (default: unless the backend is a GPU).
+      block: (rows, columns) per program, powers of two.
+
+    Returns:
+      The updated stored weights, shaped like ``tile.w``.
+    """
+    dtype = tile.w.dtype
+    interpret = _interpret_default(interpret)
+    n_rows, n_cols = matrix_shape(tile.w.shape)
+    br, bc, rows_p, cols_p = _blocks(n_rows, n_cols, block)
+    params, rebuild = _split_device(device)
+    noisy = P._static_value(device.dw_min_std) != 0.0  # as the XLA path decides
+    words = _pad_to(_pulse_words(as_key(key), max_pulses), (_pow2(max_pulses), 2), 0)
+    counts = _pad_to(jnp.asarray(n).reshape(n_rows, n_cols), (rows_p, cols_p), 0)  # int8 when bl <= 127
+
+    def kernel(words_ref, params_ref, n_ref, w_ref, gu_ref, gd_ref, lo_ref, hi_ref, out_ref):
+        elements = _Elements(gu_ref[...], gd_ref[...], lo_ref[...], hi_ref[...])
+        out_ref[...] = _pulses(rebuild(params_ref), w_ref[...], n_ref[...].astype(jnp.int32), elements,
+                               lambda t: (words_ref[t, 0], words_ref[t, 1]), _block_ids(br, bc, n_cols), noisy, interpret)
+
+    spec = pl.BlockSpec((br, bc), lambda i, j: (i, j))
+    w = _call(kernel, (rows_p // br, cols_p // bc), (words, params),
+              (counts, *_element_fields(tile, (rows_p, cols_p))), [spec] * 6,
+              jax.ShapeDtypeStruct((rows_p, cols_p), dtype), interpret)
+    return w[:n_rows, :n_cols].reshape(tile.w.shape)
+
+
+def outer_update(tile: Tile, device: Device, x, d, lr, key, cfg, *, interpret=None, block=BLOCK) -> jax.Array:
+    """The new weights after "outer" mode's pulse trains of all samples, in one kernel.
+
+    The trains and the per-sample keys are those of :func:`aimcjax.pulse.outer_update` (keys
+    split per sample, then into a train key and a noise key); each program loops over the
+    samples in order, forms a sample's coincidence counts for its block from the trains and
+    applies them pulse by pulse, with the noise of pulse t of sample b drawn from
+    ``fold_in(noise_key_b, t)`` at the element's id, as the XLA path does.
+
+    Args:
+      tile: the array state, shape (in, out) (or a kernel's 2-D view of it).
+      device: its device (see :func:`unsupported`); no closed form (else use the XLA path).
+      x, d: per-sample factors, (B, in) and (B, out), validated by the caller.
+      lr: learning rate.
+      key: PRNG key.
+      cfg: the :class:`aimcjax.pulse.UpdateConfig` (mode "outer").
+      interpret, block: as in :func:`pulse_update`.
+
+    Returns:
+      The updated stored weights, shaped like ``tile.w``.
+    """
+    dtype = tile.w.dtype
+    interpret = _interpret_default(interpret)
+    n_rows, n_cols = matrix_shape(tile.w.shape)
+    samples = x.shape[0]
+    keys = jax.vmap(jax.random.split)(jax.random.split(as_key(key), samples))  # (B, 2): bits, noise
+    trains_x, trains_d, _ = jax.vmap(
+        lambda xb, db, kb: P._sample_pulse_trains(xb, db, lr, device.dw_min, kb, cfg))(x, d, keys[:, 0])
+    slots = trains_x.shape[2]
+    br, bc, rows_p, cols_p = _blocks(n_rows, n_cols, block)
+    b_p, s_p = _pow2(samples), _pow2(slots)
+    # Trains as int8 with the slot axis before the line axis (a slot's line is contiguous).
+    tx = _pad_to(jnp.swapaxes(trains_x, 1, 2).astype(jnp.int8), (b_p, s_p, rows_p), 0)
+    td = _pad_to(trains_d.astype(jnp.int8), (b_p, s_p, cols_p), 0)
+    words = jax.vmap(lambda k: _pulse_words(k, cfg.bl))(keys[:, 1])
+    words = _pad_to(words, (b_p, _pow2(cfg.bl), 2), 0)
+    params, rebuild = _split_device(device)
+    noisy = P._static_value(device.dw_min_std) != 0.0
+
+    def kernel(words_ref, params_ref, tx_ref, td_ref, w_ref, gu_ref, gd_ref, lo_ref, hi_ref, out_ref):
+        dev = rebuild(params_ref)
+        elements = _Elements(gu_ref[...], gd_ref[...], lo_ref[...], hi_ref[...])
+        ids = _block_ids(br, bc, n_cols)
+
+        def sample(b, w):
+            def slot(s, n):  # coincidences: n += outer(x train, d train) of slot s
+                return n + tx_ref[b, s, :].astype(jnp.int32)[:, None] * td_ref[b, s, :].astype(jnp.int32)[None, :]
+
+            n = jax.lax.fori_loop(0, slots, slot, jnp.zeros((br, bc), jnp.int32))
+            return _pulses(dev, w, n, elements, lambda t: (words_ref[b, t, 0], words_ref[b, t, 1]), ids, noisy, interpret)
+
+        out_ref[...] = jax.lax.fori_loop(0, samples, sample, w_ref[...])
+
+    tile_spec = pl.BlockSpec((br, bc), lambda i, j: (i, j))
+    specs = [pl.BlockSpec((b_p, s_p, br), lambda i, j: (0, 0, i)), pl.BlockSpec((b_p, s_p, bc), lambda i, j: (0, 0, j))]
+    w = _call(kernel, (rows_p // br, cols_p // bc), (words, params),
+              (tx, td, *_element_fields(tile, (rows_p, cols_p))), specs + [tile_spec] * 5,
+              jax.ShapeDtypeStruct((rows_p, cols_p), dtype), interpret)
+    return w[:n_rows, :n_cols].reshape(tile.w.shape)
