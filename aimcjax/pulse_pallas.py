@@ -283,8 +283,9 @@ def outer_update(tile: Tile, device: Device, x, d, lr, key, cfg, *, interpret=No
     n_rows, n_cols = matrix_shape(tile.w.shape)
     samples = x.shape[0]
     keys = jax.vmap(jax.random.split)(jax.random.split(as_key(key), samples))  # (B, 2): bits, noise
+    granularity = device.update_granularity()  # as outer_update: aihwkit balances x and d with it
     trains_x, trains_d, _ = jax.vmap(
-        lambda xb, db, kb: P._sample_pulse_trains(xb, db, lr, device.dw_min, kb, cfg))(x, d, keys[:, 0])
+        lambda xb, db, kb: P._sample_pulse_trains(xb, db, lr, granularity, kb, cfg))(x, d, keys[:, 0])
     slots = trains_x.shape[2]
     br, bc, rows_p, cols_p = _blocks(n_rows, n_cols, block)
     b_p, s_p = _pow2(samples), _pow2(slots)
