@@ -94,10 +94,10 @@ CASES = {
 # the noise parameters cover but gamma and the bounds still do not (0.88-0.93). Not yet
 # diagnosed (finite-sample bias of the ML estimate vs. the filter's approximation).
 # Exponential (gamma = 2): coverage 0.893 of 448. Piecewise(3): its information matrix was
-# singular in one seed (now a pseudo-inverse); coverage not measured since.
+# singular in one seed (now a pseudo-inverse); still failing after that fix (cause not diagnosed).
 _KNOWN = {"power-c2c-d2d": "Power: coverage 0.90 < 0.95, bounds/gamma biased ~0.8 SE (see comment)",
           "exp-c2c-d2d": "Exponential: coverage 0.893 < 0.95 (same pattern as Power)",
-          "piecewise3-c2c-d2d": "Piecewise(3): singular information in one seed; coverage not yet measured"}
+          "piecewise3-c2c-d2d": "Piecewise(3): fails (singular information in one seed; not diagnosed)"}
 
 
 @pytest.mark.slow
