@@ -17,7 +17,7 @@ from aimcjax import devices as D
 from aimcjax import pulse, tile
 
 SHAPE = (6, 5)
-EXAMPLES = 8
+EXAMPLES = 6
 PROPERTY = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
 

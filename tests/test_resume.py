@@ -86,6 +86,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(reference, tmp_path, monke
     assert sorted(os.listdir(tmp_path)) == ["run"]  # no partial folder, no checkpoints left
 
 
+@pytest.mark.slow  # three fresh processes, each compiling its programs
 def test_resume_after_a_real_sigint(reference, tmp_path):
     """Ctrl-C (SIGINT) to a running ``python -m aimcjax``: exit 130, the unfinished run kept,
     and ``--resume`` completes it to the same bytes."""
