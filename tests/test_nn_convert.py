@@ -117,8 +117,9 @@ def test_nnx_conversion_with_noise_trains_analog():
     grads = nnx.grad(lambda m: jnp.mean(m(X) ** 2))(model)
     optimizer.update(model, grads)
     tiles = optim.analog_state(nnx.as_pure(optimizer.opt_state))
-    np.testing.assert_array_equal(tile.weights(tiles.W["layers"][0]["kernel"]),
-                                  model.layers[0].kernel[...])
+    # params + (new weights - params): the tiles' weights up to the rounding of that sum
+    np.testing.assert_allclose(tile.weights(tiles.W["layers"][0]["kernel"]),
+                               model.layers[0].kernel[...], rtol=0, atol=1e-7)
     with pytest.raises(TypeError, match="rngs"):
         convert_to_analog(NnxNet(nnx.Rngs(0)))
 
@@ -157,7 +158,9 @@ def test_preset_is_what_its_docstring_says(name):
     preset = presets.PRESETS[name]()
     device, io, opt = preset
     want_device, want_io, want_opt = _by_hand(name, "pulse")
-    assert device == want_device and io == want_io
+    assert io == want_io
+    assert jax.tree.structure(device) == jax.tree.structure(want_device)
+    jax.tree.map(np.testing.assert_array_equal, device, want_device)
     assert preset.layer_kwargs()["backward"].bound_management == "none"
     params = {"w": 0.1 * jax.random.normal(jax.random.key(0), (6, 4))}
     s1, s2 = opt.init(params), want_opt.init(params)
