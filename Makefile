@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum requirements.lock pyproject.toml | s
 export PYTHONPATH := $(CURDIR)
 export MPLBACKEND := Agg
 
-.PHONY: run test bench clean venv
+.PHONY: run test bench clean venv docs test-minima
 
 venv: $(STAMP)
 
@@ -23,8 +23,19 @@ run: venv
 test: venv
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict -d site
+
+# The declared minimum versions (pyproject) in their own venv, and a smoke subset of the suite.
+MIN_VENV := .venv-minima
+MINIMA := jax==0.8.1 jaxlib==0.8.1 flax==0.12.6 optax==0.2.4 chex==0.1.88 pytest==9.2.0
+test-minima:
+	test -x $(MIN_VENV)/bin/python || $(PY) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install -q $(MINIMA)
+	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_minima_smoke.py
+
 bench: venv
 	$(BIN)/python benchmarks/bench_pulse.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(MIN_VENV) .pytest_cache site

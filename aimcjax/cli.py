@@ -162,10 +162,17 @@ def _periphery_arg(p, default):
                         + (f" (default: {default})" if default else " (default: perfect; 'default' with --full)"))
 
 
+def _help_text(text: str) -> str:
+    """argparse %-formats help strings: a literal '%' (e.g. "10% test error") must be doubled."""
+    return text.replace("%", "%%")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``aimcjax`` command."""
     from aimcjax.experiments import RECIPES
+    from aimcjax import __version__
     parser = _Parser(prog="aimcjax", description="Analog in-memory training, simulated in JAX.")
+    parser.add_argument("--version", action="version", version=f"aimcjax {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -183,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reproduce", help="paper experiments as named recipes")
     p.add_argument("name", nargs="?", choices=list(RECIPES), metavar="NAME",
-                   help="; ".join(f"{k}: {v[2]}" for k, v in RECIPES.items()))
+                   help=_help_text("; ".join(f"{k}: {v[2]}" for k, v in RECIPES.items())))
     p.add_argument("--full", action="store_true", help="the paper's scale (hours on CPU)")
     p.add_argument("--list", action="store_true", help="list the recipes")
     p.add_argument("--data-path", metavar="PATH", help="full MNIST (IDX folder or mnist.npz) for the MNIST recipes")
@@ -206,6 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("devices", help="list families and presets; plot response curves, F/G, symmetric points")
     p.add_argument("specs", nargs="*", metavar="SPEC", help="devices to plot (specs or preset names)")
+    p.add_argument("--pulse-response", action="store_true",
+                   help="also simulate up/down pulse trains on a small tile and plot weight vs pulse "
+                        "number (mean and spread over elements and seeds) and the step statistics "
+                        "dw vs w, as aihwkit's plot_device (needs --out)")
+    p.add_argument("--cycles", type=_positive_int, default=3, help="up/down cycles of --pulse-response")
+    p.add_argument("--pulses", type=_positive_int, default=0,
+                   help="pulses per half cycle (0 = enough to cross the device's range)")
+    p.add_argument("--elements", type=_positive_int, default=64, help="elements per tile of --pulse-response")
+    p.add_argument("--seeds", type=_nonneg_int, nargs="+", default=[0, 1, 2], metavar="S",
+                   help="seeds of --pulse-response (one tile with its d2d variation per seed)")
     _common(p, seeds=False)
     return parser
 
@@ -413,7 +430,18 @@ def cmd_csgd(args, out):
 
 def cmd_devices(args, out):
     from aimcjax.experiments import device_report
-    return device_report.run(args.specs, out)
+    if args.pulse_response:
+        if not args.specs:
+            raise CLIError("aimcjax devices: error: --pulse-response needs at least one SPEC")
+        if out.path is None:
+            raise CLIError("aimcjax devices: error: --pulse-response draws a figure: give --out DIR")
+    summary = device_report.run(args.specs, out)
+    if args.pulse_response:
+        from aimcjax.experiments import pulse_response
+        summary = {"devices": summary, "pulse_response": pulse_response.run(
+            args.specs, out, cycles=args.cycles, pulses=args.pulses or None,
+            elements=args.elements, seeds=args.seeds, echo=(lambda *_: None) if args.quiet else print)}
+    return summary
 
 
 def cmd_fit(args, out):
@@ -444,6 +472,15 @@ def _compilation_cache():
         jax.config.update("jax_compilation_cache_dir", path)
 
 
+def _require_plots():
+    """--out writes PNG plots: without matplotlib say so in one line before any work is done."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise CLIError("aimcjax: error: --out writes PNG plots and needs matplotlib: "
+                       "pip install 'aimcjax[plots]' (or run without --out)") from None
+
+
 def run(argv=None):
     """Parse ``argv`` and run; raises on errors (see :func:`main` for the exit-status wrapper)."""
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -451,6 +488,8 @@ def run(argv=None):
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _apply_config(parser, argv)
+    if getattr(args, "out", None):
+        _require_plots()
     from aimcjax.experiments.output import OutputDir
     out = OutputDir(args.out, overwrite=args.overwrite, resume=bool(args.resume))
     t0 = time.perf_counter()

@@ -316,3 +316,33 @@ def test_nnx_factors_reproduce_the_gradient_exactly():
     # The periphery stream advances: a second pass draws new noise.
     loss2, _, _ = annx.grad_and_factors(loss_fn, net, x, labels)
     assert loss2 != loss
+
+
+# ------------------------------------------------------------------------------------------
+# kernel_size as flax's Conv: an int is a 1-D window, a tuple one entry per spatial dimension
+
+
+def test_conv_kernel_size_follows_flax_in_linen_and_nnx():
+    x1 = _normal(1, (2, 9, 3))         # (batch, length, channels)
+    x2 = _normal(2, (2, 6, 6, 3))
+    for k, x in ((3, x1), ((3,), x1), ((3, 3), x2), ([3, 3], x2)):
+        ours = AnalogConv(4, k, forward=PERFECT, backward=PERFECT)
+        params = ours.init(RNGS, x)["params"]
+        ref = nn.Conv(4, k, precision=HI).apply({"params": params}, x)
+        np.testing.assert_allclose(ours.apply({"params": params}, x), ref, rtol=1e-5, atol=1e-5)
+        mine = annx.AnalogConv(3, 4, k, forward=PERFECT, backward=PERFECT, rngs=nnx.Rngs(0))
+        theirs = nnx.Conv(3, 4, k, precision=HI, rngs=nnx.Rngs(0))
+        theirs.kernel[...] = mine.kernel[...]
+        np.testing.assert_allclose(mine(x), theirs(x), rtol=1e-5, atol=1e-5)
+
+
+def test_conv_int_kernel_size_on_images_names_the_fix():
+    x = jnp.ones((1, 6, 6, 3))
+    with pytest.raises(ValueError, match=r"kernel_size=3 \(an int\) is a 1-D window.*\(3, 3\)"):
+        AnalogConv(4, 3).init(RNGS, x)
+    with pytest.raises(ValueError, match=r"kernel_size=3 \(an int\) is a 1-D window.*\(3, 3\)"):
+        annx.AnalogConv(3, 4, 3, rngs=nnx.Rngs(0))(x)
+    with pytest.raises(TypeError, match="kernel_size"):
+        AnalogConv(4, kernel_size=3.0).init(RNGS, x)
+    with pytest.raises(TypeError):  # required, as flax's Conv
+        AnalogConv(4).init(RNGS, x)

@@ -208,8 +208,15 @@ class OutputDir:
 
 
 def figure(*args, **kwargs):
-    """A matplotlib figure on the headless Agg backend."""
-    import matplotlib
+    """A matplotlib figure on the headless Agg backend.
+
+    Raises:
+      RuntimeError: matplotlib is not installed (one line naming the extra that brings it).
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        raise RuntimeError("plots need matplotlib: pip install 'aimcjax[plots]'") from None
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     return plt.subplots(*args, **kwargs)

@@ -71,6 +71,30 @@ def normalize_tuple(value, n: int, name: str) -> tuple[int, ...]:
     return value
 
 
+def conv_kernel_size(kernel_size) -> tuple[int, ...]:
+    """flax's rule for ``kernel_size``: an int ``k`` is the 1-D window ``(k,)``, a sequence one
+    entry per spatial dimension (``(3, 3)`` for images)."""
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, (int, tuple, list)):
+        raise TypeError("kernel_size must be an int (1-D, as flax's Conv) or a tuple of ints, "
+                        f"got {kernel_size!r}")
+    n = 1 if isinstance(kernel_size, int) else len(kernel_size)
+    return normalize_tuple(kernel_size, n, "kernel_size")
+
+
+def check_conv_input(x, kernel_size: tuple[int, ...], given, channels: int | None = None):
+    """A clear error when ``x`` does not have ``len(kernel_size)`` spatial dimensions."""
+    n = len(kernel_size)
+    if x.ndim != n + 2:
+        hint = ""
+        if isinstance(given, int) and x.ndim > 3:
+            hint = (f"; kernel_size={given} (an int) is a 1-D window, as in flax's Conv: for "
+                    f"{x.ndim - 2}-D inputs pass kernel_size={(given,) * (x.ndim - 2)}")
+        raise ValueError(f"x must have shape (batch, {n} spatial dim{'s' if n > 1 else ''}, "
+                         f"channels) for kernel_size {kernel_size}, got shape {x.shape}{hint}")
+    if channels is not None and x.shape[-1] != channels:
+        raise ValueError(f"x has {x.shape[-1]} channels but the kernel takes {channels}")
+
+
 def extract_patches(x: jax.Array, kernel_size: Sequence[int], strides: Sequence[int],
                     padding) -> jax.Array:
     """im2col: ``(N, *spatial, C)`` -> ``(N, *out_spatial, prod(kernel_size) * C)``.

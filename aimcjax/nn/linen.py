@@ -142,7 +142,9 @@ class AnalogConv(_AnalogBase):
 
     Attributes:
       features: output channels.
-      kernel_size: spatial window (int or tuple; 1 to 3 spatial dims; inputs are channels-last).
+      kernel_size: spatial window, required, as flax's ``Conv``: a tuple with one entry per
+        spatial dimension (``(3, 3)`` for images); an int ``k`` is the 1-D window ``(k,)``.
+        Inputs are channels-last ``(batch, *spatial, C)``, 1 to 3 spatial dims.
       strides: window strides.
       padding: ``"SAME"``, ``"VALID"`` or a sequence of ``(low, high)`` pairs.
       other attributes: as :class:`AnalogDense`.
@@ -156,7 +158,7 @@ class AnalogConv(_AnalogBase):
     """
 
     features: int
-    kernel_size: int | Sequence[int] = 3
+    kernel_size: int | Sequence[int]
     strides: int | Sequence[int] = 1
     padding: str | Sequence[tuple[int, int]] = "SAME"
     use_bias: bool = True
@@ -173,16 +175,11 @@ class AnalogConv(_AnalogBase):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         x = jnp.asarray(x)
-        n = 1 if isinstance(self.kernel_size, int) else len(tuple(self.kernel_size))
-        kernel_size = _core.normalize_tuple(self.kernel_size, n, "kernel_size")
-        strides = _core.normalize_tuple(self.strides, n, "strides")
-        if x.ndim != n + 2:
-            raise ValueError(f"x must have shape (batch, {n} spatial dims, channels), "
-                             f"got shape {x.shape}")
-        if self.has_variable("params", "kernel"):
-            channels = self.get_variable("params", "kernel").shape[-2]
-            if channels != x.shape[-1]:
-                raise ValueError(f"x has {x.shape[-1]} channels but the kernel takes {channels}")
+        kernel_size = _core.conv_kernel_size(self.kernel_size)
+        strides = _core.normalize_tuple(self.strides, len(kernel_size), "strides")
+        channels = (self.get_variable("params", "kernel").shape[-2]
+                    if self.has_variable("params", "kernel") else None)
+        _core.check_conv_input(x, kernel_size, self.kernel_size, channels)
         shape = kernel_size + (x.shape[-1], self.features)
         kernel, scale = self._kernel_and_scale(shape, self.kernel_init)
         patches = _core.extract_patches(x, kernel_size, strides, self.padding)

@@ -138,7 +138,9 @@ class AnalogConv(_AnalogBase):
 
     Args:
       in_features, out_features: input and output channels.
-      kernel_size, strides, padding: as ``nnx.Conv`` (padding ``"SAME"``, ``"VALID"`` or pairs).
+      kernel_size, strides, padding: as ``nnx.Conv``: ``kernel_size`` a tuple per spatial
+        dimension (``(3, 3)`` for images), an int ``k`` the 1-D window ``(k,)``; padding
+        ``"SAME"``, ``"VALID"`` or pairs.
       other arguments: as :class:`AnalogLinear`.
 
     Example:
@@ -156,9 +158,9 @@ class AnalogConv(_AnalogBase):
                  kernel_init: Callable = nnx.initializers.lecun_normal(),
                  bias_init: Callable = nnx.initializers.zeros_init(),
                  param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
-        n = 1 if isinstance(kernel_size, int) else len(tuple(kernel_size))
-        self.kernel_size = _core.normalize_tuple(kernel_size, n, "kernel_size")
-        self.strides = _core.normalize_tuple(strides, n, "strides")
+        self.kernel_size = _core.conv_kernel_size(kernel_size)
+        self.strides = _core.normalize_tuple(strides, len(self.kernel_size), "strides")
+        self._int_kernel_size = kernel_size if isinstance(kernel_size, int) else None
         self.padding = padding
         self.in_features, self.out_features = in_features, out_features
         self._setup(self.kernel_size + (in_features, out_features), use_bias=use_bias,
@@ -169,9 +171,7 @@ class AnalogConv(_AnalogBase):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = jnp.asarray(x)
-        if x.ndim != len(self.kernel_size) + 2 or x.shape[-1] != self.in_features:
-            raise ValueError(f"x must have shape (batch, {len(self.kernel_size)} spatial dims, "
-                             f"{self.in_features}), got shape {x.shape}")
+        _core.check_conv_input(x, self.kernel_size, self._int_kernel_size, self.in_features)
         patches = _core.extract_patches(x, self.kernel_size, self.strides, self.padding)
         lead = patches.shape[:-1]
         width = math.prod(self.kernel_size) * self.in_features

@@ -153,13 +153,25 @@ def flatten_params(params):
     """Leaves of params with their key paths, and the treedef."""
     if params is None:
         raise ValueError("params are required: the analog optimizers read the weights in use")
-    with_path, treedef = jax.tree_util.tree_flatten_with_path(params)
+    with_path, treedef = jax.tree_util.tree_flatten_with_path(unbox(params))
     return [p for p, _ in with_path], [leaf for _, leaf in with_path], treedef
+
+
+def unbox(params):
+    """params with each flax nnx ``Variable`` replaced by its value (duck-typed: optim does not
+    depend on flax). nnx.Optimizer passes boxed params to ``init``; a state built on them would
+    hold a Variable around each Tile, which nnx.Optimizer flattens into a dict after its first
+    update (the leaf would then turn digital). Unboxed, the state holds plain Tiles."""
+    def is_box(x):
+        return hasattr(x, "get_value") and hasattr(x, "get_metadata") and hasattr(x, "set_value")
+
+    return jax.tree.map(lambda x: x.get_value() if is_box(x) else x, params, is_leaf=is_box)
 
 
 def analog_flags(params, mask: MaskOrFn) -> list[bool]:
     """Which leaves of ``params`` are analog, validated (one bool per flattened leaf)."""
     paths, leaves, _ = flatten_params(params)
+    params = unbox(params)
     mask_tree = default_mask(params) if mask is None else (mask(params) if callable(mask) else mask)
     flags = []
     for path, leaf in zip(paths, leaves):
