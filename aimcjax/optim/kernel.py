@@ -19,7 +19,7 @@ is one array and a digital accumulator. The aliases in :mod:`aimcjax.optim.alias
 
 Non-finite inputs (see ``docs/architecture.md``): a step whose gradients or factors hold a NaN
 or an infinity changes nothing (no tile, buffer or chopper moves, the key and count stay) and
-returns zero updates; ``AnalogState.notfinite_count`` counts such steps, as
+returns updates that keep params at the visible weights (zero when in sync); ``AnalogState.notfinite_count`` counts such steps, as
 ``optax.apply_if_finite`` does. :func:`aimcjax.optim.checked` raises at the first one instead.
 """
 
@@ -304,6 +304,7 @@ def analog_kernel(
         grad_leaves = treedef.flatten_up_to(grads)
         per_tile = [common.per_leaf(treedef, t) for t in state.tiles]
         flags = [common.is_analog(t) for t in per_tile[0]]
+        common.check_tile_entries(paths, per_tile[0])
         per_aux = [_zip_leaves(treedef, len(leaves), a) for a in state.transfer]
         if factors_needed and factors is None:
             raise ValueError('factors are required (update mode "outer", or mixed precision with n_x_bins / '
