@@ -233,18 +233,6 @@ def is_analog(node) -> bool:
     return isinstance(node, Tile)
 
 
-def check_tile_entries(paths, entries) -> None:
-    """Each params-level entry of a state's tile tree is a Tile (analog) or a MaskedNode
-    (digital); anything else means the state was converted on its way back (e.g. a container
-    that turns NamedTuples into dicts), and treating the leaf as digital would silently train
-    it digitally."""
-    for path, entry in zip(paths, entries):
-        if not isinstance(entry, (Tile, optax.MaskedNode)):
-            raise TypeError(f"optimizer state entry for leaf {jax.tree_util.keystr(path)} is a "
-                            f"{type(entry).__name__}, not an aimcjax.tile.Tile or optax.MaskedNode: the state "
-                            "was converted between updates (pass it back as init/update returned it)")
-
-
 def per_leaf(treedef, tree) -> list:
     """The params-level entries of a params-shaped state tree (a Tile, array or MaskedNode each)."""
     return treedef.flatten_up_to(tree)

@@ -304,7 +304,6 @@ def analog_kernel(
         grad_leaves = treedef.flatten_up_to(grads)
         per_tile = [common.per_leaf(treedef, t) for t in state.tiles]
         flags = [common.is_analog(t) for t in per_tile[0]]
-        common.check_tile_entries(paths, per_tile[0])
         per_aux = [_zip_leaves(treedef, len(leaves), a) for a in state.transfer]
         if factors_needed and factors is None:
             raise ValueError('factors are required (update mode "outer", or mixed precision with n_x_bins / '
