@@ -82,8 +82,8 @@ OUTER = pulse.UpdateConfig(mode="outer")
 
 OPTIMIZERS = {
     "analog_sgd": (lambda u: optim.analog_sgd(0.5, DEVICE, update=u, key=0)),
-    "residual_learning": (lambda u: optim.residual_learning(0.5, 0.1, 0.4, DEVICE, update=u, key=0)),
-    "residual_learning_v2": (lambda u: optim.residual_learning(0.5, 0.1, 0.4, DEVICE, version=2, read=0.01, update=u, key=0)),
+    "residual_learning": (lambda u: optim.residual_learning(0.5, 0.1, DEVICE, gamma=0.4, update=u, key=0)),
+    "residual_learning_v2": (lambda u: optim.residual_learning(0.5, 0.1, DEVICE, gamma=0.4, version=2, read=0.01, update=u, key=0)),
     "tiki_taka": (lambda u: optim.tiki_taka(0.5, 0.1, DEVICE, gamma=0.4, update=u, key=0)),
     "ttv2": (lambda u: optim.ttv2(0.5, 0.1, DEVICE, transfer="full", update=u, key=0)),
 }
@@ -102,6 +102,6 @@ def test_mlp_on_digits_trains_with_per_sample_outer_pulses(digits, name):
     # Per-sample pulse trains are applied in sequence (as aihwkit), so this is the slow path;
     # the residual array transfers one line per step here ("column").
     opt = (optim.analog_sgd(0.5, DEVICE, update=OUTER, key=0) if name == "analog_sgd"
-           else optim.residual_learning(0.5, 0.1, 0.4, DEVICE, transfer="column", update=OUTER, key=0))
+           else optim.residual_learning(0.5, 0.1, DEVICE, gamma=0.4, transfer="column", update=OUTER, key=0))
     accuracy = train(opt, digits, outer=True, steps=300)
     assert accuracy > 0.6, accuracy

@@ -70,7 +70,7 @@ def _fig2_optimizer(algorithm: str, device, *, lr, fast_lr, transfer_lr, gamma, 
         return optim.tiki_taka(fast_lr * lr, transfer_lr, device, gamma=gamma, transfer="full",
                                update=update, transfer_update=transfer_update, key=seed)
     if algorithm == "residual_learning":
-        return optim.residual_learning(fast_lr * lr, transfer_lr, gamma, device, zero_shift=True, transfer="full",
+        return optim.residual_learning(fast_lr * lr, transfer_lr, device, gamma=gamma, zero_shift=True, transfer="full",
                                        update=update, transfer_update=transfer_update, key=seed)
     raise ValueError(f"algorithm must be one of {FIG2_ALGORITHMS}, got {algorithm!r}")
 
@@ -343,7 +343,7 @@ def granularity_v1_v2(
     A, b = prob["A"], prob["b"]
     results = {}
     for version in (1, 2):
-        opt = optim.residual_learning(lr, transfer_lr, gamma, device, residual_device=residual_device,
+        opt = optim.residual_learning(lr, transfer_lr, device, gamma=gamma, residual_device=residual_device,
                                       version=version, read=read_noise,
                                       update=pulse.UpdateConfig(mode="pulse"), key=seed + 1)
         params = {"w": jnp.zeros((n_in, 1))}

@@ -141,11 +141,11 @@ def build_optimizer(cfg: TrainConfig, device, key, mask, steps_per_epoch: int):
     if cfg.algorithm == "agad":
         return optim.agad(lr, transfer_lr, **common)
     if cfg.algorithm == "multi-tile":
-        return optim.multi_tile_residual(lr, transfer_lr, cfg.gamma, **common)
+        return optim.multi_tile_residual(lr, transfer_lr, gamma=cfg.gamma, **common)
     if cfg.algorithm == "mixed-precision":
         return optim.mixed_precision(lr, device, key=key, mask=mask)
     version = 2 if cfg.algorithm == "residual-v2" else 1
-    return optim.residual_learning(lr, transfer_lr, cfg.gamma, version=version, **common)
+    return optim.residual_learning(lr, transfer_lr, gamma=cfg.gamma, version=version, **common)
 
 
 def _device_w_max(device):

@@ -1,4 +1,7 @@
-"""Analog training algorithms as optax gradient transformations (DESIGN §5).
+"""Analog training algorithms as optax gradient transformations.
+
+Every algorithm is an alias of one kernel (:mod:`aimcjax.optim.kernel`) with a transfer rule
+(:mod:`aimcjax.optim.transfer`); see ``docs/architecture.md``.
 
 - :func:`analog_sgd`: the gradient step written into the crossbar [RF eq. 2].
 - :func:`residual_learning` (versions 1 and 2), :func:`tiki_taka`, :func:`ttv2`: a residual
@@ -7,28 +10,38 @@
 - :func:`mixed_precision`: digital accumulator, whole-pulse transfers [Nandakumar et al. 2020].
 - :func:`multi_tile_residual`: n > 2 tiles with geometric gamma and per-stage periods.
 - :func:`analog_state`: the tiles (W, P, H) inside any optimizer state.
+- :func:`checked`: raise at the first non-finite gradient or factor, naming the leaf.
 """
 
-from aimcjax.optim.analog_sgd import AnalogSGDState, analog_sgd
-from aimcjax.optim.chopped import ChoppedState, agad, chopped_ttv2
-from aimcjax.optim.mixed_precision import MixedPrecisionState, mixed_precision
-from aimcjax.optim.multi_tile import MultiTileState, multi_tile_residual
-from aimcjax.optim.residual import ResidualLearningState, residual_learning, tiki_taka, ttv2
-from aimcjax.optim.state import AnalogTiles, analog_state
+from aimcjax.optim.alias import (
+    agad,
+    analog_sgd,
+    chopped_ttv2,
+    mixed_precision,
+    multi_tile_residual,
+    residual_learning,
+    tiki_taka,
+    ttv2,
+)
+from aimcjax.optim.checked import checked
+from aimcjax.optim.kernel import AnalogState, analog_kernel
+from aimcjax.optim.state import AnalogTiles, analog_state, register_state
+from aimcjax.optim.transfer import LeafAux, quantize_factors
 
 __all__ = [
-    "AnalogSGDState",
-    "ChoppedState",
-    "MixedPrecisionState",
-    "MultiTileState",
+    "AnalogState",
+    "AnalogTiles",
+    "LeafAux",
     "agad",
+    "analog_kernel",
+    "analog_sgd",
+    "analog_state",
+    "checked",
     "chopped_ttv2",
     "mixed_precision",
     "multi_tile_residual",
-    "AnalogTiles",
-    "ResidualLearningState",
-    "analog_sgd",
-    "analog_state",
+    "quantize_factors",
+    "register_state",
     "residual_learning",
     "tiki_taka",
     "ttv2",

@@ -7,7 +7,8 @@ without leaves, so those trees checkpoint and shard like any other).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -61,6 +62,36 @@ def check_nonnegative(name: str, value) -> None:
         raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
 
 
+def check_fraction(name: str, value) -> float:
+    """A static float in [0, 1] (it shapes a schedule, so it must be known at construction)."""
+    arr = concrete(value)
+    if arr is None:
+        raise TypeError(f"{name} must be a static float in [0, 1]")
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or arr.ndim != 0:
+        raise TypeError(f"{name} must be a float in [0, 1], got {value!r}")
+    if not np.isfinite(arr) or not 0 <= arr <= 1:
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return float(arr)
+
+
+def check_positive(name: str, value, allow_zero: bool = False) -> float:
+    """A static, finite float > 0 (>= 0 with ``allow_zero``)."""
+    arr = concrete(value)
+    if arr is None:
+        raise TypeError(f"{name} must be a static float")
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or arr.ndim != 0:
+        raise TypeError(f"{name} must be a float, got {value!r}")
+    if not np.isfinite(arr) or arr < 0 or (arr == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value!r}")
+    return float(arr)
+
+
+def check_bool(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value
+
+
 def static_int(name: str, value, allowed: Sequence[int] | None = None, minimum: int | None = None) -> int:
     """An integer that shapes the computation, so it must be known when the optimizer is built.
 
@@ -99,9 +130,15 @@ def rate_at(rate, count):
 
 
 def as_raw_key(key) -> jax.Array:
-    """An int seed or PRNG key (typed or raw) as a raw uint32 key, which checkpoints plainly."""
+    """An int seed or PRNG key (typed or raw) as a raw uint32 key, which checkpoints plainly.
+
+    There is no default key: two optimizers built with the same default would share their
+    device variation and pulse noise, which silently correlates runs meant to be independent.
+    """
     if key is None:
-        raise TypeError("key is required: an int seed or a jax PRNG key for sampling the tiles")
+        raise TypeError("key is required: pass key= an int seed or a jax PRNG key (typed or raw) for the "
+                        "tiles' device variation and the pulse noise; optimizers meant to be independent "
+                        "need different keys")
     if isinstance(key, bool):
         raise TypeError(f"key must be an int seed or a jax PRNG key, got {key!r}")
     key = tile_lib.as_key(key)
@@ -283,23 +320,6 @@ def write(t2: Tile, device: Device, grad2, factor, lr, key, cfg: pulse.UpdateCon
     return pulse.update(t2, device, -lr * grad2, key, cfg)
 
 
-def fire_buffer(W2: Tile, device: Device, h, rows, theta, key, cfg: pulse.UpdateConfig):
-    """The threshold transfer of a digital buffer into W (TTv2, c-TTv2, AGAD) on a 2-D view.
-
-    Fires ``n = trunc(h / theta)`` pulses, capped at ``±cfg.bl``, on the given rows of W (each
-    moves an element by one dw_min of W; in "expected"/"ideal" mode the change ``n * dw_min``
-    goes through :func:`aimcjax.pulse.update`). Returns ``(W2, n)``; the caller decides what
-    the buffer keeps.
-    """
-    dtype = W2.w.dtype
-    n = jnp.clip(jnp.trunc(h / theta), -cfg.bl, cfg.bl)
-    n_all = jnp.zeros(W2.w.shape, jnp.int32).at[rows].set(n.astype(jnp.int32))
-    if cfg.mode in ("pulse", "outer"):
-        return pulse.apply(W2, device, n_all, key), n
-    dw = jnp.asarray(device.dw_min, dtype)
-    return pulse.update(W2, device, n_all.astype(dtype) * dw, key, cfg), n
-
-
 def sgd_update(grad, lr, param):
     """Digital leaves: plain SGD at the analog rate."""
     return (-lr * grad).astype(jnp.result_type(param))
@@ -316,3 +336,79 @@ masked_node = optax.MaskedNode
 def num_lines(shape) -> int:
     """Input lines of a kernel: rows of its (prod(leading), out) view."""
     return tile_lib.matrix_shape(shape)[0]
+
+
+# ----------------------------------------------------------------------------------------
+# checks that hold under jit: non-finite inputs, params in sync with the tiles, factors
+
+
+def fail_if(pred, message: str, exc: type[Exception] = ValueError) -> None:
+    """Raise ``exc(message)`` where ``pred`` holds: at once when it is known, else from the
+    compiled step (a host callback run only on failure; under ``vmap`` on any member)."""
+    value = concrete(pred)
+    if value is not None:
+        if np.any(value):
+            raise exc(message)
+        return
+
+    def raise_if(bad):
+        if np.any(bad):
+            raise exc(message)
+
+    jax.lax.cond(jnp.any(pred), lambda: jax.debug.callback(raise_if, pred), lambda: None)
+
+
+def _float_arrays(leaves):
+    return [a for a in leaves if hasattr(a, "dtype") and jnp.issubdtype(jnp.result_type(a), jnp.inexact)]
+
+
+def all_finite(grad_leaves, per_factors) -> jax.Array:
+    """Whether every gradient and every factor is finite (a scalar bool)."""
+    arrays = _float_arrays(grad_leaves) + _float_arrays([a for f in per_factors if f is not None for a in f])
+    if not arrays:
+        return jnp.asarray(True)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in arrays]))
+
+
+def zero_if(pred, x):
+    """``x`` with zeros where (scalar) ``pred`` holds; ``x`` bit for bit otherwise."""
+    return jnp.where(pred, jnp.zeros_like(x), x)
+
+
+def select_tree(pred, on_true, on_false):
+    """``on_true`` where (scalar) ``pred`` holds, else ``on_false`` (same structure)."""
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+def check_in_sync(path, param, count, visible) -> None:
+    """After the first step, params must be the tiles' visible weights (up to the rounding of
+    ``params + (visible - params)``, 16 eps of the leaf's largest magnitude): anything else means a transformation chained after the
+    analog one changed its updates, and params would silently drift from the hardware."""
+    dtype = jnp.result_type(param)
+    finfo = jnp.finfo(dtype)
+    # p + (w - p) rounds at the scale of the update as well as of the weight, and an update
+    # can exceed a small weight: the tolerance is relative to the leaf's largest magnitude.
+    tol = 16 * finfo.eps * jnp.maximum(jnp.max(jnp.abs(param)), jnp.max(jnp.abs(visible))) + finfo.tiny
+    drift = jnp.abs(param - visible)
+    fail_if((count > 0) & jnp.any(drift > tol),
+            f"params of analog leaf {jax.tree_util.keystr(path)} differ from the weights on its tiles: "
+            "a transformation chained after the analog one changed its updates (the analog transformation "
+            "must be the last one that changes updates: optax.chain(optax.clip(...), analog) works, "
+            "optax.chain(analog, optax.scale(...)) does not), or params were changed outside the optimizer")
+
+
+def check_factors_match(path, grad, factor) -> None:
+    """In "outer" mode the pulses come from the factors (x, d), not from the gradient; the
+    gradient must then be their outer-product sum, or a transformation before the analog one
+    (clipping, scaling, ``optax.MultiSteps`` averaging) would be silently ignored."""
+    x, d = (jnp.asarray(a, jnp.float32) for a in factor)
+    hi = jax.lax.Precision.HIGHEST
+    want = jnp.matmul(x.T, d, precision=hi)
+    scale = jnp.matmul(jnp.abs(x).T, jnp.abs(d), precision=hi)
+    g = jnp.asarray(grad, jnp.float32).reshape(want.shape)
+    rtol = max(1e-2, 64 * float(jnp.finfo(jnp.result_type(grad)).eps))
+    fail_if(jnp.any(jnp.abs(g - want) > rtol * scale + jnp.finfo(jnp.float32).tiny),
+            f'grads of analog leaf {jax.tree_util.keystr(path)} are not sum_b x_b d_b^T of its factors: in "outer" '
+            "mode the pulses come from the factors, so a transformation that changes the gradient before the "
+            "analog one (clipping, scaling, optax.MultiSteps averaging over mini-steps) would be silently "
+            "ignored; apply it to the factors, or use a mode other than \"outer\"")

@@ -8,7 +8,7 @@ input vector per line through the transfer periphery.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +19,10 @@ from aimcjax.optim import _common as common
 
 Reader = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 
+# aihwkit's TransferCompound reads with its default IOParameters (transfer_forward) and turns
+# bound management off for transfers (TransferRPUDeviceMetaParameter::initializeWithSize).
+AIHWKIT_TRANSFER_READ = periphery.PeripheryConfig(bound_management="none")
+
 
 def make_reader(read) -> Reader:
     """Turn the ``read`` argument of the residual optimizers into a read function.
@@ -26,13 +30,20 @@ def make_reader(read) -> Reader:
     Args:
       read: None (exact read), a float >= 0 (std of additive Gaussian read noise per element
         and read), an ``aimcjax.periphery.PeripheryConfig`` (read through
-        ``periphery.mvm``), or a callable ``read(w, x, key) -> y`` as described above.
+        ``periphery.mvm``), "aihwkit" (aihwkit's default transfer read: its default
+        ``IOParameters``, 7-bit DAC, 9-bit ADC, output noise 0.06, with bound management
+        turned off as its TransferRPUDevice does), or a callable ``read(w, x, key) -> y``
+        as described above.
 
     Returns:
       ``reader(w, x, key)``.
     """
     if read is None:
         return lambda w, x, key: x @ w
+    if isinstance(read, str):
+        if read != "aihwkit":
+            raise ValueError(f'read must be None, a read-noise std, a PeripheryConfig, "aihwkit" or a callable, got {read!r}')
+        read = AIHWKIT_TRANSFER_READ
     if isinstance(read, periphery.PeripheryConfig):
         return lambda w, x, key: periphery.mvm(w, x, read, key)
     if callable(read):

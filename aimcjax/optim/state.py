@@ -1,20 +1,20 @@
-"""Finding the analog arrays inside any (possibly wrapped) optimizer state."""
+"""Finding the analog arrays inside any (possibly wrapped) optimizer state: an open registry.
+
+Every optimizer of this package keeps :class:`aimcjax.optim.AnalogState`; a new analog
+transformation with its own state type makes it findable by :func:`analog_state` with
+:func:`register_state` (no closed list to edit).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 
-from aimcjax.optim.analog_sgd import AnalogSGDState
-from aimcjax.optim.chopped import ChoppedState
-from aimcjax.optim.mixed_precision import MixedPrecisionState
-from aimcjax.optim.multi_tile import MultiTileState
-from aimcjax.optim.residual import ResidualLearningState
+from aimcjax.optim.kernel import AnalogState
 
-__all__ = ["AnalogTiles", "analog_state"]
-
-_STATES = (AnalogSGDState, ResidualLearningState, ChoppedState, MultiTileState, MixedPrecisionState)
+__all__ = ["AnalogTiles", "analog_state", "register_state"]
 
 
 class AnalogTiles(NamedTuple):
@@ -22,10 +22,10 @@ class AnalogTiles(NamedTuple):
 
     Attributes:
       W: the main arrays (``aimcjax.tile.Tile`` per analog leaf, ``optax.MaskedNode`` else).
-      P: the residual arrays (None for Analog SGD and mixed precision; a tuple of the
-        residual stages, slowest first, for multi-tile residual learning).
-      H: the digital transfer buffers (None unless version 2 / TTv2 / chopped; the digital
-        accumulator for mixed precision).
+      P: the residual array (None with one store; a tuple of the residual arrays, slowest
+        first, with more than two).
+      H: the digital buffer of the stage into W (None without one; the accumulator for
+        mixed precision).
     """
 
     W: Any
@@ -33,12 +33,42 @@ class AnalogTiles(NamedTuple):
     H: Any
 
 
+def _tiles_of_analog_state(state: AnalogState) -> AnalogTiles:
+    residual = state.tiles[1:]
+    P = None if not residual else (residual[0] if len(residual) == 1 else tuple(residual))
+    H = state.transfer[0].buffer if state.transfer else None
+    return AnalogTiles(W=state.tiles[0], P=P, H=H)
+
+
+_REGISTRY: dict[type, Callable[[Any], AnalogTiles]] = {AnalogState: _tiles_of_analog_state}
+
+
+def register_state(state_type: type, to_tiles: Callable[[Any], AnalogTiles]) -> None:
+    """Make states of ``state_type`` findable by :func:`analog_state`.
+
+    Args:
+      state_type: the (NamedTuple) state class of an analog transformation.
+      to_tiles: maps such a state to its :class:`AnalogTiles`.
+
+    Example:
+      >>> class MyState(NamedTuple):
+      ...     count: jax.Array
+      ...     tiles: Any
+      >>> register_state(MyState, lambda s: AnalogTiles(W=s.tiles, P=None, H=None))
+    """
+    if not isinstance(state_type, type):
+        raise TypeError(f"state_type must be a class, got {state_type!r}")
+    if not callable(to_tiles):
+        raise TypeError(f"to_tiles must be callable, got {to_tiles!r}")
+    _REGISTRY[state_type] = to_tiles
+
+
 def analog_state(opt_state) -> AnalogTiles:
     """The tiles (W, P, H) of the analog optimizer inside ``opt_state``.
 
     Looks through any optax wrapper (``chain``, ``masked``, ``multi_transform``,
-    ``inject_hyperparams``, ...) for the state of :func:`analog_sgd`,
-    :func:`residual_learning`, :func:`tiki_taka` or :func:`ttv2`.
+    ``inject_hyperparams``, ...) for a registered analog state (every optimizer of
+    :mod:`aimcjax.optim`, and those added with :func:`register_state`).
 
     Args:
       opt_state: an optimizer state holding exactly one analog optimizer state.
@@ -55,20 +85,14 @@ def analog_state(opt_state) -> AnalogTiles:
       >>> w_main = jax.tree.map(aimcjax.tile.weights, tiles.W,
       ...                       is_leaf=lambda t: isinstance(t, aimcjax.tile.Tile))
     """
-    found = [
-        node
-        for node in jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, _STATES))
-        if isinstance(node, _STATES)
-    ]
+    types = tuple(_REGISTRY)
+    found = [node for node in jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, types))
+             if isinstance(node, types)]
     if not found:
-        raise ValueError("opt_state holds no analog optimizer state (analog_sgd, residual_learning, tiki_taka, ttv2)")
+        names = ", ".join(t.__name__ for t in types)
+        raise ValueError(f"opt_state holds no analog optimizer state (registered: {names})")
     if len(found) > 1:
         raise ValueError(f"opt_state holds {len(found)} analog optimizer states; pass the one you mean")
     state = found[0]
-    if isinstance(state, AnalogSGDState):
-        return AnalogTiles(W=state.tiles, P=None, H=None)
-    if isinstance(state, MixedPrecisionState):
-        return AnalogTiles(W=state.tiles, P=None, H=state.accumulator)
-    if isinstance(state, MultiTileState):  # P: the residual stages, slowest first
-        return AnalogTiles(W=state.tiles[0], P=tuple(state.tiles[1:]), H=None)
-    return AnalogTiles(W=state.main, P=state.residual, H=state.buffer)
+    to_tiles = next(fn for t, fn in _REGISTRY.items() if isinstance(state, t))
+    return to_tiles(state)

@@ -19,8 +19,7 @@ import pytest
 
 from aimcjax import devices as D
 from aimcjax import pulse
-from aimcjax.optim import ttv2
-from aimcjax.optim.chopped import agad, chopped_ttv2
+from aimcjax.optim import agad, chopped_ttv2, ttv2
 
 kA, kW = jax.random.split(jax.random.PRNGKey(0))
 A = jax.random.normal(kA, (100, 50))
