@@ -121,8 +121,10 @@ def _assert_learned(losses, accuracy):
 
 @pytest.mark.slow
 def test_fcn_trains_with_analog_sgd_outer():
-    # lr above RF's 0.1: a few hundred steps must leave the sigmoid plateau.
-    losses, accuracy = _train_linen(FCN(), (784,), lr=2.0, batch=8, steps=400)
+    # lr above RF's 0.1: the steps must leave the sigmoid plateau. With aihwkit's saturation
+    # rule (issue 15 B.1: only the d probabilities clip at 1) 400 steps at lr 2 reached a
+    # mean loss of 1.57 (seed as here), 800 steps 0.90 (lr 1 and 4 did worse at 400 steps).
+    losses, accuracy = _train_linen(FCN(), (784,), lr=2.0, batch=8, steps=800)
     print(f"FCN: loss {losses[:10].mean():.3f} -> {losses[-50:].mean():.3f}, "
           f"test accuracy {accuracy:.3f}")
     _assert_learned(losses, accuracy)
@@ -164,7 +166,7 @@ def test_nnx_optimizer_trains_the_fcn():
         return loss
 
     losses = np.array([float(step(model, optimizer, xb, yb))
-                       for xb, yb in _batches(x_train, y_train, 8, 400)])
+                       for xb, yb in _batches(x_train, y_train, 8, 800)])  # as the linen test
     accuracy = float(nnx.jit(lambda m, x, y: jnp.mean(jnp.argmax(m(x), -1) == y))(
         model, x_test, y_test))
     print(f"nnx FCN: loss {losses[:10].mean():.3f} -> {losses[-50:].mean():.3f}, "

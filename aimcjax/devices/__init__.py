@@ -133,9 +133,11 @@ def check_response_range(device: "Device", dtype=jnp.float32) -> None:
     leaves = [device.w_min, device.w_max] + ([device.gamma] if hasattr(device, "gamma") else [])
     if any(_concrete(v) is None or np.ndim(_concrete(v)) for v in leaves):
         return  # traced or batched: each member was checked on its own
-    lo, hi = jnp.asarray(device.w_min, dtype), jnp.asarray(device.w_max, dtype)
-    w = jnp.stack([lo, jnp.zeros((), dtype), hi])
-    q = np.asarray(jnp.stack(device.response(w, lo, hi)), np.float64)
+    # Concrete parameters: evaluate now even when called while tracing (tile.init under jit).
+    with jax.ensure_compile_time_eval():
+        lo, hi = jnp.asarray(device.w_min, dtype), jnp.asarray(device.w_max, dtype)
+        w = jnp.stack([lo, jnp.zeros((), dtype), hi])
+        q = np.asarray(jnp.stack(device.response(w, lo, hi)), np.float64)
     cap = response_cap(dtype)
     if np.all(np.isfinite(q)) and np.all(q < cap):
         return

@@ -119,11 +119,12 @@ def _unzip_leaves(treedef, per_leaf: list[LeafAux], fields) -> LeafAux:
 def _train_granularity_scale(devices: Sequence[Device], how: str, outer: bool) -> float:
     """aihwkit sizes the gradient's pulse trains into a transfer compound's fast array with the
     compound's granularity, the average over its devices; the pulses themselves move the fast
-    array by its own dw_min. The trains depend on lr / dw_min only, so the average is the
-    rate scaled by ``dw_min(fast) / mean(dw_min)`` (exactly 1 when all devices agree)."""
+    array by its own dw_min. The trains depend on lr / g only (g = ``update_granularity()``,
+    what outer_update balances with), so the average is the rate scaled by
+    ``g(fast) / mean(g)`` (exactly 1 when all devices agree)."""
     if not outer or how == "own" or len(devices) < 2:
         return 1.0
-    dws = [float(d.dw_min) for d in devices]
+    dws = [float(d.update_granularity()) for d in devices]  # each device's own (aihwkit's)
     if all(dw == dws[-1] for dw in dws):
         return 1.0
     return dws[-1] / (sum(dws) / len(dws))
