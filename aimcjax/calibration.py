@@ -39,7 +39,7 @@ from aimcjax import pulse
 from aimcjax.devices import Device
 from aimcjax.tile import Tile, as_key
 
-__all__ = ["SymmetricPointEstimate", "track_symmetric_point", "calibrate_reference"]
+__all__ = ["SymmetricPointEstimate", "calibrate_reference", "track_symmetric_point"]
 
 
 class SymmetricPointEstimate(NamedTuple):
@@ -135,7 +135,9 @@ def track_symmetric_point(
     ones = jnp.ones(tile.w.shape, jnp.int32)
     first_averaged = n_pairs - n_average
     settle = np.arange(n_pairs) / max(first_averaged, 1)
-    bursts = np.where(np.arange(n_pairs) < first_averaged, np.maximum(np.round(max_burst ** (1 - settle)), 1), 1)
+    bursts = np.where(
+        np.arange(n_pairs) < first_averaged, np.maximum(np.round(max_burst ** (1 - settle)), 1), 1
+    )
     read_std = jnp.asarray(read_noise, dtype)
 
     def read(w, k):
@@ -154,7 +156,11 @@ def track_symmetric_point(
         return (t, total), None
 
     keys = jax.random.split(as_key(key), n_pairs)
-    (tile, total), _ = jax.lax.scan(one_pair, (tile, jnp.zeros_like(tile.w)), (jnp.arange(n_pairs), jnp.asarray(bursts, jnp.int32), keys))
+    (tile, total), _ = jax.lax.scan(
+        one_pair,
+        (tile, jnp.zeros_like(tile.w)),
+        (jnp.arange(n_pairs), jnp.asarray(bursts, jnp.int32), keys),
+    )
     return SymmetricPointEstimate(point=total / n_average, tile=tile)
 
 
@@ -198,8 +204,15 @@ def calibrate_reference(
     _check_std("programming_std", programming_std)
     k_track, k_program = jax.random.split(as_key(key))
     point, tile = track_symmetric_point(
-        tile, device, k_track, n_pairs=n_pairs, n_average=n_average, max_burst=max_burst,
+        tile,
+        device,
+        k_track,
+        n_pairs=n_pairs,
+        n_average=n_average,
+        max_burst=max_burst,
         read_noise=read_noise,
     )
-    error = jnp.asarray(programming_std, tile.w.dtype) * jax.random.normal(k_program, tile.w.shape, tile.w.dtype)
+    error = jnp.asarray(programming_std, tile.w.dtype) * jax.random.normal(
+        k_program, tile.w.shape, tile.w.dtype
+    )
     return tile._replace(ref=(point + error).astype(tile.w.dtype))

@@ -30,7 +30,7 @@ import os
 import sys
 import time
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 CONFIG_VERSION = 1
 
@@ -48,8 +48,10 @@ class _Parser(argparse.ArgumentParser):
 
 # -- argument types ------------------------------------------------------------------------------
 
+
 def _checked(cast, expected: str, valid, requirement: str):
     """An argparse type: ``cast`` the text (else "expected ..."), then check ``valid``."""
+
     def parse(text):
         try:
             v = cast(text)
@@ -58,19 +60,23 @@ def _checked(cast, expected: str, valid, requirement: str):
         if not valid(v):
             raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
         return v
+
     return parse
 
 
 _positive_int = _checked(int, "a positive integer", lambda v: v >= 1, ">= 1")
 _nonneg_int = _checked(int, "an integer >= 0", lambda v: v >= 0, ">= 0")
-_positive_float = _checked(float, "a positive number", lambda v: 0 < v < float("inf"),
-                           "a finite number > 0")
-_nonneg_float = _checked(float, "a number >= 0", lambda v: 0 <= v < float("inf"),
-                         "a finite number >= 0")
+_positive_float = _checked(
+    float, "a positive number", lambda v: 0 < v < float("inf"), "a finite number > 0"
+)
+_nonneg_float = _checked(
+    float, "a number >= 0", lambda v: 0 <= v < float("inf"), "a finite number >= 0"
+)
 
 
 def _overrides(text):
     """``epochs=1,taus=0.6/0.8`` -> {"epochs": 1, "taus": (0.6, 0.8)}."""
+
     def number(v):
         v = v.strip()
         for cast in (int, float):
@@ -79,6 +85,7 @@ def _overrides(text):
             except ValueError:
                 pass
         return v
+
     out = {}
     for item in text.split(","):
         name, eq, value = item.partition("=")
@@ -92,6 +99,7 @@ def _overrides(text):
 def _lr_map(text):
     """``0.05`` or ``digital=0.1,analog-sgd=0.05``."""
     from aimcjax.experiments.training import ALGORITHMS
+
     if "=" not in text:
         return {"*": _positive_float(text)}
     out = {}
@@ -106,60 +114,139 @@ def _lr_map(text):
 
 # -- parser --------------------------------------------------------------------------------------
 
+
 def _common(p, seeds=True):
-    p.add_argument("--out", metavar="DIR", help="write config.json, metrics.jsonl, summary.json and plots here "
-                                                "(written to DIR.partial, moved into place when done)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace a non-empty --out folder (only once the new run has finished)")
-    p.add_argument("--resume", metavar="DIR",
-                   help="continue the interrupted run whose --out was DIR (same settings, from its last epoch)")
-    p.add_argument("--config", metavar="FILE", help="rerun from a config.json written by --out (flags given now override it)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write config.json, metrics.jsonl, summary.json and plots here "
+        "(written to DIR.partial, moved into place when done)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a non-empty --out folder (only once the new run has finished)",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the interrupted run whose --out was DIR (same settings, from its last epoch)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="rerun from a config.json written by --out (flags given now override it)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars, only the result table")
     if seeds:
-        p.add_argument("--seeds", type=_nonneg_int, nargs="+", default=[0], metavar="S",
-                       help="seeds (each run repeated per seed; tables show mean ± std)")
+        p.add_argument(
+            "--seeds",
+            type=_nonneg_int,
+            nargs="+",
+            default=[0],
+            metavar="S",
+            help="seeds (each run repeated per seed; tables show mean ± std)",
+        )
 
 
 def _training_args(p, algorithms_default):
     from aimcjax.data import EMBEDDED
     from aimcjax.experiments.models import MODELS
     from aimcjax.experiments.training import ALGORITHMS, UPDATE_MODES
-    p.add_argument("--dataset", default="mnist5k",
-                   help=f"embedded: {', '.join(EMBEDDED)}; with --data-path: mnist, fashion-mnist, cifar10, cifar100")
-    p.add_argument("--data-path", metavar="PATH", help="your copy of the dataset (IDX folder, mnist.npz, CIFAR pickles)")
-    p.add_argument("--model", choices=MODELS, default="fcn",
-                   help="fcn 784-256-128-10 sigmoid, cnn 2x conv5x5 + pool (tanh), mlp one hidden layer")
-    p.add_argument("--algorithm", "--algorithms", dest="algorithms", nargs="+", choices=ALGORITHMS,
-                   default=algorithms_default, metavar="ALG",
-                   help=f"one or more of {', '.join(ALGORITHMS)}")
+
+    p.add_argument(
+        "--dataset",
+        default="mnist5k",
+        help=f"embedded: {', '.join(EMBEDDED)}; with --data-path: mnist, fashion-mnist, cifar10, cifar100",
+    )
+    p.add_argument(
+        "--data-path",
+        metavar="PATH",
+        help="your copy of the dataset (IDX folder, mnist.npz, CIFAR pickles)",
+    )
+    p.add_argument(
+        "--model",
+        choices=MODELS,
+        default="fcn",
+        help="fcn 784-256-128-10 sigmoid, cnn 2x conv5x5 + pool (tanh), mlp one hidden layer",
+    )
+    p.add_argument(
+        "--algorithm",
+        "--algorithms",
+        dest="algorithms",
+        nargs="+",
+        choices=ALGORITHMS,
+        default=algorithms_default,
+        metavar="ALG",
+        help=f"one or more of {', '.join(ALGORITHMS)}",
+    )
     p.add_argument("--epochs", type=_positive_int, default=10)
     p.add_argument("--batch-size", type=_positive_int, default=10)
-    p.add_argument("--lr", type=_lr_map, default=None, metavar="LR",
-                   help="learning rate for all algorithms, or per algorithm 'digital=0.1,residual=0.05' "
-                        "(default: digital 0.1, analog 0.05 as RF)")
-    p.add_argument("--transfer-lr", type=_positive_float, default=0.01, help="beta of TT/RL/TTv2 (RF: 0.01)")
-    p.add_argument("--gamma", type=_nonneg_float, default=0.4, help="residual learning's gamma in W + gamma P")
-    p.add_argument("--lr-decay-epoch", type=_nonneg_int, default=0,
-                   help="halve the learning rate from this epoch on (RF: 15 of 30; 0 = never)")
-    p.add_argument("--update", choices=UPDATE_MODES, default="pulse",
-                   help="how analog writes become pulses (outer = aihwkit's rank-1 pulse trains)")
+    p.add_argument(
+        "--lr",
+        type=_lr_map,
+        default=None,
+        metavar="LR",
+        help="learning rate for all algorithms, or per algorithm 'digital=0.1,residual=0.05' "
+        "(default: digital 0.1, analog 0.05 as RF)",
+    )
+    p.add_argument(
+        "--transfer-lr", type=_positive_float, default=0.01, help="beta of TT/RL/TTv2 (RF: 0.01)"
+    )
+    p.add_argument(
+        "--gamma", type=_nonneg_float, default=0.4, help="residual learning's gamma in W + gamma P"
+    )
+    p.add_argument(
+        "--lr-decay-epoch",
+        type=_nonneg_int,
+        default=0,
+        help="halve the learning rate from this epoch on (RF: 15 of 30; 0 = never)",
+    )
+    p.add_argument(
+        "--update",
+        choices=UPDATE_MODES,
+        default="pulse",
+        help="how analog writes become pulses (outer = aihwkit's rank-1 pulse trains)",
+    )
     p.add_argument("--bl", type=_positive_int, default=31, help="max pulses per element and update")
-    p.add_argument("--omega", type=_nonneg_float, default=0.0,
-                   help="weight-to-conductance scaling as aihwkit's weight_scaling_omega (0 = off)")
-    p.add_argument("--train-size", type=_nonneg_int, default=0, help="use only this many training samples (0 = all)")
-    p.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=True,
-                   help="zero-mean unit-variance inputs (train statistics); see docs for why")
-    p.add_argument("--chunk-size", type=_nonneg_int, default=0,
-                   help="runs per compiled vmapped batch (0 = all of an algorithm at once)")
+    p.add_argument(
+        "--omega",
+        type=_nonneg_float,
+        default=0.0,
+        help="weight-to-conductance scaling as aihwkit's weight_scaling_omega (0 = off)",
+    )
+    p.add_argument(
+        "--train-size",
+        type=_nonneg_int,
+        default=0,
+        help="use only this many training samples (0 = all)",
+    )
+    p.add_argument(
+        "--standardize",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="zero-mean unit-variance inputs (train statistics); see docs for why",
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=_nonneg_int,
+        default=0,
+        help="runs per compiled vmapped batch (0 = all of an algorithm at once)",
+    )
     _periphery_arg(p, "perfect")
 
 
 def _periphery_arg(p, default):
     from aimcjax.periphery import PRESETS
-    p.add_argument("--periphery", default=default, metavar="SPEC",
-                   help=f"analog MVM periphery: a preset ({', '.join(PRESETS)}; default = RF Table 4 "
-                        "= aihwkit IOParameters) with overrides, e.g. 'default:out_noise=0.1,inp_bits=8'"
-                        + (f" (default: {default})" if default else " (default: perfect; 'default' with --full)"))
+
+    p.add_argument(
+        "--periphery",
+        default=default,
+        metavar="SPEC",
+        help=f"analog MVM periphery: a preset ({', '.join(PRESETS)}; default = RF Table 4 "
+        "= aihwkit IOParameters) with overrides, e.g. 'default:out_noise=0.1,inp_bits=8'"
+        + (f" (default: {default})" if default else " (default: perfect; 'default' with --full)"),
+    )
 
 
 def _help_text(text: str) -> str:
@@ -169,41 +256,71 @@ def _help_text(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``aimcjax`` command."""
-    from aimcjax.experiments import RECIPES
     from aimcjax import __version__
+    from aimcjax.experiments import RECIPES
+
     parser = _Parser(prog="aimcjax", description="Analog in-memory training, simulated in JAX.")
     parser.add_argument("--version", action="version", version=f"aimcjax {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    p = sub.add_parser("train", help="train classifiers; several algorithms give a comparison table")
+    p = sub.add_parser(
+        "train", help="train classifiers; several algorithms give a comparison table"
+    )
     _training_args(p, ["digital"])
-    p.add_argument("--device", default="power:gamma=1,tau=0.6",
-                   help="device spec, e.g. 'power:gamma=1,tau=0.6,dw_min=1e-3' or a preset name")
+    p.add_argument(
+        "--device",
+        default="power:gamma=1,tau=0.6",
+        help="device spec, e.g. 'power:gamma=1,tau=0.6,dw_min=1e-3' or a preset name",
+    )
     _common(p)
 
-    p = sub.add_parser("sweep", help="device-parameter grid x algorithms x seeds in one vmapped program")
+    p = sub.add_parser(
+        "sweep", help="device-parameter grid x algorithms x seeds in one vmapped program"
+    )
     _training_args(p, ["analog-sgd"])
-    p.add_argument("--device", default="power:gamma=0.5/1/2,tau=0.6",
-                   help="grid spec: values separated by '/', e.g. 'power:gamma=0.5/1/2,tau=0.6/0.7/0.8'")
+    p.add_argument(
+        "--device",
+        default="power:gamma=0.5/1/2,tau=0.6",
+        help="grid spec: values separated by '/', e.g. 'power:gamma=0.5/1/2,tau=0.6/0.7/0.8'",
+    )
     _common(p)
 
     p = sub.add_parser("reproduce", help="paper experiments as named recipes")
-    p.add_argument("name", nargs="?", choices=list(RECIPES), metavar="NAME",
-                   help=_help_text("; ".join(f"{k}: {v[2]}" for k, v in RECIPES.items())))
+    p.add_argument(
+        "name",
+        nargs="?",
+        choices=list(RECIPES),
+        metavar="NAME",
+        help=_help_text("; ".join(f"{k}: {v[2]}" for k, v in RECIPES.items())),
+    )
     p.add_argument("--full", action="store_true", help="the paper's scale (hours on CPU)")
     p.add_argument("--list", action="store_true", help="list the recipes")
-    p.add_argument("--data-path", metavar="PATH", help="full MNIST (IDX folder or mnist.npz) for the MNIST recipes")
-    p.add_argument("--set", dest="overrides", type=_overrides, default={}, metavar="K=V,...",
-                   help="override recipe settings, e.g. 'epochs=1,train_size=200,gammas=1/2' ('/' separates list items)")
+    p.add_argument(
+        "--data-path",
+        metavar="PATH",
+        help="full MNIST (IDX folder or mnist.npz) for the MNIST recipes",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        type=_overrides,
+        default={},
+        metavar="K=V,...",
+        help="override recipe settings, e.g. 'epochs=1,train_size=200,gammas=1/2' ('/' separates list items)",
+    )
     _periphery_arg(p, None)
     _common(p, seeds=False)
     p.add_argument("--seed", type=_nonneg_int, default=0)
 
     p = sub.add_parser("csgd", help="communication-censored distributed SGD experiments")
     p.add_argument("experiment", nargs="?", choices=["ls", "mnist"], default="ls")
-    p.add_argument("--simulate", type=_positive_int, metavar="N",
-                   help="simulate N workers on CPU (else one worker per visible device)")
+    p.add_argument(
+        "--simulate",
+        type=_positive_int,
+        metavar="N",
+        help="simulate N workers on CPU (else one worker per visible device)",
+    )
     p.add_argument("--iterations", type=_positive_int, default=None)
     p.add_argument("--full", action="store_true")
     _common(p, seeds=False)
@@ -211,18 +328,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     _fit_parser(sub)
 
-    p = sub.add_parser("devices", help="list families and presets; plot response curves, F/G, symmetric points")
-    p.add_argument("specs", nargs="*", metavar="SPEC", help="devices to plot (specs or preset names)")
-    p.add_argument("--pulse-response", action="store_true",
-                   help="also simulate up/down pulse trains on a small tile and plot weight vs pulse "
-                        "number (mean and spread over elements and seeds) and the step statistics "
-                        "dw vs w, as aihwkit's plot_device (needs --out)")
-    p.add_argument("--cycles", type=_positive_int, default=3, help="up/down cycles of --pulse-response")
-    p.add_argument("--pulses", type=_positive_int, default=0,
-                   help="pulses per half cycle (0 = enough to cross the device's range)")
-    p.add_argument("--elements", type=_positive_int, default=64, help="elements per tile of --pulse-response")
-    p.add_argument("--seeds", type=_nonneg_int, nargs="+", default=[0, 1, 2], metavar="S",
-                   help="seeds of --pulse-response (one tile with its d2d variation per seed)")
+    p = sub.add_parser(
+        "devices", help="list families and presets; plot response curves, F/G, symmetric points"
+    )
+    p.add_argument(
+        "specs", nargs="*", metavar="SPEC", help="devices to plot (specs or preset names)"
+    )
+    p.add_argument(
+        "--pulse-response",
+        action="store_true",
+        help="also simulate up/down pulse trains on a small tile and plot weight vs pulse "
+        "number (mean and spread over elements and seeds) and the step statistics "
+        "dw vs w, as aihwkit's plot_device (needs --out)",
+    )
+    p.add_argument(
+        "--cycles", type=_positive_int, default=3, help="up/down cycles of --pulse-response"
+    )
+    p.add_argument(
+        "--pulses",
+        type=_positive_int,
+        default=0,
+        help="pulses per half cycle (0 = enough to cross the device's range)",
+    )
+    p.add_argument(
+        "--elements", type=_positive_int, default=64, help="elements per tile of --pulse-response"
+    )
+    p.add_argument(
+        "--seeds",
+        type=_nonneg_int,
+        nargs="+",
+        default=[0, 1, 2],
+        metavar="S",
+        help="seeds of --pulse-response (one tile with its d2d variation per seed)",
+    )
     _common(p, seeds=False)
     return parser
 
@@ -230,15 +368,36 @@ def build_parser() -> argparse.ArgumentParser:
 def _fit_parser(sub):
     from aimcjax.devices import NOISE_MODES
     from aimcjax.fit.select import CRITERIA, DEFAULT_FAMILIES
-    p = sub.add_parser("fit", help="fit device models to pulse-response traces; writes device.json for --device @FILE")
-    p.add_argument("traces", metavar="TRACES",
-                   help="CSV or NPZ traces (layout: aimcjax.fit.traces), or 'example' for the embedded example")
-    p.add_argument("--families", nargs="+", default=list(DEFAULT_FAMILIES), metavar="FAMILY",
-                   help="candidates: constant, softbounds, power, exp, piecewiseN (N nodes)")
-    p.add_argument("--noise", nargs="+", choices=NOISE_MODES, default=list(NOISE_MODES),
-                   help="cycle-to-cycle noise models to try")
-    p.add_argument("--criterion", choices=CRITERIA, default="bic", help="model choice (default: BIC)")
-    p.add_argument("--max-iter", type=_positive_int, default=100, help="L-BFGS iterations per candidate")
+
+    p = sub.add_parser(
+        "fit",
+        help="fit device models to pulse-response traces; writes device.json for --device @FILE",
+    )
+    p.add_argument(
+        "traces",
+        metavar="TRACES",
+        help="CSV or NPZ traces (layout: aimcjax.fit.traces), or 'example' for the embedded example",
+    )
+    p.add_argument(
+        "--families",
+        nargs="+",
+        default=list(DEFAULT_FAMILIES),
+        metavar="FAMILY",
+        help="candidates: constant, softbounds, power, exp, piecewiseN (N nodes)",
+    )
+    p.add_argument(
+        "--noise",
+        nargs="+",
+        choices=NOISE_MODES,
+        default=list(NOISE_MODES),
+        help="cycle-to-cycle noise models to try",
+    )
+    p.add_argument(
+        "--criterion", choices=CRITERIA, default="bic", help="model choice (default: BIC)"
+    )
+    p.add_argument(
+        "--max-iter", type=_positive_int, default=100, help="L-BFGS iterations per candidate"
+    )
     _common(p, seeds=False)
     p.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the simulated overlay")
 
@@ -246,13 +405,14 @@ def _fit_parser(sub):
 _NOT_SAVED = {"out", "config", "quiet", "command", "list", "overwrite", "resume"}
 
 
-
-
 def _resume_config(args):
     """The config.json of the interrupted run ``--resume DIR`` continues."""
     from aimcjax.experiments.output import OutputDir, partial_path
+
     if args.config:
-        raise CLIError("--resume takes the interrupted run's own settings; do not combine it with --config")
+        raise CLIError(
+            "--resume takes the interrupted run's own settings; do not combine it with --config"
+        )
     if args.out and os.path.abspath(args.out) != os.path.abspath(args.resume):
         raise CLIError(f"--resume {args.resume} writes to that folder; --out {args.out} differs")
     path = os.path.join(partial_path(args.resume), "config.json")
@@ -275,14 +435,18 @@ def _apply_config(parser, argv):
         with open(path) as f:
             saved = json.load(f)
     except FileNotFoundError:
-        raise CLIError(f"--config: no such file {path!r} (expected a config.json written by --out)") from None
+        raise CLIError(
+            f"--config: no such file {path!r} (expected a config.json written by --out)"
+        ) from None
     except (OSError, json.JSONDecodeError) as e:
         raise CLIError(f"--config: cannot read {path!r} as JSON ({e})") from None
     if not isinstance(saved, dict) or "command" not in saved or "args" not in saved:
         raise CLIError(f"--config: {path!r} is not an aimcjax config.json (no 'command'/'args')")
     if saved["command"] != args.command:
-        raise CLIError(f"--config: {path!r} is a config of 'aimcjax {saved['command']}', "
-                       f"not of 'aimcjax {args.command}'")
+        raise CLIError(
+            f"--config: {path!r} is a config of 'aimcjax {saved['command']}', "
+            f"not of 'aimcjax {args.command}'"
+        )
     subparser = _subparsers(parser)[args.command]
     known = {a.dest for a in subparser._actions}
     unknown = sorted(set(saved["args"]) - known)
@@ -294,11 +458,16 @@ def _apply_config(parser, argv):
     args = parser.parse_args(argv)
     if resume:
         from aimcjax.experiments.output import to_jsonable
+
         now = to_jsonable(_saved_args(args))
-        changed = sorted(k for k in set(now) | set(saved["args"]) if now.get(k) != saved["args"].get(k))
+        changed = sorted(
+            k for k in set(now) | set(saved["args"]) if now.get(k) != saved["args"].get(k)
+        )
         if changed:
-            raise CLIError(f"--resume continues the interrupted run with its own settings; "
-                           f"{', '.join(changed)} differ from it")
+            raise CLIError(
+                f"--resume continues the interrupted run with its own settings; "
+                f"{', '.join(changed)} differ from it"
+            )
         args.out = resume
     return args
 
@@ -316,11 +485,15 @@ def _saved_args(args) -> dict:
 
 # -- subcommands ---------------------------------------------------------------------------------
 
+
 def _dataset(args):
     from aimcjax.data import EMBEDDED
+
     if args.data_path is None and args.dataset not in EMBEDDED:
-        raise CLIError(f"--dataset {args.dataset} is read from your own files: give --data-path PATH "
-                       f"(embedded datasets: {', '.join(EMBEDDED)})")
+        raise CLIError(
+            f"--dataset {args.dataset} is read from your own files: give --data-path PATH "
+            f"(embedded datasets: {', '.join(EMBEDDED)})"
+        )
     return _load_dataset(args.dataset, args.data_path, args.standardize)
 
 
@@ -328,6 +501,7 @@ def _dataset(args):
 def _load_dataset(name, path, standardize):
     # Cached: one object per dataset lets repeated runs in a process reuse compiled programs.
     from aimcjax import data
+
     ds = data.load(name, path)
     return data.standardize(ds) if standardize else ds
 
@@ -335,32 +509,54 @@ def _load_dataset(name, path, standardize):
 def _base_config(args):
     from aimcjax import specs
     from aimcjax.experiments.training import TrainConfig
-    return TrainConfig(model=args.model, algorithm=args.algorithms[0], epochs=args.epochs,
-                       batch_size=args.batch_size, transfer_lr=args.transfer_lr, gamma=args.gamma,
-                       lr_decay_epoch=args.lr_decay_epoch, update=args.update, bl=args.bl,
-                       omega=args.omega, train_size=args.train_size,
-                       periphery=specs.parse_periphery(args.periphery))
+
+    return TrainConfig(
+        model=args.model,
+        algorithm=args.algorithms[0],
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        transfer_lr=args.transfer_lr,
+        gamma=args.gamma,
+        lr_decay_epoch=args.lr_decay_epoch,
+        update=args.update,
+        bl=args.bl,
+        omega=args.omega,
+        train_size=args.train_size,
+        periphery=specs.parse_periphery(args.periphery),
+    )
 
 
 def _lrs(args):
     if not args.lr:
         return {}
     if "*" in args.lr:
-        return {alg: args.lr["*"] for alg in args.algorithms}
+        return dict.fromkeys(args.algorithms, args.lr["*"])
     return dict(args.lr)
 
 
 def _run_training(args, out, grid, title):
     from aimcjax.experiments import sweep
+
     base = _base_config(args)
     ds = _dataset(args)
     if not args.quiet:
-        print(f"{args.dataset}: {len(ds.x_train)} train / {len(ds.x_test)} test; model {args.model}; "
-              f"{len(grid)} device(s) x {len(args.seeds)} seed(s); algorithms {', '.join(args.algorithms)}; "
-              f"periphery {args.periphery}")
-    summary, timings = sweep.run_grid(base, args.algorithms, grid, args.seeds, ds, out,
-                                      lrs=_lrs(args), chunk_size=args.chunk_size, quiet=args.quiet,
-                                      echo=(lambda *_: None) if args.quiet else print)
+        print(
+            f"{args.dataset}: {len(ds.x_train)} train / {len(ds.x_test)} test; model {args.model}; "
+            f"{len(grid)} device(s) x {len(args.seeds)} seed(s); algorithms {', '.join(args.algorithms)}; "
+            f"periphery {args.periphery}"
+        )
+    summary, _timings = sweep.run_grid(
+        base,
+        args.algorithms,
+        grid,
+        args.seeds,
+        ds,
+        out,
+        lrs=_lrs(args),
+        chunk_size=args.chunk_size,
+        quiet=args.quiet,
+        echo=(lambda *_: None) if args.quiet else print,
+    )
     print(sweep.format_table(summary["table"]))
     sweep.plot_curves(summary, out, title=title)
     return summary
@@ -368,18 +564,23 @@ def _run_training(args, out, grid, title):
 
 def cmd_train(args, out):
     from aimcjax import specs
+
     device = specs.parse(args.device)
-    return _run_training(args, out, [({}, device)], f"{args.model} on {args.dataset}, {args.device}")
+    return _run_training(
+        args, out, [({}, device)], f"{args.model} on {args.dataset}, {args.device}"
+    )
 
 
 def cmd_sweep(args, out):
     from aimcjax import specs
+
     grid = specs.parse_grid(args.device)
     return _run_training(args, out, grid, f"sweep {args.device}")
 
 
 def cmd_reproduce(args, out):
     from aimcjax.experiments import RECIPES, get_recipe
+
     if args.list or not args.name:
         for name, (_, _, desc) in RECIPES.items():
             print(f"{name:18s} {desc}")
@@ -389,6 +590,7 @@ def cmd_reproduce(args, out):
     extra = {"data_path": args.data_path} if args.data_path else {}
     if args.periphery is not None:
         from aimcjax import specs
+
         specs.parse_periphery(args.periphery)  # a bad spec fails before the recipe starts
         extra["periphery"] = args.periphery
     # --set seed=N is the same as --seed N (the README's spelling); --set wins if both are given.
@@ -397,15 +599,27 @@ def cmd_reproduce(args, out):
         return recipe(full=args.full, out=out, quiet=args.quiet, **settings)
     except TypeError as e:
         if "unexpected keyword" in str(e):
-            raise CLIError(f"aimcjax reproduce: error: {args.name} does not take that setting ({e})") from None
+            raise CLIError(
+                f"aimcjax reproduce: error: {args.name} does not take that setting ({e})"
+            ) from None
         raise
 
 
 # Recipe settings that count something: an integer >= the minimum (0 must not fall back to a
 # default, a negative count must not reach a compiled loop).
-_COUNT_SETTINGS = {"steps": 1, "epochs": 1, "iterations": 1, "seeds": 1, "train_size": 0,
-                   "chunk_size": 0, "num_workers": 1, "workers": 1, "dim": 1, "window": 1,
-                   "batch_size": 1}
+_COUNT_SETTINGS = {
+    "steps": 1,
+    "epochs": 1,
+    "iterations": 1,
+    "seeds": 1,
+    "train_size": 0,
+    "chunk_size": 0,
+    "num_workers": 1,
+    "workers": 1,
+    "dim": 1,
+    "window": 1,
+    "batch_size": 1,
+}
 
 
 def _checked_overrides(overrides: dict) -> dict:
@@ -423,35 +637,70 @@ def _checked_overrides(overrides: dict) -> dict:
 
 def cmd_csgd(args, out):
     from aimcjax.experiments import get_recipe
+
     recipe = get_recipe("csgd-ls" if args.experiment == "ls" else "csgd-mnist")
-    return recipe(full=args.full, seed=args.seed, out=out, quiet=args.quiet,
-                  simulate=args.simulate, iterations=args.iterations)
+    return recipe(
+        full=args.full,
+        seed=args.seed,
+        out=out,
+        quiet=args.quiet,
+        simulate=args.simulate,
+        iterations=args.iterations,
+    )
 
 
 def cmd_devices(args, out):
     from aimcjax.experiments import device_report
+
     if args.pulse_response:
         if not args.specs:
             raise CLIError("aimcjax devices: error: --pulse-response needs at least one SPEC")
         if out.path is None:
-            raise CLIError("aimcjax devices: error: --pulse-response draws a figure: give --out DIR")
+            raise CLIError(
+                "aimcjax devices: error: --pulse-response draws a figure: give --out DIR"
+            )
     summary = device_report.run(args.specs, out)
     if args.pulse_response:
         from aimcjax.experiments import pulse_response
-        summary = {"devices": summary, "pulse_response": pulse_response.run(
-            args.specs, out, cycles=args.cycles, pulses=args.pulses or None,
-            elements=args.elements, seeds=args.seeds, echo=(lambda *_: None) if args.quiet else print)}
+
+        summary = {
+            "devices": summary,
+            "pulse_response": pulse_response.run(
+                args.specs,
+                out,
+                cycles=args.cycles,
+                pulses=args.pulses or None,
+                elements=args.elements,
+                seeds=args.seeds,
+                echo=(lambda *_: None) if args.quiet else print,
+            ),
+        }
     return summary
 
 
 def cmd_fit(args, out):
     from aimcjax.fit import cli_fit
-    return cli_fit.run(args.traces, out, families=args.families, noises=args.noise, criterion=args.criterion,
-                       max_iter=args.max_iter, seed=args.seed, quiet=args.quiet)
+
+    return cli_fit.run(
+        args.traces,
+        out,
+        families=args.families,
+        noises=args.noise,
+        criterion=args.criterion,
+        max_iter=args.max_iter,
+        seed=args.seed,
+        quiet=args.quiet,
+    )
 
 
-COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "reproduce": cmd_reproduce,
-            "csgd": cmd_csgd, "devices": cmd_devices, "fit": cmd_fit}
+COMMANDS = {
+    "train": cmd_train,
+    "sweep": cmd_sweep,
+    "reproduce": cmd_reproduce,
+    "csgd": cmd_csgd,
+    "devices": cmd_devices,
+    "fit": cmd_fit,
+}
 
 
 def _compilation_cache():
@@ -460,7 +709,9 @@ def _compilation_cache():
     ``AIMCJAX_CACHE_DIR`` chooses the folder (default ``~/.cache/aimcjax/xla``); set it to an
     empty string to disable.
     """
-    path = os.environ.get("AIMCJAX_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "aimcjax", "xla"))
+    path = os.environ.get(
+        "AIMCJAX_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "aimcjax", "xla")
+    )
     if not path:
         return
     try:
@@ -468,6 +719,7 @@ def _compilation_cache():
     except OSError:
         return  # an unwritable cache only costs time
     import jax
+
     if jax.config.jax_compilation_cache_dir is None:
         jax.config.update("jax_compilation_cache_dir", path)
 
@@ -477,8 +729,10 @@ def _require_plots():
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise CLIError("aimcjax: error: --out writes PNG plots and needs matplotlib: "
-                       "pip install 'aimcjax[plots]' (or run without --out)") from None
+        raise CLIError(
+            "aimcjax: error: --out writes PNG plots and needs matplotlib: "
+            "pip install 'aimcjax[plots]' (or run without --out)"
+        ) from None
 
 
 def run(argv=None):
@@ -491,11 +745,14 @@ def run(argv=None):
     if getattr(args, "out", None):
         _require_plots()
     from aimcjax.experiments.output import OutputDir
+
     out = OutputDir(args.out, overwrite=args.overwrite, resume=bool(args.resume))
     t0 = time.perf_counter()
     try:
-        out.write_json("config.json", {"command": args.command, "version": CONFIG_VERSION,
-                                       "args": _saved_args(args)})
+        out.write_json(
+            "config.json",
+            {"command": args.command, "version": CONFIG_VERSION, "args": _saved_args(args)},
+        )
         summary = COMMANDS[args.command](args, out)
         if summary is not None:
             out.write_json("summary.json", summary)
@@ -504,8 +761,10 @@ def run(argv=None):
     except BaseException as e:
         kept = out.abandon(keep=out.has_checkpoints)
         if kept and isinstance(e, Exception):
-            e.args = (f"{e}; the unfinished run is kept in {kept} "
-                      f"(continue it with: aimcjax {args.command} --resume {out.final})",)
+            e.args = (
+                f"{e}; the unfinished run is kept in {kept} "
+                f"(continue it with: aimcjax {args.command} --resume {out.final})",
+            )
         raise
     final = out.commit()
     if not args.quiet:
@@ -524,8 +783,10 @@ class _Interrupted(KeyboardInterrupt):
     def __str__(self):
         if not self.kept:
             return "interrupted"
-        return (f"interrupted; the unfinished run is kept in {self.kept} "
-                f"(continue it with: aimcjax {self.command} --resume {self.final})")
+        return (
+            f"interrupted; the unfinished run is kept in {self.kept} "
+            f"(continue it with: aimcjax {self.command} --resume {self.final})"
+        )
 
 
 def main(argv=None) -> int:
@@ -533,6 +794,7 @@ def main(argv=None) -> int:
     from aimcjax.data import DataError
     from aimcjax.experiments.output import RunFolderError
     from aimcjax.specs import SpecError
+
     try:
         run(argv)
     except CLIError as e:
@@ -553,8 +815,11 @@ def main(argv=None) -> int:
     except Exception as e:  # a bug, not a user error: still one line (the traceback on request)
         if os.environ.get("AIMCJAX_DEBUG"):
             raise
-        print(f"aimcjax: internal error: {type(e).__name__}: {_one_line(e)} "
-              "(set AIMCJAX_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(
+            f"aimcjax: internal error: {type(e).__name__}: {_one_line(e)} "
+            "(set AIMCJAX_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -566,8 +831,10 @@ def _one_line(e) -> str:
 
 def _with_flag_hint(e) -> str:
     """The run-folder error with the flag that resolves it."""
-    hints = {"exists": "; pass --overwrite to replace it (once the new run has finished)",
-             "interrupted": "; continue it with --resume or start over with --overwrite"}
+    hints = {
+        "exists": "; pass --overwrite to replace it (once the new run has finished)",
+        "interrupted": "; continue it with --resume or start over with --overwrite",
+    }
     return f"{e}{hints.get(e.reason, '')}"
 
 

@@ -36,22 +36,22 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
+    "EMBEDDED",
     "DataError",
     "Dataset",
     "LeastSquares",
-    "EMBEDDED",
-    "load",
+    "check_dataset",
     "digits",
-    "mnist5k",
+    "flatten",
     "least_squares",
-    "read_idx",
+    "load",
+    "load_cifar",
     "load_mnist_idx",
     "load_mnist_npz",
-    "load_cifar",
-    "stratified_split",
+    "mnist5k",
+    "read_idx",
     "standardize",
-    "flatten",
-    "check_dataset",
+    "stratified_split",
 ]
 
 
@@ -118,7 +118,7 @@ def stratified_split(labels, test_fraction: float, seed: int):
     train, test = [], []
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
-        n_test = int(round(len(idx) * test_fraction))
+        n_test = round(len(idx) * test_fraction)
         test.append(idx[:n_test])
         train.append(idx[n_test:])
     return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
@@ -170,8 +170,14 @@ def mnist5k(seed: int = 0, test_fraction: float = 0.2) -> Dataset:
     return _from_flat(x, y, (28, 28, 1), 255.0, test_fraction, seed, "mnist5k")
 
 
-def least_squares(seed: int = 0, n_samples: int = 100, n_in: int = 50, n_out: int = 1,
-                  w_star_scale: float = 0.5, dtype=np.float32) -> LeastSquares:
+def least_squares(
+    seed: int = 0,
+    n_samples: int = 100,
+    n_in: int = 50,
+    n_out: int = 1,
+    w_star_scale: float = 0.5,
+    dtype=np.float32,
+) -> LeastSquares:
     """The toy regression of [RF] Fig. 2: A ~ N(0, 1), W* ~ w_star_scale * N(0, 1), b = A W*.
 
     Args:
@@ -225,8 +231,10 @@ def read_idx(path) -> np.ndarray:
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: cannot read ({e}); expected an IDX file (.gz or raw)") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4]!r}); "
-                        "expected e.g. MNIST's train-images-idx3-ubyte")
+        raise DataError(
+            f"{path}: not an IDX file (bad magic number {raw[:4]!r}); "
+            "expected e.g. MNIST's train-images-idx3-ubyte"
+        )
     dtype, ndim = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
@@ -234,8 +242,10 @@ def read_idx(path) -> np.ndarray:
     shape = tuple(int(s) for s in np.frombuffer(raw, ">u4", ndim, 4))
     expected = header + int(np.prod(shape)) * dtype.itemsize
     if len(raw) != expected:
-        raise DataError(f"{path}: IDX header declares shape {shape} ({expected} bytes) "
-                        f"but the file holds {len(raw)} bytes (truncated or corrupt)")
+        raise DataError(
+            f"{path}: IDX header declares shape {shape} ({expected} bytes) "
+            f"but the file holds {len(raw)} bytes (truncated or corrupt)"
+        )
     return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -274,16 +284,25 @@ def load_mnist_idx(directory, name: str = "mnist") -> Dataset:
     paths = {k: _find_idx(directory, v) for k, v in _IDX_NAMES.items()}
     missing = [_IDX_NAMES[k] + "[.gz]" for k, p in paths.items() if p is None]
     if missing:
-        raise DataError(f"{directory}: missing {', '.join(missing)} "
-                        "(expected the four MNIST/Fashion-MNIST IDX files)")
+        raise DataError(
+            f"{directory}: missing {', '.join(missing)} "
+            "(expected the four MNIST/Fashion-MNIST IDX files)"
+        )
     arrays = {k: read_idx(p) for k, p in paths.items()}
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-            raise DataError(f"{directory}: {split} images {x.shape} and labels {y.shape} do not "
-                            "match (expected (N, H, W) images and (N,) labels)")
-    return _dataset_from_uint8(arrays["x_train"][..., None], arrays["y_train"],
-                               arrays["x_test"][..., None], arrays["y_test"], name)
+            raise DataError(
+                f"{directory}: {split} images {x.shape} and labels {y.shape} do not "
+                "match (expected (N, H, W) images and (N,) labels)"
+            )
+    return _dataset_from_uint8(
+        arrays["x_train"][..., None],
+        arrays["y_train"],
+        arrays["x_test"][..., None],
+        arrays["y_test"],
+        name,
+    )
 
 
 def load_mnist_npz(path, name: str = "mnist") -> Dataset:
@@ -303,16 +322,25 @@ def load_mnist_npz(path, name: str = "mnist") -> Dataset:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
     except KeyError as e:
-        raise DataError(f"{path}: missing array {e} (expected x_train, y_train, x_test, y_test)") from None
+        raise DataError(
+            f"{path}: missing array {e} (expected x_train, y_train, x_test, y_test)"
+        ) from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise DataError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-            raise DataError(f"{path}: x_{split} {x.shape} / y_{split} {y.shape} do not match "
-                            "(expected (N, H, W) images and (N,) labels)")
-    return _dataset_from_uint8(arrays["x_train"][..., None], arrays["y_train"],
-                               arrays["x_test"][..., None], arrays["y_test"], name)
+            raise DataError(
+                f"{path}: x_{split} {x.shape} / y_{split} {y.shape} do not match "
+                "(expected (N, H, W) images and (N,) labels)"
+            )
+    return _dataset_from_uint8(
+        arrays["x_train"][..., None],
+        arrays["y_train"],
+        arrays["x_test"][..., None],
+        arrays["y_test"],
+        name,
+    )
 
 
 def _unpickle(blob, where):
@@ -325,8 +353,11 @@ def _unpickle(blob, where):
 def _cifar_files(path, num_classes):
     """Map member name -> bytes from a CIFAR folder, its parent, or its .tar.gz archive."""
     folder = "cifar-10-batches-py" if num_classes == 10 else "cifar-100-python"
-    names = ([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-             if num_classes == 10 else ["train", "test"])
+    names = (
+        [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+        if num_classes == 10
+        else ["train", "test"]
+    )
     path = os.fspath(path)
     if os.path.isfile(path):
         out = {}
@@ -337,16 +368,20 @@ def _cifar_files(path, num_classes):
                     if m.isfile() and base in names:
                         out[base] = tar.extractfile(m).read()
         except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-            raise DataError(f"{path}: not a readable CIFAR-{num_classes} .tar.gz archive "
-                            f"({type(e).__name__}: {e})") from None
+            raise DataError(
+                f"{path}: not a readable CIFAR-{num_classes} .tar.gz archive "
+                f"({type(e).__name__}: {e})"
+            ) from None
         where = path
     else:
         where = path
         if os.path.isdir(os.path.join(path, folder)):
             where = os.path.join(path, folder)
         if not os.path.isdir(where):
-            raise DataError(f"expected the CIFAR-{num_classes} python folder ({folder}) or its "
-                            f".tar.gz at {path}, found none")
+            raise DataError(
+                f"expected the CIFAR-{num_classes} python folder ({folder}) or its "
+                f".tar.gz at {path}, found none"
+            )
         out = {}
         for n in names:
             p = os.path.join(where, n)
@@ -355,8 +390,10 @@ def _cifar_files(path, num_classes):
                     out[n] = f.read()
     missing = [n for n in names if n not in out]
     if missing:
-        raise DataError(f"{where}: missing {', '.join(missing)} "
-                        f"(expected the CIFAR-{num_classes} python version, {folder})")
+        raise DataError(
+            f"{where}: missing {', '.join(missing)} "
+            f"(expected the CIFAR-{num_classes} python version, {folder})"
+        )
     return out, names, where
 
 
@@ -379,20 +416,28 @@ def load_cifar(path, num_classes: int = 10) -> Dataset:
     for n in names:
         d = _unpickle(blobs[n], os.path.join(where, n))
         if not isinstance(d, dict) or b"data" not in d or label_key not in d:
-            raise DataError(f"{os.path.join(where, n)}: expected a dict with b'data' and "
-                            f"{label_key!r} (CIFAR-{num_classes} python version)")
+            raise DataError(
+                f"{os.path.join(where, n)}: expected a dict with b'data' and "
+                f"{label_key!r} (CIFAR-{num_classes} python version)"
+            )
         x = np.asarray(d[b"data"], np.uint8)
         if x.ndim != 2 or x.shape[1] != 3072 or len(x) != len(d[label_key]):
-            raise DataError(f"{os.path.join(where, n)}: data {x.shape} does not match "
-                            f"{len(d[label_key])} labels of 3072-byte images")
+            raise DataError(
+                f"{os.path.join(where, n)}: data {x.shape} does not match "
+                f"{len(d[label_key])} labels of 3072-byte images"
+            )
         xs[n] = x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
         ys[n] = np.asarray(d[label_key])
     test_name = names[-1]
     train_names = names[:-1]
-    return _dataset_from_uint8(np.concatenate([xs[n] for n in train_names]),
-                               np.concatenate([ys[n] for n in train_names]),
-                               xs[test_name], ys[test_name], f"cifar{num_classes}",
-                               num_classes=num_classes)
+    return _dataset_from_uint8(
+        np.concatenate([xs[n] for n in train_names]),
+        np.concatenate([ys[n] for n in train_names]),
+        xs[test_name],
+        ys[test_name],
+        f"cifar{num_classes}",
+        num_classes=num_classes,
+    )
 
 
 def _dataset_from_uint8(x_train, y_train, x_test, y_test, name, num_classes=10):
@@ -400,15 +445,18 @@ def _dataset_from_uint8(x_train, y_train, x_test, y_test, name, num_classes=10):
     labels = {"y_train": y_train, "y_test": y_test}
     for key, y in labels.items():
         labels[key] = _integer_labels(key, y, name)
-    return check_dataset(Dataset(f(x_train), labels["y_train"], f(x_test), labels["y_test"],
-                                 num_classes, name))
+    return check_dataset(
+        Dataset(f(x_train), labels["y_train"], f(x_test), labels["y_test"], num_classes, name)
+    )
 
 
 def _integer_labels(key, y, where):
     y = np.asarray(y)
     if y.dtype.kind in "f":
         if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
-            raise DataError(f"{where}: {key} must hold integer class labels, got non-integer values")
+            raise DataError(
+                f"{where}: {key} must hold integer class labels, got non-integer values"
+            )
     elif y.dtype.kind not in "iu":
         raise DataError(f"{where}: {key} must hold integer class labels, got dtype {y.dtype}")
     if y.size and (y.min() < np.iinfo(np.int32).min or y.max() > np.iinfo(np.int32).max):
@@ -426,26 +474,38 @@ def check_dataset(ds: Dataset) -> Dataset:
     Raises:
       DataError: naming the split and what is wrong.
     """
-    if isinstance(ds.num_classes, bool) or not isinstance(ds.num_classes, (int, np.integer)) or ds.num_classes < 2:
+    if (
+        isinstance(ds.num_classes, bool)
+        or not isinstance(ds.num_classes, (int, np.integer))
+        or ds.num_classes < 2
+    ):
         raise DataError(f"{ds.name}: num_classes must be an integer >= 2, got {ds.num_classes!r}")
     for split in ("train", "test"):
         x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
         if x.ndim != 4:
-            raise DataError(f"{ds.name}: x_{split} must be images shaped (N, H, W, C), got shape {x.shape}")
+            raise DataError(
+                f"{ds.name}: x_{split} must be images shaped (N, H, W, C), got shape {x.shape}"
+            )
         if y.ndim != 1 or len(y) != len(x):
-            raise DataError(f"{ds.name}: y_{split} must hold one label per image ({len(x)}), got shape {y.shape}")
+            raise DataError(
+                f"{ds.name}: y_{split} must hold one label per image ({len(x)}), got shape {y.shape}"
+            )
         if len(x) == 0:
             raise DataError(f"{ds.name}: the {split} split is empty")
         if not np.all(np.isfinite(x)):
             raise DataError(f"{ds.name}: x_{split} contains NaN or infinite pixel values")
         bad = (y < 0) | (y >= ds.num_classes)
         if bad.any():
-            raise DataError(f"{ds.name}: y_{split} has {int(bad.sum())} labels outside "
-                            f"[0, {ds.num_classes - 1}] (e.g. {int(y[np.argmax(bad)])} at index "
-                            f"{int(np.argmax(bad))})")
+            raise DataError(
+                f"{ds.name}: y_{split} has {int(bad.sum())} labels outside "
+                f"[0, {ds.num_classes - 1}] (e.g. {int(y[np.argmax(bad)])} at index "
+                f"{int(np.argmax(bad))})"
+            )
     if ds.x_train.shape[1:] != ds.x_test.shape[1:]:
-        raise DataError(f"{ds.name}: train images {ds.x_train.shape[1:]} and test images "
-                        f"{ds.x_test.shape[1:]} differ in shape")
+        raise DataError(
+            f"{ds.name}: train images {ds.x_train.shape[1:]} and test images "
+            f"{ds.x_test.shape[1:]} differ in shape"
+        )
     return ds
 
 
@@ -474,17 +534,23 @@ def load(name: str, path=None, seed: int = 0) -> Dataset:
     if name == "mnist5k":
         return mnist5k(seed)
     if name not in _FILE_KINDS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of "
-                         f"{', '.join(EMBEDDED + _FILE_KINDS)}")
+        raise ValueError(
+            f"unknown dataset {name!r}; choose one of {', '.join(EMBEDDED + _FILE_KINDS)}"
+        )
     if path is None:
-        raise DataError(f"dataset {name!r} is read from your own files: give its path; "
-                        "embedded choices are " + ", ".join(EMBEDDED))
+        raise DataError(
+            f"dataset {name!r} is read from your own files: give its path; "
+            "embedded choices are " + ", ".join(EMBEDDED)
+        )
     if name in ("mnist", "fashion-mnist"):
         p = os.fspath(path)
         if os.path.isfile(p):
             return load_mnist_npz(p, name)
-        if os.path.isdir(p) and os.path.isfile(os.path.join(p, "mnist.npz")) and \
-                _find_idx(p, _IDX_NAMES["x_train"]) is None:
+        if (
+            os.path.isdir(p)
+            and os.path.isfile(os.path.join(p, "mnist.npz"))
+            and _find_idx(p, _IDX_NAMES["x_train"]) is None
+        ):
             return load_mnist_npz(os.path.join(p, "mnist.npz"), name)
         return load_mnist_idx(p, name)
     return load_cifar(path, 10 if name == "cifar10" else 100)
@@ -500,8 +566,10 @@ def standardize(ds: Dataset) -> Dataset:
     std = ds.x_train.std(dtype=np.float64)
     if not std > 0:
         # Dividing by a zero std would make every input NaN (or inf).
-        raise DataError(f"{ds.name}: every training pixel has the same value ({mean:g}); constant "
-                        "images cannot be standardized and carry no information to learn from")
+        raise DataError(
+            f"{ds.name}: every training pixel has the same value ({mean:g}); constant "
+            "images cannot be standardized and carry no information to learn from"
+        )
     f = lambda x: ((x - mean) / std).astype(np.float32)
     return ds._replace(x_train=f(ds.x_train), x_test=f(ds.x_test))
 

@@ -42,7 +42,9 @@ def drift(device, steps: int, key, shape=(64, 64), w0=0.4, request_std=0.01):
         t = P.update(t, device, dW, k_pulse, cfg)
         return t, T.weights(t).mean()
 
-    _, means = jax.jit(lambda t, ks: jax.lax.scan(step, t, ks))(tile, jax.random.split(k_run, steps))
+    _, means = jax.jit(lambda t, ks: jax.lax.scan(step, t, ks))(
+        tile, jax.random.split(k_run, steps)
+    )
     return np.asarray(means)
 
 
@@ -61,7 +63,9 @@ def main(argv=None):
         t0 = time.perf_counter()
         means = drift(dev, args.steps, jax.random.fold_in(key, i))
         curves[name] = means
-        print(f"{name:32s} {float(dev.symmetric_point()):12.4f} {means[-1]:13.4f} {time.perf_counter() - t0:8.2f}")
+        print(
+            f"{name:32s} {float(dev.symmetric_point()):12.4f} {means[-1]:13.4f} {time.perf_counter() - t0:8.2f}"
+        )
 
     try:
         import matplotlib
@@ -80,7 +84,9 @@ def main(argv=None):
         axes[1].plot(curves[name], color=line.get_color(), label=name)
         axes[1].axhline(float(dev.symmetric_point()), color=line.get_color(), lw=0.8, ls=":")
     axes[0].set(xlabel="w", ylabel="response (q+ solid, q- dashed)", title="Response functions")
-    axes[1].set(xlabel="step", ylabel="mean weight", title="Drift under zero-mean requests (dotted: w*)")
+    axes[1].set(
+        xlabel="step", ylabel="mean weight", title="Drift under zero-mean requests (dotted: w*)"
+    )
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     path = os.path.join(args.out, "demo.png")

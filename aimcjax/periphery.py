@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 from typing import Literal
 
@@ -56,7 +57,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["PeripheryConfig", "PRESETS", "preset", "mvm", "tiled_mvm", "analog_matmul", "quantize"]
+__all__ = ["PRESETS", "PeripheryConfig", "analog_matmul", "mvm", "preset", "quantize", "tiled_mvm"]
 
 NoiseManagement = Literal["abs_max", "max", "none"]
 BoundManagement = Literal["iterative", "none"]
@@ -134,49 +135,80 @@ class PeripheryConfig:
             value = getattr(self, name)
             # An infinite bound has an infinite converter step: every read quantizes to 0.
             if value is not None and not (_is_real(value) and 0 < value < math.inf):
-                raise ValueError(f"{name} must be a finite number > 0 or None (unbounded), got {value!r}")
+                raise ValueError(
+                    f"{name} must be a finite number > 0 or None (unbounded), got {value!r}"
+                )
         for name in ("inp_bits", "out_bits"):
             value = getattr(self, name)
-            if value is not None and not (isinstance(value, int) and not isinstance(value, bool)
-                                          and 1 <= value <= MAX_BITS):
-                raise ValueError(f"{name} must be an integer in [1, {MAX_BITS}] or None (no "
-                                 f"quantization), got {value!r}")
+            if value is not None and not (
+                isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_BITS
+            ):
+                raise ValueError(
+                    f"{name} must be an integer in [1, {MAX_BITS}] or None (no "
+                    f"quantization), got {value!r}"
+                )
         for name in ("out_noise", "w_noise", "nm_thres"):
             value = getattr(self, name)
             if not (_is_real(value) and value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.noise_management not in _NOISE_MANAGEMENTS:
-            raise ValueError(f"noise_management must be one of {_NOISE_MANAGEMENTS}, "
-                             f"got {self.noise_management!r}")
+            raise ValueError(
+                f"noise_management must be one of {_NOISE_MANAGEMENTS}, "
+                f"got {self.noise_management!r}"
+            )
         if self.bound_management not in _BOUND_MANAGEMENTS:
-            raise ValueError(f"bound_management must be one of {_BOUND_MANAGEMENTS}, "
-                             f"got {self.bound_management!r}")
-        if not (isinstance(self.max_bm_factor, int) and not isinstance(self.max_bm_factor, bool)
-                and 1 <= self.max_bm_factor <= MAX_BM_FACTOR):
-            raise ValueError(f"max_bm_factor must be an integer in [1, {MAX_BM_FACTOR}], "
-                             f"got {self.max_bm_factor!r}")
+            raise ValueError(
+                f"bound_management must be one of {_BOUND_MANAGEMENTS}, "
+                f"got {self.bound_management!r}"
+            )
+        if not (
+            isinstance(self.max_bm_factor, int)
+            and not isinstance(self.max_bm_factor, bool)
+            and 1 <= self.max_bm_factor <= MAX_BM_FACTOR
+        ):
+            raise ValueError(
+                f"max_bm_factor must be an integer in [1, {MAX_BM_FACTOR}], "
+                f"got {self.max_bm_factor!r}"
+            )
         if not (_is_real(self.max_bm_res) and 0 < self.max_bm_res < math.inf):
             raise ValueError(f"max_bm_res must be a finite number > 0, got {self.max_bm_res!r}")
         if self.noise_management != "none" and self.inp_bound not in (None, 1.0):
-            raise ValueError("inp_bound must be 1.0 (or None) when noise_management is "
-                             f"{self.noise_management!r}: the managed input spans [-1, 1]; "
-                             f"got inp_bound={self.inp_bound!r}")
+            raise ValueError(
+                "inp_bound must be 1.0 (or None) when noise_management is "
+                f"{self.noise_management!r}: the managed input spans [-1, 1]; "
+                f"got inp_bound={self.inp_bound!r}"
+            )
         for name in ("inp_sto_round", "out_sto_round"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
 
     @classmethod
-    def perfect(cls) -> "PeripheryConfig":
+    def perfect(cls) -> PeripheryConfig:
         """The ideal periphery: no DAC/ADC, no noise, no management; ``mvm`` is exactly ``x @ W``."""
-        return cls(inp_bound=None, inp_bits=None, out_bound=None, out_bits=None, out_noise=0.0,
-                   w_noise=0.0, noise_management="none", bound_management="none")
+        return cls(
+            inp_bound=None,
+            inp_bits=None,
+            out_bound=None,
+            out_bits=None,
+            out_noise=0.0,
+            w_noise=0.0,
+            noise_management="none",
+            bound_management="none",
+        )
 
     @property
     def is_perfect(self) -> bool:
         """True when every non-ideality is off, so the read is the exact product."""
-        return (self.inp_bound is None and self.inp_bits is None and self.out_bound is None
-                and self.out_bits is None and self.out_noise == 0 and self.w_noise == 0
-                and self.noise_management == "none" and self.bound_management == "none")
+        return (
+            self.inp_bound is None
+            and self.inp_bits is None
+            and self.out_bound is None
+            and self.out_bits is None
+            and self.out_noise == 0
+            and self.w_noise == 0
+            and self.noise_management == "none"
+            and self.bound_management == "none"
+        )
 
     @property
     def inp_res(self) -> float | None:
@@ -216,7 +248,7 @@ def _resolution(bits: int | None, bound: float | None) -> float | None:
         raise ValueError("a quantized converter needs a finite bound (bits given, bound None)")
     if bits == 1:
         return math.inf
-    return 2.0 * bound / (2 ** bits - 2)
+    return 2.0 * bound / (2**bits - 2)
 
 
 PRESETS = {
@@ -275,8 +307,10 @@ def quantize(x: jax.Array, res: float | None, key: jax.Array | None = None) -> j
 
 def _check_key(key, cfg: PeripheryConfig):
     if key is None:
-        raise ValueError("key must be a PRNG key for a non-perfect periphery "
-                         "(noise, stochastic rounding); got None")
+        raise ValueError(
+            "key must be a PRNG key for a non-perfect periphery "
+            "(noise, stochastic rounding); got None"
+        )
 
 
 def _noise_scale(x: jax.Array, cfg: PeripheryConfig) -> jax.Array:
@@ -313,8 +347,9 @@ def _read(w, x, scale, cfg: PeripheryConfig, key):
     return jnp.clip(y, -cfg.out_bound, cfg.out_bound), saturated
 
 
-def mvm(w: jax.Array, x: jax.Array, cfg: PeripheryConfig, key: jax.Array | None,
-        transpose: bool = False) -> jax.Array:
+def mvm(
+    w: jax.Array, x: jax.Array, cfg: PeripheryConfig, key: jax.Array | None, transpose: bool = False
+) -> jax.Array:
     """Analog matrix-vector product ``x @ w`` (or ``x @ w.T``) through the periphery ``cfg``.
 
     Args:
@@ -344,9 +379,11 @@ def mvm(w: jax.Array, x: jax.Array, cfg: PeripheryConfig, key: jax.Array | None,
     if transpose:
         w = w.T
     if x.ndim < 1 or x.shape[-1] != w.shape[0]:
-        raise ValueError(f"x has last dimension {x.shape[-1:] or '()'} but the crossbar "
-                         f"{'(transposed) ' if transpose else ''}takes {w.shape[0]} inputs "
-                         f"(w shape {(w.T if transpose else w).shape})")
+        raise ValueError(
+            f"x has last dimension {x.shape[-1:] or '()'} but the crossbar "
+            f"{'(transposed) ' if transpose else ''}takes {w.shape[0]} inputs "
+            f"(w shape {(w.T if transpose else w).shape})"
+        )
     w = w.astype(x.dtype) if jnp.issubdtype(x.dtype, jnp.floating) else w
     if cfg.is_perfect:
         return jnp.matmul(x, w, precision=_HIGHEST)
@@ -386,11 +423,17 @@ def _splits(size: int, max_size: int | None) -> list[tuple[int, int]]:
         return [(0, size)]
     n = -(-size // max_size)
     bounds = [round(i * size / n) for i in range(n + 1)]
-    return list(zip(bounds[:-1], bounds[1:]))
+    return list(itertools.pairwise(bounds))
 
 
-def tiled_mvm(w: jax.Array, x: jax.Array, cfg: PeripheryConfig, key: jax.Array | None,
-              max_tile: int | None = None, transpose: bool = False) -> jax.Array:
+def tiled_mvm(
+    w: jax.Array,
+    x: jax.Array,
+    cfg: PeripheryConfig,
+    key: jax.Array | None,
+    max_tile: int | None = None,
+    transpose: bool = False,
+) -> jax.Array:
     """``mvm`` of a layer too large for one crossbar, split into arrays of at most
     ``max_tile x max_tile`` (aihwkit's ``max_input_size``/``max_output_size``, 512 by default).
 
@@ -423,8 +466,10 @@ def tiled_mvm(w: jax.Array, x: jax.Array, cfg: PeripheryConfig, key: jax.Array |
     x = jnp.asarray(x)
     expected = w.shape[1] if transpose else w.shape[0]
     if x.ndim < 1 or x.shape[-1] != expected:
-        raise ValueError(f"x has last dimension {x.shape[-1:] or '()'} but the layer "
-                         f"takes {expected} inputs (w shape {w.shape}, transpose={transpose})")
+        raise ValueError(
+            f"x has last dimension {x.shape[-1:] or '()'} but the layer "
+            f"takes {expected} inputs (w shape {w.shape}, transpose={transpose})"
+        )
     if not cfg.is_perfect:
         _check_key(key, cfg)
     n_cols = len(cols)
@@ -435,22 +480,31 @@ def tiled_mvm(w: jax.Array, x: jax.Array, cfg: PeripheryConfig, key: jax.Array |
     if not transpose:
         outputs = []
         for j, (c0, c1) in enumerate(cols):
-            partial = [mvm(w[r0:r1, c0:c1], x[..., r0:r1], cfg, tile_key(i, j))
-                       for i, (r0, r1) in enumerate(rows)]
+            partial = [
+                mvm(w[r0:r1, c0:c1], x[..., r0:r1], cfg, tile_key(i, j))
+                for i, (r0, r1) in enumerate(rows)
+            ]
             outputs.append(functools.reduce(jnp.add, partial))
         return jnp.concatenate(outputs, axis=-1)
     outputs = []
     for i, (r0, r1) in enumerate(rows):
-        partial = [mvm(w[r0:r1, c0:c1], x[..., c0:c1], cfg, tile_key(i, j), transpose=True)
-                   for j, (c0, c1) in enumerate(cols)]
+        partial = [
+            mvm(w[r0:r1, c0:c1], x[..., c0:c1], cfg, tile_key(i, j), transpose=True)
+            for j, (c0, c1) in enumerate(cols)
+        ]
         outputs.append(functools.reduce(jnp.add, partial))
     return jnp.concatenate(outputs, axis=-1)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def analog_matmul(x: jax.Array, w: jax.Array, key: jax.Array | None,
-                  forward: PeripheryConfig, backward: PeripheryConfig,
-                  max_tile: int | None = None) -> jax.Array:
+def analog_matmul(
+    x: jax.Array,
+    w: jax.Array,
+    key: jax.Array | None,
+    forward: PeripheryConfig,
+    backward: PeripheryConfig,
+    max_tile: int | None = None,
+) -> jax.Array:
     """Differentiable analog layer product ``x @ w``, as an analog crossbar trains.
 
     Forward: ``tiled_mvm(w, x, forward)``. Backward: the input gradient is the transposed noisy
@@ -494,8 +548,9 @@ def _analog_matmul_bwd(forward, backward, max_tile, residuals, g):
     x, w, key = residuals
     _, backward_key = _split_key(key)
     dx = tiled_mvm(w, g, backward, backward_key, max_tile, transpose=True).astype(x.dtype)
-    dw = jnp.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]),
-                    precision=_HIGHEST).astype(w.dtype)
+    dw = jnp.matmul(
+        x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), precision=_HIGHEST
+    ).astype(w.dtype)
     return dx, dw, None
 
 

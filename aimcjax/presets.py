@@ -23,14 +23,24 @@ from typing import Any, NamedTuple
 
 import optax
 
-from aimcjax import optim, periphery as periphery_lib, pulse
+from aimcjax import optim, pulse
+from aimcjax import periphery as periphery_lib
 from aimcjax.devices import Exponential
 from aimcjax.devices import presets as device_presets
 from aimcjax.periphery import PeripheryConfig
 
-__all__ = ["Preset", "preset_periphery", "pcm_like", "tiki_taka_reram_sb", "ttv2_ecram",
-           "chopped_ttv2_ecram", "agad_ecram", "mixed_precision_reram_sb",
-           "mixed_precision_pcm_like", "PRESETS"]
+__all__ = [
+    "PRESETS",
+    "Preset",
+    "agad_ecram",
+    "chopped_ttv2_ecram",
+    "mixed_precision_pcm_like",
+    "mixed_precision_reram_sb",
+    "pcm_like",
+    "preset_periphery",
+    "tiki_taka_reram_sb",
+    "ttv2_ecram",
+]
 
 
 class Preset(NamedTuple):
@@ -49,8 +59,10 @@ class Preset(NamedTuple):
     def layer_kwargs(self) -> dict:
         """``forward``/``backward`` for :class:`aimcjax.nn.AnalogDense` and friends (backward
         without bound management, as aihwkit)."""
-        return {"forward": self.periphery,
-                "backward": dataclasses.replace(self.periphery, bound_management="none")}
+        return {
+            "forward": self.periphery,
+            "backward": dataclasses.replace(self.periphery, bound_management="none"),
+        }
 
 
 def preset_periphery() -> PeripheryConfig:
@@ -64,12 +76,12 @@ def _update(mode: str, bl: int, **kwargs) -> pulse.UpdateConfig:
 
 def _transfer_update(mode: str) -> pulse.UpdateConfig:
     # aihwkit's TTv2/c-TTv2/AGAD presets: one pulse per transfer, no update management
-    return pulse.UpdateConfig(mode=mode, bl=1, update_management=False,
-                              update_bl_management=False)
+    return pulse.UpdateConfig(mode=mode, bl=1, update_management=False, update_bl_management=False)
 
 
-def tiki_taka_reram_sb(learning_rate=0.1, transfer_lr=0.05, *, mode: str = "pulse",
-                       key=0) -> Preset:
+def tiki_taka_reram_sb(
+    learning_rate=0.1, transfer_lr=0.05, *, mode: str = "pulse", key=0
+) -> Preset:
     """aihwkit ``TikiTakaReRamSBPreset``: Tiki-Taka on two ReRAM soft-bounds arrays.
 
     aihwkit subtracts each element's symmetric point on both arrays
@@ -85,9 +97,17 @@ def tiki_taka_reram_sb(learning_rate=0.1, transfer_lr=0.05, *, mode: str = "puls
       key: seed of the tiles' device-to-device variation.
     """
     device = device_presets.reram_sb()
-    opt = optim.residual_learning(learning_rate, transfer_lr, 0.0, device, zero_shift=True,
-                                  transfer="column", update=_update(mode, 31),
-                                  transfer_update=_update(mode, 31), key=key)
+    opt = optim.residual_learning(
+        learning_rate,
+        transfer_lr,
+        0.0,
+        device,
+        zero_shift=True,
+        transfer="column",
+        update=_update(mode, 31),
+        transfer_update=_update(mode, 31),
+        key=key,
+    )
     return Preset(device, preset_periphery(), opt)
 
 
@@ -100,22 +120,35 @@ def ttv2_ecram(learning_rate=0.1, transfer_lr=0.1, *, mode: str = "pulse", key=0
     ``learning_rate``; its ``auto_scale`` of the fast rate is not reproduced.
     """
     device = device_presets.ecram()
-    opt = optim.chopped_ttv2(learning_rate, transfer_lr, device, zero_shift=False,
-                             in_chop_prob=0.0, auto_granularity=500.0,
-                             update=_update(mode, 100), transfer_update=_transfer_update(mode),
-                             key=key)
+    opt = optim.chopped_ttv2(
+        learning_rate,
+        transfer_lr,
+        device,
+        zero_shift=False,
+        in_chop_prob=0.0,
+        auto_granularity=500.0,
+        update=_update(mode, 100),
+        transfer_update=_transfer_update(mode),
+        key=key,
+    )
     return Preset(device, preset_periphery(), opt)
 
 
-def chopped_ttv2_ecram(learning_rate=0.1, transfer_lr=0.1, *, mode: str = "pulse",
-                       key=0) -> Preset:
+def chopped_ttv2_ecram(learning_rate=0.1, transfer_lr=0.1, *, mode: str = "pulse", key=0) -> Preset:
     """aihwkit ``ChoppedTTv2EcRamPreset``: c-TTv2 on two ECRAM arrays (chopper probability
     0.01 per read, ``auto_granularity=500``, gradient BL 100, one-pulse transfers)."""
     device = device_presets.ecram()
-    opt = optim.chopped_ttv2(learning_rate, transfer_lr, device, zero_shift=False,
-                             in_chop_prob=0.01, auto_granularity=500.0,
-                             update=_update(mode, 100), transfer_update=_transfer_update(mode),
-                             key=key)
+    opt = optim.chopped_ttv2(
+        learning_rate,
+        transfer_lr,
+        device,
+        zero_shift=False,
+        in_chop_prob=0.01,
+        auto_granularity=500.0,
+        update=_update(mode, 100),
+        transfer_update=_transfer_update(mode),
+        key=key,
+    )
     return Preset(device, preset_periphery(), opt)
 
 
@@ -123,9 +156,17 @@ def agad_ecram(learning_rate=0.1, transfer_lr=0.1, *, mode: str = "pulse", key=0
     """aihwkit ``AGADEcRamPreset``: AGAD on ECRAM (chopper probability 0.005,
     ``tail_weighting=50``, ``auto_granularity=750``, gradient BL 31, one-pulse transfers)."""
     device = device_presets.ecram()
-    opt = optim.agad(learning_rate, transfer_lr, device, in_chop_prob=0.005, tail_weighting=50.0,
-                     auto_granularity=750.0, update=_update(mode, 31),
-                     transfer_update=_transfer_update(mode), key=key)
+    opt = optim.agad(
+        learning_rate,
+        transfer_lr,
+        device,
+        in_chop_prob=0.005,
+        tail_weighting=50.0,
+        auto_granularity=750.0,
+        update=_update(mode, 31),
+        transfer_update=_transfer_update(mode),
+        key=key,
+    )
     return Preset(device, preset_periphery(), opt)
 
 
@@ -145,8 +186,17 @@ def pcm_like(**overrides):
     (``gamma=2.5``), its device-to-device spreads (20 % step, 5 % up/down, 10 % bound) and its
     large cycle-to-cycle noise (60 %, multiplicative).
     """
-    params = dict(tau=1.0, gamma=2.5, dw_min=0.01, dw_min_dtod=0.2, up_down_dtod=0.05,
-                  w_max_dtod=0.1, w_min_dtod=0.1, dw_min_std=0.6, noise="multiplicative")
+    params = dict(
+        tau=1.0,
+        gamma=2.5,
+        dw_min=0.01,
+        dw_min_dtod=0.2,
+        up_down_dtod=0.05,
+        w_max_dtod=0.1,
+        w_min_dtod=0.1,
+        dw_min_std=0.6,
+        noise="multiplicative",
+    )
     return Exponential(**{**params, **overrides})
 
 

@@ -35,7 +35,16 @@ import numpy as np
 from aimcjax.devices import ConstantStep, Device, Exponential, Power, SoftBounds
 from aimcjax.tile import Tile, as_key, matrix_shape
 
-__all__ = ["UpdateConfig", "MODES", "MAX_BL", "RNGS", "apply", "update", "outer_update", "pulse_counts"]
+__all__ = [
+    "MAX_BL",
+    "MODES",
+    "RNGS",
+    "UpdateConfig",
+    "apply",
+    "outer_update",
+    "pulse_counts",
+    "update",
+]
 
 MODES = ("expected", "pulse", "outer", "ideal")
 # Upper bound of UpdateConfig.bl. An update fires up to bl pulses per element, each one pass
@@ -89,8 +98,10 @@ class UpdateConfig:
         if isinstance(self.bl, bool) or not isinstance(self.bl, (int, np.integer)) or self.bl < 1:
             raise ValueError(f"bl must be an integer >= 1, got {self.bl!r}")
         if self.bl > MAX_BL:
-            raise ValueError(f"bl must be <= {MAX_BL} (2**16 pulses cross the range of any "
-                             f"device; more only stalls the update), got {self.bl!r}")
+            raise ValueError(
+                f"bl must be <= {MAX_BL} (2**16 pulses cross the range of any "
+                f"device; more only stalls the update), got {self.bl!r}"
+            )
         for name in ("update_management", "update_bl_management", "stochastic_rounding"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
@@ -256,7 +267,9 @@ def _sweep_max_rule(axis_size, in_batched, count):
 def _uniform(key, shape, dtype, rng):
     """U[0, 1) of ``shape``: the counter generator or jax.random.uniform (the reference)."""
     if _counter_ok(rng, dtype):
-        return _materialized(_unit_uniform(_counter_bits(key, _element_ids(shape))).astype(dtype), key)
+        return _materialized(
+            _unit_uniform(_counter_bits(key, _element_ids(shape))).astype(dtype), key
+        )
     return jax.random.uniform(key, shape, dtype)
 
 
@@ -270,7 +283,9 @@ def _noise_sampler(key, shape, dtype, rng, ids=None, term=lambda xi: xi):
     with :func:`apply` on the full tile bit for bit)."""
     if _counter_ok(rng, dtype):
         ids = _element_ids(shape) if ids is None else ids
-        return lambda t: _materialized(term(_counter_normal(jax.random.fold_in(key, t), ids, dtype)), key)
+        return lambda t: _materialized(
+            term(_counter_normal(jax.random.fold_in(key, t), ids, dtype)), key
+        )
     return lambda t: term(jax.random.normal(jax.random.fold_in(key, t), shape, dtype))
 
 
@@ -347,7 +362,9 @@ def _pulse_loop_apply(tile: Tile, device: Device, n, key, rng: str = "counter", 
 
 def _has_closed_form(device: Device) -> bool:
     """Noise-free constant-step and soft-bounds devices: n pulses in closed form."""
-    return isinstance(device, (ConstantStep, SoftBounds)) and _static_value(device.dw_min_std) == 0.0
+    return (
+        isinstance(device, (ConstantStep, SoftBounds)) and _static_value(device.dw_min_std) == 0.0
+    )
 
 
 _BLOCK = (128, 64)  # (rows, columns) per pass of the per-pulse loop of "outer" mode
@@ -359,7 +376,11 @@ def _live_first(live):
     size = live.shape[0]
     before = jnp.cumsum(live.astype(jnp.int32))  # live entries up to and including each
     position = jnp.where(live, before - 1, before[-1] + jnp.arange(size, dtype=jnp.int32) - before)
-    return jnp.zeros(size, jnp.int32).at[position].set(jnp.arange(size, dtype=jnp.int32), unique_indices=True)
+    return (
+        jnp.zeros(size, jnp.int32)
+        .at[position]
+        .set(jnp.arange(size, dtype=jnp.int32), unique_indices=True)
+    )
 
 
 def _apply_blocks(tile: Tile, device: Device, live_rows, live_cols, counts_at, key, rng: str):
@@ -389,7 +410,9 @@ def _apply_blocks(tile: Tile, device: Device, live_rows, live_cols, counts_at, k
         rows, fresh_r = take(row_order, k // col_blocks, rb, n_rows)
         cols, fresh_c = take(col_order, k % col_blocks, cb, n_cols)
         at = (rows[:, None], cols[None, :])
-        part = tile._replace(w=w[at], **{f: getattr(tile, f)[at] for f in ("gain_up", "gain_down", "w_min", "w_max")})
+        part = tile._replace(
+            w=w[at], **{f: getattr(tile, f)[at] for f in ("gain_up", "gain_down", "w_min", "w_max")}
+        )
         n_part = jnp.where(fresh_r[:, None] & fresh_c[None, :], counts_at(rows, cols), 0)
         if _counter_ok(rng, w.dtype):
             # Noise indexed by the element's id in the whole tile: the same numbers as
@@ -403,7 +426,9 @@ def _apply_blocks(tile: Tile, device: Device, live_rows, live_cols, counts_at, k
     # Surplus blocks of a member (under vmap the loop runs to the batch's largest count) hold
     # dead lines only, whose counts are zero: they leave w as it is.
     n_blocks = _sweep_max(row_blocks * col_blocks)
-    _, w = jax.lax.while_loop(lambda c: c[0] < n_blocks, one_block, (jnp.zeros((), n_blocks.dtype), tile.w))
+    _, w = jax.lax.while_loop(
+        lambda c: c[0] < n_blocks, one_block, (jnp.zeros((), n_blocks.dtype), tile.w)
+    )
     return tile._replace(w=w)
 
 
@@ -416,8 +441,15 @@ def _apply_active_block(tile: Tile, device: Device, n, key, rng: str):
     draw per element and pulse, runs over those only (see :func:`_apply_blocks`).
     """
     pulsed = n != 0
-    return _apply_blocks(tile, device, jnp.any(pulsed, axis=1), jnp.any(pulsed, axis=0),
-                         lambda rows, cols: n[rows[:, None], cols[None, :]], key, rng)
+    return _apply_blocks(
+        tile,
+        device,
+        jnp.any(pulsed, axis=1),
+        jnp.any(pulsed, axis=0),
+        lambda rows, cols: n[rows[:, None], cols[None, :]],
+        key,
+        rng,
+    )
 
 
 def _apply_trains(tile: Tile, device: Device, trains_x, trains_d, key, rng: str):
@@ -529,7 +561,9 @@ def update(tile: Tile, device: Device, dW, key, cfg: UpdateConfig = UpdateConfig
         k_round, k_noise = jax.random.split(as_key(key))
         n = pulse_counts(dW, device.dw_min, cfg.bl, k_round, cfg.stochastic_rounding, cfg.rng)
         # |n| <= bl: int8 counts when they fit (a quarter of the memory traffic of int32).
-        n = _materialized(n.astype(jnp.int8 if cfg.bl <= np.iinfo(np.int8).max else jnp.int32), k_noise)
+        n = _materialized(
+            n.astype(jnp.int8 if cfg.bl <= np.iinfo(np.int8).max else jnp.int32), k_noise
+        )
         fused = _fused_kernel(cfg, device, tile.w.dtype)
         if fused is not None:
             return tile._replace(w=fused.pulse_update(tile, device, n, k_noise, cfg.bl))
@@ -569,7 +603,7 @@ def _pulse_probabilities(x, d, lr, granularity, cfg: UpdateConfig):
     base = jnp.sqrt(lr_abs / (granularity * sample_bl))
     p_x, p_d = x_abs * base, d_abs * base
     if cfg.update_management:
-        safe = lambda v: jnp.where(v > 0, v, 1)  # noqa: E731 (x or d all zero: no bits anyway)
+        safe = lambda v: jnp.where(v > 0, v, 1)
         d_val = d_max * jnp.where(k > cfg.bl, cfg.bl / safe(k), 1.0)  # "avoid clipping of x"
         p_x = p_x * jnp.sqrt(safe(d_val) / safe(x_max))
         p_d = p_d * jnp.sqrt(safe(x_max) / safe(d_val))
@@ -601,22 +635,31 @@ def _sample_pulse_trains(x, d, lr, dw_min, key, cfg: UpdateConfig):
     def chunk_trains(c):
         k_x, k_d = jax.random.split(jax.random.fold_in(key, c))
         slots = c * chunk + jnp.arange(chunk) < sample_bl
-        bits_x = (_uniform(k_x, (x.shape[0], chunk), dtype, cfg.rng) < p_x[:, None]) & slots[None, :]
-        bits_d = (_uniform(k_d, (chunk, d.shape[0]), dtype, cfg.rng) < p_d[None, :]) & slots[:, None]
+        bits_x = (_uniform(k_x, (x.shape[0], chunk), dtype, cfg.rng) < p_x[:, None]) & slots[
+            None, :
+        ]
+        bits_d = (_uniform(k_d, (chunk, d.shape[0]), dtype, cfg.rng) < p_d[None, :]) & slots[
+            :, None
+        ]
         return jnp.where(bits_x, sign_x[:, None], 0), jnp.where(bits_d, sign_d[None, :], 0)
 
     def add_chunk(carry):
         c, trains_x, trains_d = carry
         tx, td = chunk_trains(c)
-        return (c + 1, jax.lax.dynamic_update_slice_in_dim(trains_x, tx, c * chunk, 1),
-                jax.lax.dynamic_update_slice_in_dim(trains_d, td, c * chunk, 0))
+        return (
+            c + 1,
+            jax.lax.dynamic_update_slice_in_dim(trains_x, tx, c * chunk, 1),
+            jax.lax.dynamic_update_slice_in_dim(trains_d, td, c * chunk, 0),
+        )
 
     # Every sample has at least one chunk (BL >= 1): the first is drawn outside the loop.
     slots = -(-bl // chunk) * chunk
     tx, td = chunk_trains(jnp.int32(0))
     trains_x = jnp.zeros((x.shape[0], slots), dtype).at[:, :chunk].set(tx)
     trains_d = jnp.zeros((slots, d.shape[0]), dtype).at[:chunk].set(td)
-    _, trains_x, trains_d = jax.lax.while_loop(lambda c: c[0] < n_chunks, add_chunk, (jnp.int32(1), trains_x, trains_d))
+    _, trains_x, trains_d = jax.lax.while_loop(
+        lambda c: c[0] < n_chunks, add_chunk, (jnp.int32(1), trains_x, trains_d)
+    )
     return trains_x, trains_d, n_chunks
 
 
@@ -640,7 +683,9 @@ def _sample_pulse_counts(x, d, lr, dw_min, key, cfg: UpdateConfig):
     return _coincidences(*_sample_pulse_trains(x, d, lr, dw_min, key, cfg))
 
 
-def outer_update(tile: Tile, device: Device, x, d, lr, key, cfg: UpdateConfig = UpdateConfig(mode="outer")) -> Tile:
+def outer_update(
+    tile: Tile, device: Device, x, d, lr, key, cfg: UpdateConfig = UpdateConfig(mode="outer")
+) -> Tile:
     """Rank-1 stochastic pulse trains per sample: W <- W - lr * sum_b x_b d_b^T in expectation.
 
     For each sample, in sequence [AIHWKIT StochasticCompressed]: with x* = max|x|,
@@ -685,9 +730,13 @@ def outer_update(tile: Tile, device: Device, x, d, lr, key, cfg: UpdateConfig = 
         d = d[None]
     n_in, n_out = matrix_shape(tile.w.shape)
     if x.ndim != 2 or x.shape[1] != n_in:
-        raise ValueError(f"x must have shape (batch, {n_in}) for a tile viewed as ({n_in}, {n_out}), got {x.shape}")
+        raise ValueError(
+            f"x must have shape (batch, {n_in}) for a tile viewed as ({n_in}, {n_out}), got {x.shape}"
+        )
     if d.ndim != 2 or d.shape[1] != n_out:
-        raise ValueError(f"d must have shape (batch, {n_out}) for a tile viewed as ({n_in}, {n_out}), got {d.shape}")
+        raise ValueError(
+            f"d must have shape (batch, {n_out}) for a tile viewed as ({n_in}, {n_out}), got {d.shape}"
+        )
     if x.shape[0] != d.shape[0]:
         raise ValueError(f"x and d need the same batch size, got {x.shape[0]} and {d.shape[0]}")
     _check_finite("x", x)
@@ -710,7 +759,9 @@ def outer_update(tile: Tile, device: Device, x, d, lr, key, cfg: UpdateConfig = 
         k_bits, k_noise = jax.random.split(kb)
         trains_x, trains_d, n_chunks = _sample_pulse_trains(xb, db, lr, granularity, k_bits, cfg)
         if _has_closed_form(device):
-            return apply(t, device, _coincidences(trains_x, trains_d, n_chunks), k_noise, cfg.rng), None
+            return apply(
+                t, device, _coincidences(trains_x, trains_d, n_chunks), k_noise, cfg.rng
+            ), None
         return _apply_trains(t, device, trains_x, trains_d, k_noise, cfg.rng), None
 
     keys = jax.random.split(as_key(key), x.shape[0])

@@ -120,8 +120,10 @@ def _split_device(device: Device):
     exponent, exp/log for a traced one, see ``devices._nonneg_power``)."""
     leaves, treedef = jax.tree_util.tree_flatten(device)
     traced = [i for i, leaf in enumerate(leaves) if isinstance(leaf, jax.core.Tracer)]
-    consts = [None if i in traced else leaf if isinstance(leaf, (int, float)) else np.asarray(leaf)
-              for i, leaf in enumerate(leaves)]
+    consts = [
+        None if i in traced else leaf if isinstance(leaf, (int, float)) else np.asarray(leaf)
+        for i, leaf in enumerate(leaves)
+    ]
     params = jnp.stack([leaves[i] for i in traced]) if traced else jnp.zeros((1,), jnp.float32)
     params = _pad_to(params.astype(jnp.float32), (_pow2(params.shape[0]),), 0.0)
 
@@ -137,7 +139,9 @@ def _split_device(device: Device):
 def _pulse_words(key, pulses: int):
     """(pulses, 2) uint32: the counter generator's key words of pulse t = 0..pulses-1, i.e.
     those of ``fold_in(key, t)`` (the XLA path's per-pulse key)."""
-    return jax.vmap(lambda t: P._counter_words(jax.random.fold_in(key, t)))(jnp.arange(pulses, dtype=jnp.uint32))
+    return jax.vmap(lambda t: P._counter_words(jax.random.fold_in(key, t)))(
+        jnp.arange(pulses, dtype=jnp.uint32)
+    )
 
 
 def _blocks(n_rows: int, n_cols: int, block):
@@ -150,8 +154,13 @@ def _element_fields(tile: Tile, padded):
     -1/1, so that padded elements stay finite; they get no pulses and are cut off after)."""
     rows, cols = matrix_shape(tile.w.shape)
     view = lambda x, v: _pad_to(x.reshape(rows, cols), padded, v)
-    return (view(tile.w, 0.0), view(tile.gain_up, 1.0), view(tile.gain_down, 1.0),
-            view(tile.w_min, -1.0), view(tile.w_max, 1.0))
+    return (
+        view(tile.w, 0.0),
+        view(tile.gain_up, 1.0),
+        view(tile.gain_down, 1.0),
+        view(tile.w_min, -1.0),
+        view(tile.w_max, 1.0),
+    )
 
 
 def _compiler_params():
@@ -203,7 +212,11 @@ def _pulses(device, w, n, elements, words_at, ids, noisy: bool, interpret: bool)
 
     def one_pulse(t, w):
         words = words_at(t) if noisy else ()
-        part, counts, words, w = jax.lax.optimization_barrier((elements, n, words, w)) if interpret else (elements, n, words, w)
+        part, counts, words, w = (
+            jax.lax.optimization_barrier((elements, n, words, w))
+            if interpret
+            else (elements, n, words, w)
+        )
         noise = None
         if noisy:
             noise_t = term(P._normal_from_bits(P._keyed_bits(*words, ids), dtype))
@@ -218,7 +231,9 @@ def _interpret_default(interpret):
     return jax.default_backend() != "gpu" if interpret is None else interpret
 
 
-def pulse_update(tile: Tile, device: Device, n, key, max_pulses: int, *, interpret=None, block=BLOCK) -> jax.Array:
+def pulse_update(
+    tile: Tile, device: Device, n, key, max_pulses: int, *, interpret=None, block=BLOCK
+) -> jax.Array:
     """The new weights after signed pulse counts ``n`` (|n| <= ``max_pulses``), in one kernel.
 
     Equals ``aimcjax.pulse.apply(tile, device, n, key, rng="counter").w`` (the per-pulse loop)
@@ -243,21 +258,39 @@ def pulse_update(tile: Tile, device: Device, n, key, max_pulses: int, *, interpr
     params, rebuild = _split_device(device)
     noisy = P._static_value(device.dw_min_std) != 0.0  # as the XLA path decides
     words = _pad_to(_pulse_words(as_key(key), max_pulses), (_pow2(max_pulses), 2), 0)
-    counts = _pad_to(jnp.asarray(n).reshape(n_rows, n_cols), (rows_p, cols_p), 0)  # int8 when bl <= 127
+    counts = _pad_to(
+        jnp.asarray(n).reshape(n_rows, n_cols), (rows_p, cols_p), 0
+    )  # int8 when bl <= 127
 
     def kernel(words_ref, params_ref, n_ref, w_ref, gu_ref, gd_ref, lo_ref, hi_ref, out_ref):
         elements = _Elements(gu_ref[...], gd_ref[...], lo_ref[...], hi_ref[...])
-        out_ref[...] = _pulses(rebuild(params_ref), w_ref[...], n_ref[...].astype(jnp.int32), elements,
-                               lambda t: (words_ref[t, 0], words_ref[t, 1]), _block_ids(br, bc, n_cols), noisy, interpret)
+        out_ref[...] = _pulses(
+            rebuild(params_ref),
+            w_ref[...],
+            n_ref[...].astype(jnp.int32),
+            elements,
+            lambda t: (words_ref[t, 0], words_ref[t, 1]),
+            _block_ids(br, bc, n_cols),
+            noisy,
+            interpret,
+        )
 
     spec = pl.BlockSpec((br, bc), lambda i, j: (i, j))
-    w = _call(kernel, (rows_p // br, cols_p // bc), (words, params),
-              (counts, *_element_fields(tile, (rows_p, cols_p))), [spec] * 6,
-              jax.ShapeDtypeStruct((rows_p, cols_p), dtype), interpret)
+    w = _call(
+        kernel,
+        (rows_p // br, cols_p // bc),
+        (words, params),
+        (counts, *_element_fields(tile, (rows_p, cols_p))),
+        [spec] * 6,
+        jax.ShapeDtypeStruct((rows_p, cols_p), dtype),
+        interpret,
+    )
     return w[:n_rows, :n_cols].reshape(tile.w.shape)
 
 
-def outer_update(tile: Tile, device: Device, x, d, lr, key, cfg, *, interpret=None, block=BLOCK) -> jax.Array:
+def outer_update(
+    tile: Tile, device: Device, x, d, lr, key, cfg, *, interpret=None, block=BLOCK
+) -> jax.Array:
     """The new weights after "outer" mode's pulse trains of all samples, in one kernel.
 
     The trains and the per-sample keys are those of :func:`aimcjax.pulse.outer_update` (keys
@@ -285,7 +318,8 @@ def outer_update(tile: Tile, device: Device, x, d, lr, key, cfg, *, interpret=No
     keys = jax.vmap(jax.random.split)(jax.random.split(as_key(key), samples))  # (B, 2): bits, noise
     granularity = device.update_granularity()  # as outer_update: aihwkit balances x and d with it
     trains_x, trains_d, _ = jax.vmap(
-        lambda xb, db, kb: P._sample_pulse_trains(xb, db, lr, granularity, kb, cfg))(x, d, keys[:, 0])
+        lambda xb, db, kb: P._sample_pulse_trains(xb, db, lr, granularity, kb, cfg)
+    )(x, d, keys[:, 0])
     slots = trains_x.shape[2]
     br, bc, rows_p, cols_p = _blocks(n_rows, n_cols, block)
     b_p, s_p = _pow2(samples), _pow2(slots)
@@ -297,23 +331,47 @@ def outer_update(tile: Tile, device: Device, x, d, lr, key, cfg, *, interpret=No
     params, rebuild = _split_device(device)
     noisy = P._static_value(device.dw_min_std) != 0.0
 
-    def kernel(words_ref, params_ref, tx_ref, td_ref, w_ref, gu_ref, gd_ref, lo_ref, hi_ref, out_ref):
+    def kernel(
+        words_ref, params_ref, tx_ref, td_ref, w_ref, gu_ref, gd_ref, lo_ref, hi_ref, out_ref
+    ):
         dev = rebuild(params_ref)
         elements = _Elements(gu_ref[...], gd_ref[...], lo_ref[...], hi_ref[...])
         ids = _block_ids(br, bc, n_cols)
 
         def sample(b, w):
             def slot(s, n):  # coincidences: n += outer(x train, d train) of slot s
-                return n + tx_ref[b, s, :].astype(jnp.int32)[:, None] * td_ref[b, s, :].astype(jnp.int32)[None, :]
+                return (
+                    n
+                    + tx_ref[b, s, :].astype(jnp.int32)[:, None]
+                    * td_ref[b, s, :].astype(jnp.int32)[None, :]
+                )
 
             n = jax.lax.fori_loop(0, slots, slot, jnp.zeros((br, bc), jnp.int32))
-            return _pulses(dev, w, n, elements, lambda t: (words_ref[b, t, 0], words_ref[b, t, 1]), ids, noisy, interpret)
+            return _pulses(
+                dev,
+                w,
+                n,
+                elements,
+                lambda t: (words_ref[b, t, 0], words_ref[b, t, 1]),
+                ids,
+                noisy,
+                interpret,
+            )
 
         out_ref[...] = jax.lax.fori_loop(0, samples, sample, w_ref[...])
 
     tile_spec = pl.BlockSpec((br, bc), lambda i, j: (i, j))
-    specs = [pl.BlockSpec((b_p, s_p, br), lambda i, j: (0, 0, i)), pl.BlockSpec((b_p, s_p, bc), lambda i, j: (0, 0, j))]
-    w = _call(kernel, (rows_p // br, cols_p // bc), (words, params),
-              (tx, td, *_element_fields(tile, (rows_p, cols_p))), specs + [tile_spec] * 5,
-              jax.ShapeDtypeStruct((rows_p, cols_p), dtype), interpret)
+    specs = [
+        pl.BlockSpec((b_p, s_p, br), lambda i, j: (0, 0, i)),
+        pl.BlockSpec((b_p, s_p, bc), lambda i, j: (0, 0, j)),
+    ]
+    w = _call(
+        kernel,
+        (rows_p // br, cols_p // bc),
+        (words, params),
+        (tx, td, *_element_fields(tile, (rows_p, cols_p))),
+        specs + [tile_spec] * 5,
+        jax.ShapeDtypeStruct((rows_p, cols_p), dtype),
+        interpret,
+    )
     return w[:n_rows, :n_cols].reshape(tile.w.shape)

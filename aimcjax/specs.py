@@ -32,8 +32,16 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
-__all__ = ["SpecError", "FAMILIES", "parse", "parse_grid", "parse_params", "family_fields",
-           "presets", "parse_periphery"]
+__all__ = [
+    "FAMILIES",
+    "SpecError",
+    "family_fields",
+    "parse",
+    "parse_grid",
+    "parse_params",
+    "parse_periphery",
+    "presets",
+]
 
 
 class SpecError(ValueError):
@@ -42,6 +50,7 @@ class SpecError(ValueError):
 
 def _families():
     from aimcjax import devices
+
     return {
         "constant": devices.ConstantStep,
         "softbounds": devices.SoftBounds,
@@ -54,13 +63,23 @@ def _families():
     }
 
 
-FAMILIES = ("constant", "softbounds", "linear", "power", "exp", "exponential", "piecewise", "expstep")
+FAMILIES = (
+    "constant",
+    "softbounds",
+    "linear",
+    "power",
+    "exp",
+    "exponential",
+    "piecewise",
+    "expstep",
+)
 _WORD_PARAMS = ("noise", "range_normalization")  # parameters whose values are names
 
 
 def presets() -> dict:
     """Name -> preset constructor (``aimcjax.devices.presets.PRESETS``)."""
     from aimcjax.devices import presets as p
+
     return dict(p.PRESETS)
 
 
@@ -126,6 +145,7 @@ def _file_spec(spec: str):
 
 def _from_file(path: str, params: dict, spec: str):
     from aimcjax.fit.device_json import load_device
+
     try:
         device = load_device(path)
         return device.replace(**params) if params else device
@@ -145,13 +165,17 @@ def _build(head: str, params: dict, spec: str):
         fields = None
         make = known[head]
     else:
-        raise SpecError(f"unknown device {head!r} in {spec!r}; families: {', '.join(FAMILIES)}; "
-                        f"presets: {', '.join(known)}")
+        raise SpecError(
+            f"unknown device {head!r} in {spec!r}; families: {', '.join(FAMILIES)}; "
+            f"presets: {', '.join(known)}"
+        )
     if fields is not None:
         bad = sorted(set(params) - set(fields))
         if bad:
-            raise SpecError(f"{head} has no parameter {', '.join(bad)}; "
-                            f"it takes {', '.join(f for f in fields if f not in ('q_plus_fn', 'q_minus_fn'))}")
+            raise SpecError(
+                f"{head} has no parameter {', '.join(bad)}; "
+                f"it takes {', '.join(f for f in fields if f not in ('q_plus_fn', 'q_minus_fn'))}"
+            )
     try:
         return make(**params)
     except TypeError as e:
@@ -201,7 +225,9 @@ def parse_grid(spec: str) -> list[tuple[dict, object]]:
     out = []
     for combo in itertools.product(*(grid[n] for n in names)):
         params = dict(zip(names, combo))
-        out.append((params, _from_file(path, params, spec) if from_file else _build(head, params, spec)))
+        out.append(
+            (params, _from_file(path, params, spec) if from_file else _build(head, params, spec))
+        )
     return out
 
 
@@ -239,9 +265,12 @@ def parse_periphery(spec: str):
       SpecError: unknown preset or field, or a value the config rejects.
     """
     from aimcjax import periphery
+
     head, tail = _split(spec, "periphery")
     if head not in periphery.PRESETS:
-        raise SpecError(f"unknown periphery preset {head!r}; presets: {', '.join(periphery.PRESETS)}")
+        raise SpecError(
+            f"unknown periphery preset {head!r}; presets: {', '.join(periphery.PRESETS)}"
+        )
     fields = {f.name: f.default for f in dataclasses.fields(periphery.PeripheryConfig)}
     params = {}
     for item in filter(str.strip, tail.split(",")):

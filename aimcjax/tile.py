@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from aimcjax.devices import Device, check_response_range, symmetric_point_bisect
 
-__all__ = ["Tile", "init", "weights", "program", "matrix_shape", "as_key"]
+__all__ = ["Tile", "as_key", "init", "matrix_shape", "program", "weights"]
 
 # Bounds whose sampled spread would flip their sign are held at this fraction of the nominal
 # bound instead: a device's range cannot close or invert.
@@ -97,16 +97,22 @@ def init(key, device: Device, shape, w0=None, zero_shift: bool = False, dtype=No
     if any(s <= 0 for s in shape):
         raise ValueError(f"shape must have positive dimensions, got {shape}")
     if dtype is None:
-        dtype = jnp.result_type(w0) if w0 is not None and jnp.issubdtype(jnp.result_type(w0), jnp.floating) else jnp.float32
+        dtype = (
+            jnp.result_type(w0)
+            if w0 is not None and jnp.issubdtype(jnp.result_type(w0), jnp.floating)
+            else jnp.float32
+        )
     _check_device_in_dtype(device, dtype)
     if w0 is not None:
         w0 = jnp.asarray(w0, dtype)
         try:
             w0 = jnp.broadcast_to(w0, shape)
         except ValueError:
-            raise ValueError(f"w0 of shape {w0.shape} does not broadcast to the tile shape {shape}") from None
+            raise ValueError(
+                f"w0 of shape {w0.shape} does not broadcast to the tile shape {shape}"
+            ) from None
     k_gain, k_updown, k_max, k_min, k_ref = jax.random.split(as_key(key), 5)
-    normal = lambda k: jax.random.normal(k, shape, dtype)  # noqa: E731
+    normal = lambda k: jax.random.normal(k, shape, dtype)
 
     gain = jnp.maximum(1 + device.dw_min_dtod * normal(k_gain), 0)
     imbalance = device.up_down_dtod * normal(k_updown)
@@ -122,7 +128,7 @@ def init(key, device: Device, shape, w0=None, zero_shift: bool = False, dtype=No
         ref = jnp.zeros(shape, dtype)
     w = ref if w0 is None else w0 + ref
     w = jnp.clip(w, w_min, w_max)
-    cast = lambda a: jnp.asarray(a, dtype)  # noqa: E731
+    cast = lambda a: jnp.asarray(a, dtype)
     return Tile(cast(w), cast(ref), cast(gain_up), cast(gain_down), cast(w_min), cast(w_max))
 
 

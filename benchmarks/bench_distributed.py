@@ -45,8 +45,14 @@ def main():
     parser.add_argument("--iterations", type=int, default=60)
     parser.add_argument("--batch-max", type=int, default=4096)
     args = parser.parse_args()
-    config = dist.CensorConfig(learning_rate=0.2, sigma0=425.0, sigma_decay=0.85, batch0=1.2,
-                               batch_growth=1.2, batch_max=args.batch_max)
+    config = dist.CensorConfig(
+        learning_rate=0.2,
+        sigma0=425.0,
+        sigma_decay=0.85,
+        batch0=1.2,
+        batch_growth=1.2,
+        batch_max=args.batch_max,
+    )
     ways = {
         "exact": lambda k: dist.batch_size(config, k),
         "buckets": lambda k: dist.padded_batch_size(config, k),

@@ -22,8 +22,15 @@ import jax
 from aimcjax import devices
 from aimcjax.fit import fit, fit_family, population, save_traces, simulate_traces
 
-TRUE = devices.SoftBounds(tau=0.6, dw_min=0.01, dw_min_std=0.3, dw_min_dtod=0.1, up_down_dtod=0.02,
-                          w_max_dtod=0.1, w_min_dtod=0.1)
+TRUE = devices.SoftBounds(
+    tau=0.6,
+    dw_min=0.01,
+    dw_min_std=0.3,
+    dw_min_dtod=0.1,
+    up_down_dtod=0.02,
+    w_max_dtod=0.1,
+    w_min_dtod=0.1,
+)
 READ_NOISE = 2e-3
 
 
@@ -37,12 +44,16 @@ def main():
     ap.add_argument("--out", default=None, help="append the result lines to this file")
     args = ap.parse_args()
 
-    lines = [f"# bench_fit {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} "
-             f"({os.cpu_count()} CPUs, jax {jax.__version__}, {jax.default_backend()})",
-             f"# {args.devices} devices x {args.cycles} cycles x 2x{args.pulses} pulses; truth {TRUE!r}, "
-             f"read noise {READ_NOISE}"]
+    lines = [
+        f"# bench_fit {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} "
+        f"({os.cpu_count()} CPUs, jax {jax.__version__}, {jax.default_backend()})",
+        f"# {args.devices} devices x {args.cycles} cycles x 2x{args.pulses} pulses; truth {TRUE!r}, "
+        f"read noise {READ_NOISE}",
+    ]
     t0 = time.perf_counter()
-    traces = simulate_traces(TRUE, args.devices, args.cycles, args.pulses, READ_NOISE, 0)._replace(read_noise=None)
+    traces = simulate_traces(TRUE, args.devices, args.cycles, args.pulses, READ_NOISE, 0)._replace(
+        read_noise=None
+    )
     lines.append(f"simulate: {time.perf_counter() - t0:.1f} s")
     if args.save_traces:
         save_traces(traces, args.save_traces)
@@ -50,23 +61,40 @@ def main():
     for label in ("first call (compile + fit)", "second call (fit)"):
         t0 = time.perf_counter()
         fitted = fit_family(traces, "softbounds", "additive")
-        lines.append(f"fit_family softbounds/additive, {label}: {time.perf_counter() - t0:.1f} s "
-                     f"(L-BFGS iterations {fitted.n_iter}, converged {fitted.converged})")
+        lines.append(
+            f"fit_family softbounds/additive, {label}: {time.perf_counter() - t0:.1f} s "
+            f"(L-BFGS iterations {fitted.n_iter}, converged {fitted.converged})"
+        )
     est = population(fitted, traces)
     lines.append("estimate vs truth (value ± SE, error in SEs):")
-    for name in ("dw_min", "asymmetry", "w_max", "w_min", "dw_min_dtod", "up_down_dtod", "w_max_dtod",
-                 "w_min_dtod", "dw_min_std"):
+    for name in (
+        "dw_min",
+        "asymmetry",
+        "w_max",
+        "w_min",
+        "dw_min_dtod",
+        "up_down_dtod",
+        "w_max_dtod",
+        "w_min_dtod",
+        "dw_min_std",
+    ):
         true = float(getattr(TRUE, name))
         e = est[name]
-        lines.append(f"  {name:13s} {e.value:.5g} ± {e.se:.2g}  true {true:.5g}  ({(e.value - true) / e.se:+.1f} SE)")
+        lines.append(
+            f"  {name:13s} {e.value:.5g} ± {e.se:.2g}  true {true:.5g}  ({(e.value - true) / e.se:+.1f} SE)"
+        )
     e = est["read_noise"]
-    lines.append(f"  {'read_noise':13s} {e.value:.5g} ± {e.se:.2g}  true {READ_NOISE:.5g}  "
-                 f"({(e.value - READ_NOISE) / e.se:+.1f} SE)")
+    lines.append(
+        f"  {'read_noise':13s} {e.value:.5g} ± {e.se:.2g}  true {READ_NOISE:.5g}  "
+        f"({(e.value - READ_NOISE) / e.se:+.1f} SE)"
+    )
     if args.all:
         t0 = time.perf_counter()
         report = fit(traces)
-        lines.append(f"fit (5 families x 2 noise models, compile included): {time.perf_counter() - t0:.1f} s; "
-                     f"best {report.ranking[0].family}/{report.ranking[0].noise}")
+        lines.append(
+            f"fit (5 families x 2 noise models, compile included): {time.perf_counter() - t0:.1f} s; "
+            f"best {report.ranking[0].family}/{report.ranking[0].noise}"
+        )
     text = "\n".join(lines)
     print(text)
     if args.out:

@@ -15,7 +15,6 @@ import statistics
 import time
 
 import jax
-import jax.numpy as jnp
 
 from aimcjax import devices as D
 from aimcjax import pulse as P
@@ -37,8 +36,11 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--cpu", action="store_true",
-                    help="process CPU time instead of wall time (robust on a shared machine)")
+    ap.add_argument(
+        "--cpu",
+        action="store_true",
+        help="process CPU time instead of wall time (robust on a shared machine)",
+    )
     args = ap.parse_args(argv)
     clock = time.process_time if args.cpu else time.perf_counter
 
@@ -55,21 +57,33 @@ def main(argv=None):
         "Power g=2": D.Power(tau=0.6, gamma=2.0, dw_min=1e-3),
         "Power g=2+noise": D.Power(tau=0.6, gamma=2.0, dw_min=1e-3, dw_min_std=0.3),
     }
-    print(f"# bench_pulse: {n}x{n} tile, batch {args.batch}, BL 31, median of {args.repeats}, "
-          f"{'CPU' if args.cpu else 'wall'} time")
-    print(f"# jax {jax.__version__} on {jax.devices()[0].platform}, {platform.processor() or platform.machine()}")
-    print("| device | update pulse (ms) | update expected (ms) | outer_update (ms) | outer per sample (ms) |")
+    print(
+        f"# bench_pulse: {n}x{n} tile, batch {args.batch}, BL 31, median of {args.repeats}, "
+        f"{'CPU' if args.cpu else 'wall'} time"
+    )
+    print(
+        f"# jax {jax.__version__} on {jax.devices()[0].platform}, {platform.processor() or platform.machine()}"
+    )
+    print(
+        "| device | update pulse (ms) | update expected (ms) | outer_update (ms) | outer per sample (ms) |"
+    )
     print("|---|---|---|---|---|")
     for name, dev in devices.items():
         t = T.init(kg, dev, (n, n))
-        upd = {m: jax.jit(lambda t, k, m=m: P.update(t, dev, dW, k, P.UpdateConfig(mode=m, bl=31)))
-               for m in ("pulse", "expected")}
-        outer = jax.jit(lambda t, k: P.outer_update(t, dev, x, d, lr, k, P.UpdateConfig(mode="outer", bl=31)))
+        upd = {
+            m: jax.jit(lambda t, k, m=m: P.update(t, dev, dW, k, P.UpdateConfig(mode=m, bl=31)))
+            for m in ("pulse", "expected")
+        }
+        outer = jax.jit(
+            lambda t, k: P.outer_update(t, dev, x, d, lr, k, P.UpdateConfig(mode="outer", bl=31))
+        )
         key = jax.random.PRNGKey(1)
         ms_pulse = _median_ms(upd["pulse"], (t, key), args.repeats, clock)
         ms_expected = _median_ms(upd["expected"], (t, key), args.repeats, clock)
         ms_outer = _median_ms(outer, (t, key), max(3, args.repeats // 4), clock)
-        print(f"| {name} | {ms_pulse:.2f} | {ms_expected:.2f} | {ms_outer:.1f} | {ms_outer / args.batch:.2f} |")
+        print(
+            f"| {name} | {ms_pulse:.2f} | {ms_expected:.2f} | {ms_outer:.1f} | {ms_outer / args.batch:.2f} |"
+        )
 
 
 if __name__ == "__main__":

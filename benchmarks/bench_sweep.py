@@ -37,8 +37,13 @@ def main(argv=None):
     grid = specs.parse_grid("softbounds:asymmetry=0/0.1/0.2/0.3,dw_min_std=0.3")
     devices = [d for _, d in grid for _ in (0, 1)]
     seeds = [s for _ in grid for s in (0, 1)]
-    cfg = training.TrainConfig(model=args.model, algorithm=args.algorithm, epochs=args.epochs,
-                               train_size=args.train_size, lr=0.1)
+    cfg = training.TrainConfig(
+        model=args.model,
+        algorithm=args.algorithm,
+        epochs=args.epochs,
+        train_size=args.train_size,
+        lr=0.1,
+    )
 
     def one_by_one():
         return [training.train(cfg, ds, d, s) for d, s in zip(devices, seeds)]
@@ -66,11 +71,19 @@ def main(argv=None):
     t_single = best(one_by_one)
     t_sweep = best(swept)
     result = {
-        "configs": 8, "model": args.model, "algorithm": args.algorithm, "epochs": args.epochs,
-        "train_size": args.train_size, "steps_per_run": args.epochs * (args.train_size // cfg.batch_size),
-        "one_by_one_s": round(t_single, 3), "vmapped_sweep_s": round(t_sweep, 3),
+        "configs": 8,
+        "model": args.model,
+        "algorithm": args.algorithm,
+        "epochs": args.epochs,
+        "train_size": args.train_size,
+        "steps_per_run": args.epochs * (args.train_size // cfg.batch_size),
+        "one_by_one_s": round(t_single, 3),
+        "vmapped_sweep_s": round(t_sweep, 3),
         "speedup": round(t_single / t_sweep, 2),
-        "first_call_incl_compile_s": {"one_by_one": round(t_single_first, 2), "vmapped": round(t_sweep_first, 2)},
+        "first_call_incl_compile_s": {
+            "one_by_one": round(t_single_first, 2),
+            "vmapped": round(t_sweep_first, 2),
+        },
         "metrics_equal": True,
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, jax {jax.__version__}, {jax.default_backend()}",
     }

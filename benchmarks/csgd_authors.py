@@ -62,14 +62,18 @@ with contextlib.redirect_stdout(io.StringIO()):
 def authors_script(path: str | None) -> Path:
     """Their ``1LS/csgd.py`` from a checkout or the file itself; a clear error if absent."""
     if not path:
-        sys.exit("set CSGD_AUTHORS (or --authors) to a checkout of github.com/Weiyu-USTC/CSGD "
-                 "or to its 1LS/csgd.py; it is not shipped with aimcjax")
+        sys.exit(
+            "set CSGD_AUTHORS (or --authors) to a checkout of github.com/Weiyu-USTC/CSGD "
+            "or to its 1LS/csgd.py; it is not shipped with aimcjax"
+        )
     p = Path(path)
     if p.is_dir():
         p = p / "1LS" / "csgd.py"
     if not p.is_file():
-        sys.exit(f"the authors' least-squares script was not found at {p} "
-                 "(expected 1LS/csgd.py of github.com/Weiyu-USTC/CSGD)")
+        sys.exit(
+            f"the authors' least-squares script was not found at {p} "
+            "(expected 1LS/csgd.py of github.com/Weiyu-USTC/CSGD)"
+        )
     return p
 
 
@@ -86,17 +90,32 @@ def to_target(distance, uploads):
 def run_authors(script: Path, mode: str, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as workdir:
         env = dict(os.environ, MPLBACKEND="Agg")
-        subprocess.run([sys.executable, "-c", _AUTHORS_DRIVER, str(script), workdir,
-                        str(MODES[mode]), str(seed)], check=True, env=env)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _AUTHORS_DRIVER,
+                str(script),
+                workdir,
+                str(MODES[mode]),
+                str(seed),
+            ],
+            check=True,
+            env=env,
+        )
         result = Path(workdir) / "result" / "D10_alpha0.2"
         t = MODES[mode]
         distance = np.load(result / f"{t}x_star_norm.npy")
         uploads = np.load(result / f"{t}comm.npy")  # cumulative, aligned with distance
         events = np.load(result / f"{t}comm-event.npy")[:, 1:]  # (worker, iteration)
     iterations, up = to_target(distance, uploads)
-    return {"iterations_to_target": iterations, "uploads_to_target": up,
-            "iterations_run": len(distance) - 1, "total_uploads": int(uploads[-1]),
-            "uploads_per_worker": events.sum(axis=1).astype(int).tolist()}
+    return {
+        "iterations_to_target": iterations,
+        "uploads_to_target": up,
+        "iterations_run": len(distance) - 1,
+        "total_uploads": int(uploads[-1]),
+        "uploads_per_worker": events.sum(axis=1).astype(int).tolist(),
+    }
 
 
 def run_ours(seed: int, modes, dtype: str = "float32") -> dict:
@@ -106,8 +125,19 @@ def run_ours(seed: int, modes, dtype: str = "float32") -> dict:
         if dtype == "float64":
             settings += ",dtype=float64"
             env["JAX_ENABLE_X64"] = "1"
-        cmd = [sys.executable, "-m", "aimcjax", "reproduce", "csgd-ls", "--full", "--quiet",
-               "--set", settings, "--out", out]
+        cmd = [
+            sys.executable,
+            "-m",
+            "aimcjax",
+            "reproduce",
+            "csgd-ls",
+            "--full",
+            "--quiet",
+            "--set",
+            settings,
+            "--out",
+            out,
+        ]
         subprocess.run(cmd, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
         summary = json.loads((Path(out) / "summary.json").read_text())
     runs = {}
@@ -115,9 +145,13 @@ def run_ours(seed: int, modes, dtype: str = "float32") -> dict:
         run = summary["modes"][mode]
         # our metric list starts after the first iteration; prepend x^0 for the authors' indexing
         iterations, up = run["iterations_to_target"], run["uploads_to_target"]
-        runs[mode] = {"iterations_to_target": iterations, "uploads_to_target": up,
-                      "iterations_run": len(run["metric"]), "total_uploads": run["total_uploads"],
-                      "uploads_per_worker": run["uploads_per_worker"]}
+        runs[mode] = {
+            "iterations_to_target": iterations,
+            "uploads_to_target": up,
+            "iterations_run": len(run["metric"]),
+            "total_uploads": run["total_uploads"],
+            "uploads_per_worker": run["uploads_per_worker"],
+        }
     return runs
 
 
@@ -140,10 +174,17 @@ def mean_std(values):
 
 def report(done, seeds) -> str:
     sides = ("authors", "ours")
-    lines = [(f"CSGD least squares (authors' setting), to ||x - x*|| < {TARGET:g}; uploads = all "
-              "workers' uploads on one counter"), ""]
-    head = ("| seed | side | CSGD it. | CSGD uploads | SGD it. | SGD uploads | CSGD/SGD uploads |"
-            " CSGD uploads per worker (whole run) |")
+    lines = [
+        (
+            f"CSGD least squares (authors' setting), to ||x - x*|| < {TARGET:g}; uploads = all "
+            "workers' uploads on one counter"
+        ),
+        "",
+    ]
+    head = (
+        "| seed | side | CSGD it. | CSGD uploads | SGD it. | SGD uploads | CSGD/SGD uploads |"
+        " CSGD uploads per worker (whole run) |"
+    )
     lines += [head, "|---|---|---|---|---|---|---|---|"]
     stats = {s: {"ci": [], "cu": [], "si": [], "su": [], "ratio": []} for s in sides}
     same = 0
@@ -154,8 +195,11 @@ def report(done, seeds) -> str:
             c, s = done.get((side, seed, "csgd")), done.get((side, seed, "sgd"))
             if c is None or s is None:
                 continue
-            ratio = (c["uploads_to_target"] / s["uploads_to_target"]
-                     if c["uploads_to_target"] is not None and s["uploads_to_target"] else None)
+            ratio = (
+                c["uploads_to_target"] / s["uploads_to_target"]
+                if c["uploads_to_target"] is not None and s["uploads_to_target"]
+                else None
+            )
             rows[side] = (c, s, ratio)
             st = stats[side]
             st["ci"].append(c["iterations_to_target"])
@@ -163,54 +207,85 @@ def report(done, seeds) -> str:
             st["si"].append(s["iterations_to_target"])
             st["su"].append(s["uploads_to_target"])
             st["ratio"].append(ratio)
-            lines.append(f"| {seed} | {side} | {c['iterations_to_target']} | {c['uploads_to_target']} | "
-                         f"{s['iterations_to_target']} | {s['uploads_to_target']} | "
-                         f"{'-' if ratio is None else f'{ratio:.3f}'} | {c['uploads_per_worker']} |")
+            lines.append(
+                f"| {seed} | {side} | {c['iterations_to_target']} | {c['uploads_to_target']} | "
+                f"{s['iterations_to_target']} | {s['uploads_to_target']} | "
+                f"{'-' if ratio is None else f'{ratio:.3f}'} | {c['uploads_per_worker']} |"
+            )
         if len(rows) == 2:
             complete.append(seed)
             keys = ("iterations_to_target", "uploads_to_target")
             same += all(rows["authors"][i][k] == rows["ours"][i][k] for i in (0, 1) for k in keys)
-    lines += ["", "| side | seeds | CSGD it. | CSGD uploads | SGD it. | SGD uploads | CSGD/SGD uploads |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| side | seeds | CSGD it. | CSGD uploads | SGD it. | SGD uploads | CSGD/SGD uploads |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for side in sides:
         st = stats[side]
-        lines.append(f"| {side} | {len(st['ci'])} | {mean_std(st['ci'])} | {mean_std(st['cu'])} | "
-                     f"{mean_std(st['si'])} | {mean_std(st['su'])} | {mean_std(st['ratio'])} |")
+        lines.append(
+            f"| {side} | {len(st['ci'])} | {mean_std(st['ci'])} | {mean_std(st['cu'])} | "
+            f"{mean_std(st['si'])} | {mean_std(st['su'])} | {mean_std(st['ratio'])} |"
+        )
     extra = sorted({(seed, mode) for side, seed, mode in done if side == "ours-float64"})
     if extra:
-        lines += ["", "ours in float64 (JAX_ENABLE_X64=1, --set dtype=float64) beside the authors:",
-                  "| seed | mode | authors it. / uploads | ours float64 it. / uploads |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "ours in float64 (JAX_ENABLE_X64=1, --set dtype=float64) beside the authors:",
+            "| seed | mode | authors it. / uploads | ours float64 it. / uploads |",
+            "|---|---|---|---|",
+        ]
         for seed, mode in extra:
             a, o = done.get(("authors", seed, mode)), done[("ours-float64", seed, mode)]
-            fmt = lambda r: "-" if r is None else f"{r['iterations_to_target']} / {r['uploads_to_target']}"
+            fmt = lambda r: (
+                "-" if r is None else f"{r['iterations_to_target']} / {r['uploads_to_target']}"
+            )
             lines.append(f"| {seed} | {mode} | {fmt(a)} | {fmt(o)} |")
     lines.append("")
-    lines.append(f"seeds where both sides give identical iterations and uploads to the target "
-                 f"(CSGD and SGD): {same} of {len(complete)}")
-    for key, name in (("ratio", "CSGD/SGD upload ratio"), ("ci", "CSGD iterations"),
-                      ("si", "SGD iterations")):
+    lines.append(
+        f"seeds where both sides give identical iterations and uploads to the target "
+        f"(CSGD and SGD): {same} of {len(complete)}"
+    )
+    for key, name in (
+        ("ratio", "CSGD/SGD upload ratio"),
+        ("ci", "CSGD iterations"),
+        ("si", "SGD iterations"),
+    ):
         a = np.asarray([x for x in stats["authors"][key] if x is not None], float)
         o = np.asarray([x for x in stats["ours"][key] if x is not None], float)
         if a.size > 1 and o.size:
             inside = a.mean() - a.std(ddof=1) <= o.mean() <= a.mean() + a.std(ddof=1)
-            lines.append(f"{name}: ours {o.mean():.4g} vs authors {a.mean():.4g} ± {a.std(ddof=1):.2g} "
-                         f"(range {a.min():.4g}-{a.max():.4g}): ours' mean "
-                         f"{'within' if inside else 'OUTSIDE'} the authors' mean ± std")
+            lines.append(
+                f"{name}: ours {o.mean():.4g} vs authors {a.mean():.4g} ± {a.std(ddof=1):.2g} "
+                f"(range {a.min():.4g}-{a.max():.4g}): ours' mean "
+                f"{'within' if inside else 'OUTSIDE'} the authors' mean ± std"
+            )
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--authors", default=os.environ.get("CSGD_AUTHORS"),
-                        help="checkout of Weiyu-USTC/CSGD or its 1LS/csgd.py (default $CSGD_AUTHORS)")
+    parser.add_argument(
+        "--authors",
+        default=os.environ.get("CSGD_AUTHORS"),
+        help="checkout of Weiyu-USTC/CSGD or its 1LS/csgd.py (default $CSGD_AUTHORS)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     parser.add_argument("--side", choices=("both", "ours", "authors"), default="both")
-    parser.add_argument("--cache", nargs="+", default=None,
-                        help="JSON lines of finished runs (resume); new runs go to the first file")
+    parser.add_argument(
+        "--cache",
+        nargs="+",
+        default=None,
+        help="JSON lines of finished runs (resume); new runs go to the first file",
+    )
     parser.add_argument("--out", default=None, help="also write the report here")
-    parser.add_argument("--ours-dtype", choices=("float32", "float64"), default="float32",
-                        help="float64 (JAX_ENABLE_X64) runs ours at the authors' precision; "
-                             "recorded as side 'ours-float64' and listed separately")
+    parser.add_argument(
+        "--ours-dtype",
+        choices=("float32", "float64"),
+        default="float32",
+        help="float64 (JAX_ENABLE_X64) runs ours at the authors' precision; "
+        "recorded as side 'ours-float64' and listed separately",
+    )
     args = parser.parse_args(argv)
     script = authors_script(args.authors) if args.side in ("both", "authors") else None
     done = load_cache(args.cache)

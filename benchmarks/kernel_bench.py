@@ -35,8 +35,12 @@ from aimcjax import devices, pulse, tile
 
 def _device(gamma=None, tau=C.TAU):
     if gamma is None:
-        return devices.SoftBounds(tau=tau, dw_min=C.DW_MIN, dw_min_std=C.DW_MIN_STD, noise="multiplicative")
-    return devices.Power(tau=tau, gamma=gamma, dw_min=C.DW_MIN, dw_min_std=C.DW_MIN_STD, noise="multiplicative")
+        return devices.SoftBounds(
+            tau=tau, dw_min=C.DW_MIN, dw_min_std=C.DW_MIN_STD, noise="multiplicative"
+        )
+    return devices.Power(
+        tau=tau, gamma=gamma, dw_min=C.DW_MIN, dw_min_std=C.DW_MIN_STD, noise="multiplicative"
+    )
 
 
 def _case(mode: str, shape, batch: int, configs: int):
@@ -49,7 +53,9 @@ def _case(mode: str, shape, batch: int, configs: int):
     if configs:
         grid = C.w3_grid()[:configs]
         dev = devices.stack([_device(gamma=g, tau=t) for g, t in grid])
-        t = jax.vmap(lambda k, dv: tile.init(k, dv, shape))(jax.random.split(jax.random.PRNGKey(0), configs), dev)
+        t = jax.vmap(lambda k, dv: tile.init(k, dv, shape))(
+            jax.random.split(jax.random.PRNGKey(0), configs), dev
+        )
     else:
         dev = _device()
         t = tile.init(0, dev, shape)
@@ -71,6 +77,7 @@ def _timed(update, t, dev, x, d, steps: int, repeats: int):
     def many(t, key):
         def step(t, i):
             return update(t, dev, x, d, jax.random.fold_in(key, i)), None
+
         return jax.lax.scan(step, t, jnp.arange(steps))[0]
 
     start = time.perf_counter()
@@ -87,14 +94,23 @@ def _timed(update, t, dev, x, d, steps: int, repeats: int):
 
 def run_case(name, mode, shape, batch, configs, steps, repeats):
     update, t, dev, x, d = _case(mode, shape, batch, configs)
-    row = {"case": name, "mode": mode, "shape": list(shape), "batch": batch, "configs": configs,
-           "backend": jax.default_backend(), "jax": jax.__version__}
+    row = {
+        "case": name,
+        "mode": mode,
+        "shape": list(shape),
+        "batch": batch,
+        "configs": configs,
+        "backend": jax.default_backend(),
+        "jax": jax.__version__,
+    }
     weights = {}
     for kernel in ("xla", "pallas"):
         try:
-            median, times, compile_s, weights[kernel] = _timed(update(kernel), t, dev, x, d, steps, repeats)
+            median, times, compile_s, weights[kernel] = _timed(
+                update(kernel), t, dev, x, d, steps, repeats
+            )
             row[kernel] = {"median_s": median, "times_s": times, "compile_s": compile_s}
-        except Exception as err:  # noqa: BLE001 - keep going: the other path and the other cases still count
+        except Exception as err:
             row[kernel] = {"error": f"{type(err).__name__}: {err}"[:2000]}
             traceback.print_exc()
     if len(weights) == 2:
@@ -107,24 +123,34 @@ def run_case(name, mode, shape, batch, configs, steps, repeats):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", type=Path, default=None)
-    p.add_argument("--smoke", action="store_true", help="tiny shapes, 2 configs, 1 step (CPU check)")
+    p.add_argument(
+        "--smoke", action="store_true", help="tiny shapes, 2 configs, 1 step (CPU check)"
+    )
     a = p.parse_args(argv)
     print(f"jax {jax.__version__}, devices {jax.devices()}", flush=True)
     shape, configs = ((40, 24), 2) if a.smoke else ((784, 256), 16)
     steps, repeats = (1, 1) if a.smoke else (a.steps, a.repeats)
-    cases = [("pulse_b10", "pulse", shape, 10, 0), ("outer_b10", "outer", shape, 10, 0),
-             ("outer_b64", "outer", shape, 64 if not a.smoke else 3, 0),
-             (f"sweep{configs}_pulse_b10", "pulse", shape, 10, configs),
-             (f"sweep{configs}_outer_b10", "outer", shape, 10 if not a.smoke else 2, configs)]
+    cases = [
+        ("pulse_b10", "pulse", shape, 10, 0),
+        ("outer_b10", "outer", shape, 10, 0),
+        ("outer_b64", "outer", shape, 64 if not a.smoke else 3, 0),
+        (f"sweep{configs}_pulse_b10", "pulse", shape, 10, configs),
+        (f"sweep{configs}_outer_b10", "outer", shape, 10 if not a.smoke else 2, configs),
+    ]
     out = None
     if a.out is not None:
         a.out.mkdir(parents=True, exist_ok=True)
         out = (a.out / "kernel_bench.jsonl").open("a")
-    print(f"{'case':22s} {'xla s/update':>13s} {'pallas s/update':>16s} {'speed-up':>9s} {'compile xla/pallas s':>21s} {'max|diff|':>10s} {'equal':>6s}", flush=True)
+    print(
+        f"{'case':22s} {'xla s/update':>13s} {'pallas s/update':>16s} {'speed-up':>9s} {'compile xla/pallas s':>21s} {'max|diff|':>10s} {'equal':>6s}",
+        flush=True,
+    )
     for case in cases:
         row = run_case(*case, steps, repeats)
         line = json.dumps(row)
@@ -134,8 +160,11 @@ def main(argv=None):
         xla, pal = row["xla"].get("median_s"), row["pallas"].get("median_s")
         speed = f"{xla / pal:9.2f}" if xla and pal else f"{'-':>9s}"
         comp = f"{row['xla'].get('compile_s', float('nan')):.1f}/{row['pallas'].get('compile_s', float('nan')):.1f}"
-        print(f"{row['case']:22s} {xla or float('nan'):13.3e} {pal or float('nan'):16.3e} {speed} {comp:>21s} "
-              f"{row.get('max_abs_diff', float('nan')):10.2e} {row.get('equal_fraction', float('nan')):6.3f}", flush=True)
+        print(
+            f"{row['case']:22s} {xla or float('nan'):13.3e} {pal or float('nan'):16.3e} {speed} {comp:>21s} "
+            f"{row.get('max_abs_diff', float('nan')):10.2e} {row.get('equal_fraction', float('nan')):6.3f}",
+            flush=True,
+        )
         print(line, flush=True)
 
 

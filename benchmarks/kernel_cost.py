@@ -42,13 +42,19 @@ HBM_BYTES_PER_S = 4.8e12  # H200 SXM
 FP32_FLOPS_PER_S = 67e12  # H200 SXM, non-tensor-core FP32
 F32 = 4
 LAYERS = tuple(zip(C.FCN_SIZES[:-1], C.FCN_SIZES[1:]))  # (in, out) per layer
-SLOTS = -(-C.BL // 4) * 4  # pulse-train slots per sample (chunks of 4, see pulse._sample_pulse_trains)
+SLOTS = (
+    -(-C.BL // 4) * 4
+)  # pulse-train slots per sample (chunks of 4, see pulse._sample_pulse_trains)
 
 
 def _device(gamma=None, tau=C.TAU):
     if gamma is None:
-        return devices.SoftBounds(tau=tau, dw_min=C.DW_MIN, dw_min_std=C.DW_MIN_STD, noise="multiplicative")
-    return devices.Power(tau=tau, gamma=gamma, dw_min=C.DW_MIN, dw_min_std=C.DW_MIN_STD, noise="multiplicative")
+        return devices.SoftBounds(
+            tau=tau, dw_min=C.DW_MIN, dw_min_std=C.DW_MIN_STD, noise="multiplicative"
+        )
+    return devices.Power(
+        tau=tau, gamma=gamma, dw_min=C.DW_MIN, dw_min_std=C.DW_MIN_STD, noise="multiplicative"
+    )
 
 
 def _cost(fn, *args) -> tuple[float, float, float]:
@@ -56,8 +62,11 @@ def _cost(fn, *args) -> tuple[float, float, float]:
     analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
     if isinstance(analysis, (list, tuple)):  # older JAX: one dict per computation
         analysis = analysis[0]
-    return (float(analysis.get("flops", 0.0)), float(analysis.get("transcendentals", 0.0)),
-            float(analysis.get("bytes accessed", 0.0)))
+    return (
+        float(analysis.get("flops", 0.0)),
+        float(analysis.get("transcendentals", 0.0)),
+        float(analysis.get("bytes accessed", 0.0)),
+    )
 
 
 def _layer_update(mode: str, dev, shape, batch: int):
@@ -81,7 +90,9 @@ def _per_element_pulse(dev) -> tuple[float, float]:
     ids = jnp.arange(n_el, dtype=jnp.uint32)
 
     def one_pulse(t, n, words):
-        noise = pulse._noise_term(dev, jnp.float32)(pulse._normal_from_bits(pulse._keyed_bits(words[0], words[1], ids), jnp.float32))
+        noise = pulse._noise_term(dev, jnp.float32)(
+            pulse._normal_from_bits(pulse._keyed_bits(words[0], words[1], ids), jnp.float32)
+        )
         return pulse._pulse_step(dev, t.w, n, 0, t, lambda _: noise)
 
     flops, trans, _ = _cost(one_pulse, t, jnp.ones((n_el,), jnp.int32), jnp.zeros((2,), jnp.uint32))
@@ -109,24 +120,36 @@ def _passes(mode: str, batch: int) -> int:
 def _row(name, mode, xla, fused_bytes, element_pulses, per_pulse, passes):
     flops, _, nbytes = xla
     k_flops = element_pulses * per_pulse[0]
-    print(f"{name:26s} {mode:6s} {flops:10.3g} {nbytes:10.3g} {nbytes / HBM_BYTES_PER_S * 1e6:9.2f} "
-          f"{flops / FP32_FLOPS_PER_S * 1e6:9.2f} {passes * nbytes / HBM_BYTES_PER_S * 1e6:10.1f} | "
-          f"{fused_bytes:10.3g} {fused_bytes / HBM_BYTES_PER_S * 1e6:9.2f} "
-          f"{k_flops:10.3g} {k_flops / FP32_FLOPS_PER_S * 1e6:9.2f}")
+    print(
+        f"{name:26s} {mode:6s} {flops:10.3g} {nbytes:10.3g} {nbytes / HBM_BYTES_PER_S * 1e6:9.2f} "
+        f"{flops / FP32_FLOPS_PER_S * 1e6:9.2f} {passes * nbytes / HBM_BYTES_PER_S * 1e6:10.1f} | "
+        f"{fused_bytes:10.3g} {fused_bytes / HBM_BYTES_PER_S * 1e6:9.2f} "
+        f"{k_flops:10.3g} {k_flops / FP32_FLOPS_PER_S * 1e6:9.2f}"
+    )
 
 
 def main(argv=None):
-    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
-    print(f"jax {jax.__version__}, backend {jax.default_backend()}; H200: {HBM_BYTES_PER_S / 1e12:.1f} TB/s, "
-          f"{FP32_FLOPS_PER_S / 1e12:.0f} TFLOP/s FP32; bl = {C.BL}, {SLOTS} train slots per sample")
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args(argv)
+    print(
+        f"jax {jax.__version__}, backend {jax.default_backend()}; H200: {HBM_BYTES_PER_S / 1e12:.1f} TB/s, "
+        f"{FP32_FLOPS_PER_S / 1e12:.0f} TFLOP/s FP32; bl = {C.BL}, {SLOTS} train slots per sample"
+    )
     per_pulse = _per_element_pulse(_device())
     per_pulse_power = _per_element_pulse(_device(gamma=0.5))
-    print(f"one pulse on one element (counter draw + step), XLA's count: SoftBounds {per_pulse[0]:.0f} flops "
-          f"+ {per_pulse[1]:.0f} transcendentals; Power {per_pulse_power[0]:.0f} + {per_pulse_power[1]:.0f}")
+    print(
+        f"one pulse on one element (counter draw + step), XLA's count: SoftBounds {per_pulse[0]:.0f} flops "
+        f"+ {per_pulse[1]:.0f} transcendentals; Power {per_pulse_power[0]:.0f} + {per_pulse_power[1]:.0f}"
+    )
     print()
-    print(f"{'':26s} {'':6s} {'XLA path (cost analysis, loop bodies once)':65s} | fused kernel (upper bound: bl pulses per element)")
-    print(f"{'case':26s} {'mode':6s} {'flops':>10s} {'bytes':>10s} {'us@HBM':>9s} {'us@FP32':>9s} {'x passes':>10s} | "
-          f"{'bytes':>10s} {'us@HBM':>9s} {'flops':>10s} {'us@FP32':>9s}")
+    print(
+        f"{'':26s} {'':6s} {'XLA path (cost analysis, loop bodies once)':65s} | fused kernel (upper bound: bl pulses per element)"
+    )
+    print(
+        f"{'case':26s} {'mode':6s} {'flops':>10s} {'bytes':>10s} {'us@HBM':>9s} {'us@FP32':>9s} {'x passes':>10s} | "
+        f"{'bytes':>10s} {'us@HBM':>9s} {'flops':>10s} {'us@FP32':>9s}"
+    )
     for batch in (10, 64):
         for mode in ("pulse", "outer"):
             totals = [0.0, 0.0, 0.0]
@@ -137,18 +160,40 @@ def main(argv=None):
                 totals = [a + b for a, b in zip(totals, _cost(fn, *args))]
                 fused += _fused_bytes(mode, shape, batch)
                 element_pulses += shape[0] * shape[1] * C.BL * (batch if mode == "outer" else 1)
-            _row(f"W1 b{batch} (3 layers)", mode, totals, fused, element_pulses, per_pulse, _passes(mode, batch))
+            _row(
+                f"W1 b{batch} (3 layers)",
+                mode,
+                totals,
+                fused,
+                element_pulses,
+                per_pulse,
+                _passes(mode, batch),
+            )
     grid = C.w3_grid()
     devs = devices.stack([_device(gamma=g, tau=t) for g, t in grid])
     shape = LAYERS[0]
     for mode in ("pulse", "outer"):
         fn, (_, _, x, d, key) = _layer_update(mode, _device(), shape, C.W3_BATCH)
-        tiles = jax.vmap(lambda k, dv: tile.init(k, dv, shape))(jax.random.split(key, len(grid)), devs)
-        xs, ds = jnp.broadcast_to(x, (len(grid), *x.shape)), jnp.broadcast_to(d, (len(grid), *d.shape))
+        tiles = jax.vmap(lambda k, dv: tile.init(k, dv, shape))(
+            jax.random.split(key, len(grid)), devs
+        )
+        xs, ds = (
+            jnp.broadcast_to(x, (len(grid), *x.shape)),
+            jnp.broadcast_to(d, (len(grid), *d.shape)),
+        )
         sweep = jax.vmap(fn, in_axes=(0, 0, 0, 0, None))
-        element_pulses = len(grid) * shape[0] * shape[1] * C.BL * (C.W3_BATCH if mode == "outer" else 1)
-        _row(f"W3 {len(grid)} Power x 784x256", mode, _cost(sweep, tiles, devs, xs, ds, key),
-             _fused_bytes(mode, shape, C.W3_BATCH, len(grid)), element_pulses, per_pulse_power, _passes(mode, C.W3_BATCH))
+        element_pulses = (
+            len(grid) * shape[0] * shape[1] * C.BL * (C.W3_BATCH if mode == "outer" else 1)
+        )
+        _row(
+            f"W3 {len(grid)} Power x 784x256",
+            mode,
+            _cost(sweep, tiles, devs, xs, ds, key),
+            _fused_bytes(mode, shape, C.W3_BATCH, len(grid)),
+            element_pulses,
+            per_pulse_power,
+            _passes(mode, C.W3_BATCH),
+        )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,16 @@ def batches(config):
 
 def run(mode, backend):
     # slack 40 after the authors' 1 / M^2 (M = 8)
-    config = dist.CensorConfig(mode=mode, learning_rate=0.5, sigma0=40.0 * WORKERS**2, sigma_decay=0.9,
-                               batch0=3, batch_growth=1.3, batch_max=16, max_staleness=6)
+    config = dist.CensorConfig(
+        mode=mode,
+        learning_rate=0.5,
+        sigma0=40.0 * WORKERS**2,
+        sigma_decay=0.9,
+        batch0=3,
+        batch_growth=1.3,
+        batch_max=16,
+        max_staleness=6,
+    )
     tx = dist.csgd(optax.sgd(0.5), config)
     kwargs = {"num_workers": WORKERS} if backend == "vmap" else {}
     train = dist.make_train_step(loss_fn, tx, backend=backend, **kwargs)

@@ -51,22 +51,33 @@ def train(opt, steps=12, outer=False, params=None, state=None):
 
 def visible_weights(state, gamma=0.0):
     """The visible weights of an :class:`aimcjax.optim.AnalogState` (no choppers)."""
-    ws = [jax.tree.map(tile.weights, t, is_leaf=lambda n: isinstance(n, tile.Tile)) for t in state.tiles]
+    ws = [
+        jax.tree.map(tile.weights, t, is_leaf=lambda n: isinstance(n, tile.Tile))
+        for t in state.tiles
+    ]
     return jax.tree.map(lambda *w: sum(gamma**k * wk for k, wk in enumerate(w)), *ws)
 
 
 # name -> factory(update, key, lr=0.1): every analog algorithm, small and quick, transfers every step.
 ALGORITHMS = {
     "analog_sgd": lambda u, key, lr=0.1: optim.analog_sgd(lr, DEV, update=u, key=key),
-    "residual_learning": lambda u, key, lr=0.1: optim.residual_learning(lr, 0.3, DEV, gamma=0.4, update=u, key=key),
-    "residual_learning_v2": lambda u, key, lr=0.1: optim.residual_learning(lr, 0.3, DEV, gamma=0.4, version=2, update=u,
-                                                                   key=key),
+    "residual_learning": lambda u, key, lr=0.1: optim.residual_learning(
+        lr, 0.3, DEV, gamma=0.4, update=u, key=key
+    ),
+    "residual_learning_v2": lambda u, key, lr=0.1: optim.residual_learning(
+        lr, 0.3, DEV, gamma=0.4, version=2, update=u, key=key
+    ),
     "tiki_taka": lambda u, key, lr=0.1: optim.tiki_taka(lr, 0.5, DEV, gamma=0.2, update=u, key=key),
     "ttv2": lambda u, key, lr=0.1: optim.ttv2(lr, 0.5, DEV, update=u, key=key),
-    "chopped_ttv2": lambda u, key, lr=0.1: optim.chopped_ttv2(lr, 0.5, DEV, gamma=0.3, in_chop_prob=0.5, update=u, key=key),
-    "agad": lambda u, key, lr=0.1: optim.agad(lr, 0.5, DEV, in_chop_prob=0.5, transfer="full", update=u, key=key),
-    "multi_tile_residual": lambda u, key, lr=0.1: optim.multi_tile_residual(lr, (0.3, 0.5), DEV, gamma=0.2, n_tiles=3,
-                                                                    update=u, key=key),
+    "chopped_ttv2": lambda u, key, lr=0.1: optim.chopped_ttv2(
+        lr, 0.5, DEV, gamma=0.3, in_chop_prob=0.5, update=u, key=key
+    ),
+    "agad": lambda u, key, lr=0.1: optim.agad(
+        lr, 0.5, DEV, in_chop_prob=0.5, transfer="full", update=u, key=key
+    ),
+    "multi_tile_residual": lambda u, key, lr=0.1: optim.multi_tile_residual(
+        lr, (0.3, 0.5), DEV, gamma=0.2, n_tiles=3, update=u, key=key
+    ),
     "mixed_precision": lambda u, key, lr=0.1: optim.mixed_precision(lr, DEV, update=u, key=key),
 }
 

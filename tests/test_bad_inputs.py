@@ -40,15 +40,35 @@ FAMILIES = {
 # (family, keyword arguments, the argument the error must name)
 BAD_DEVICES = [
     *[(fam, {"dw_min": v}, "dw_min") for fam in FAMILIES for v in (INF, NAN, 0.0, -1e-3)],
-    *[(fam, {"w_max": v}, "w_max") for fam in ("ConstantStep", "Piecewise", "SoftBounds") for v in (INF, -0.5)],
-    *[(fam, {"w_min": v}, "w_min") for fam in ("ConstantStep", "Piecewise", "Power") for v in (-INF, 0.5)],
-    *[(fam, {"tau": v}, "tau") for fam in ("SoftBounds", "Power", "Exponential") for v in (INF, NAN, 0.0)],
-    *[(fam, {"gamma": v}, "gamma") for fam in ("Power", "Exponential") for v in (INF, NAN, 0.0, -1.0)],
+    *[
+        (fam, {"w_max": v}, "w_max")
+        for fam in ("ConstantStep", "Piecewise", "SoftBounds")
+        for v in (INF, -0.5)
+    ],
+    *[
+        (fam, {"w_min": v}, "w_min")
+        for fam in ("ConstantStep", "Piecewise", "Power")
+        for v in (-INF, 0.5)
+    ],
+    *[
+        (fam, {"tau": v}, "tau")
+        for fam in ("SoftBounds", "Power", "Exponential")
+        for v in (INF, NAN, 0.0)
+    ],
+    *[
+        (fam, {"gamma": v}, "gamma")
+        for fam in ("Power", "Exponential")
+        for v in (INF, NAN, 0.0, -1.0)
+    ],
     ("Exponential", {"gamma": 100.0}, "gamma"),  # e^100 - 1 overflows float32
     ("Exponential", {"gamma": 44.5}, "gamma"),  # e^(2 gamma) at the far bound overflows float32
     ("Exponential", {"gamma": 20.0, "w_min": -1.0, "w_max": 0.2}, "gamma"),  # e^(gamma (1 + 5))
     ("Power", {"gamma": 130.0}, "gamma"),  # 2^130 overflows float32
-    *[(fam, {"asymmetry": v}, "asymmetry") for fam in ("ConstantStep", "SoftBounds", "Power") for v in (1.0, INF)],
+    *[
+        (fam, {"asymmetry": v}, "asymmetry")
+        for fam in ("ConstantStep", "SoftBounds", "Power")
+        for v in (1.0, INF)
+    ],
     *[("Power", {name: v}, name) for name in D.VARIATION_FIELDS for v in (INF, -0.1)],
     *[("Exponential", {name: NAN}, name) for name in D.VARIATION_FIELDS],
     ("Piecewise", {"up": (1.0, INF), "down": (1.0, 1.0)}, "up"),
@@ -59,8 +79,9 @@ BAD_DEVICES = [
 ]
 
 
-@pytest.mark.parametrize("family, kwargs, name", BAD_DEVICES,
-                         ids=[f"{f}-{k}" for f, k, _ in BAD_DEVICES])
+@pytest.mark.parametrize(
+    "family, kwargs, name", BAD_DEVICES, ids=[f"{f}-{k}" for f, k, _ in BAD_DEVICES]
+)
 def test_bad_device_parameters_name_the_argument(family, kwargs, name):
     with pytest.raises(ValueError, match=name):
         FAMILIES[family](**kwargs)
@@ -77,7 +98,9 @@ BAD_CUSTOM = [
 ]
 
 
-@pytest.mark.parametrize("q_plus, q_minus, name", BAD_CUSTOM, ids=[f"custom-{i}" for i in range(len(BAD_CUSTOM))])
+@pytest.mark.parametrize(
+    "q_plus, q_minus, name", BAD_CUSTOM, ids=[f"custom-{i}" for i in range(len(BAD_CUSTOM))]
+)
 def test_custom_responses_are_checked_on_a_grid(q_plus, q_minus, name):
     with pytest.raises(ValueError, match=name):
         D.Custom(q_plus=q_plus, q_minus=q_minus)
@@ -105,7 +128,9 @@ def test_issue_exponential_example_stays_finite_in_every_mode():
             w = np.asarray(t3.w)
             assert np.isfinite(w).all(), (zero_shift, mode)
             assert (w >= np.asarray(t3.w_min)).all() and (w <= np.asarray(t3.w_max)).all()
-        t4 = outer(t, dev, jnp.ones((2, 8)), jnp.ones((2, 8)), 0.1, 3, pulse.UpdateConfig(mode="outer"))
+        t4 = outer(
+            t, dev, jnp.ones((2, 8)), jnp.ones((2, 8)), 0.1, 3, pulse.UpdateConfig(mode="outer")
+        )
         assert np.isfinite(np.asarray(t4.w)).all()
 
 
@@ -115,18 +140,28 @@ def test_capped_response_is_exact_below_the_cap():
     w = jnp.linspace(-0.6, 0.6, 11)
     qp, qm = dev.response(w, dev.w_min, dev.w_max)
     g = 5.0
-    np.testing.assert_array_equal(np.asarray(qp), np.asarray(jnp.expm1(g * jnp.maximum(1 - w / 0.6, 0)) / jnp.expm1(g)))
-    np.testing.assert_array_equal(np.asarray(qm), np.asarray(jnp.expm1(g * jnp.maximum(1 + w / 0.6, 0)) / jnp.expm1(g)))
+    np.testing.assert_array_equal(
+        np.asarray(qp), np.asarray(jnp.expm1(g * jnp.maximum(1 - w / 0.6, 0)) / jnp.expm1(g))
+    )
+    np.testing.assert_array_equal(
+        np.asarray(qm), np.asarray(jnp.expm1(g * jnp.maximum(1 + w / 0.6, 0)) / jnp.expm1(g))
+    )
 
 
-@pytest.mark.parametrize("dtype, gamma, ok", [
-    (jnp.float16, 5.6, False), (jnp.float16, 40.0, False), (jnp.float16, 5.4, True),
-    (jnp.bfloat16, 40.0, True), (jnp.float32, 44.0, True),
-])
+@pytest.mark.parametrize(
+    "dtype, gamma, ok",
+    [
+        (jnp.float16, 5.6, False),
+        (jnp.float16, 40.0, False),
+        (jnp.float16, 5.4, True),
+        (jnp.bfloat16, 40.0, True),
+        (jnp.float32, 44.0, True),
+    ],
+)
 def test_exponential_gamma_bound_follows_the_tile_dtype(dtype, gamma, ok):
     dev = D.Exponential(tau=0.6, gamma=gamma)
     if not ok:
-        with pytest.raises(ValueError, match="gamma=.* is too steep for a float16 tile"):
+        with pytest.raises(ValueError, match=r"gamma=.* is too steep for a float16 tile"):
             tile.init(0, dev, (4, 4), dtype=dtype)
         return
     t = tile.init(0, dev, (4, 4), dtype=dtype)
@@ -158,7 +193,9 @@ BAD_UPDATE_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("kwargs, error, match", BAD_UPDATE_CONFIGS, ids=[str(k) for k, _, _ in BAD_UPDATE_CONFIGS])
+@pytest.mark.parametrize(
+    "kwargs, error, match", BAD_UPDATE_CONFIGS, ids=[str(k) for k, _, _ in BAD_UPDATE_CONFIGS]
+)
 def test_bad_update_configs(kwargs, error, match):
     with pytest.raises(error, match=match):
         pulse.UpdateConfig(**kwargs)
@@ -177,8 +214,13 @@ def test_former_hang_bl_1e9_fails_at_once():
         except ValueError as e:
             print("REFUSED", e)
     """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
     assert "REFUSED bl must be <= 65536" in done.stdout, done.stderr[-2000:]
 
 
@@ -216,16 +258,47 @@ BAD_TILE_CALLS = [
     (lambda: tile.init(0, D.SoftBounds(), (2, 3), dtype=jnp.int32), TypeError, "dtype"),
     (lambda: tile.init(0, "softbounds", (2, 3)), TypeError, "device"),
     (lambda: tile.init("seed", D.SoftBounds(), (2, 3)), TypeError, "key"),
-    (lambda: tile.program(tile.init(0, D.SoftBounds(), (2, 3)), jnp.ones((3, 3))), ValueError, "w_eff"),
-    (lambda: pulse.apply(tile.init(0, D.SoftBounds(), (2,)), D.SoftBounds(), jnp.ones(2), 0), TypeError, "n must be an integer"),
-    (lambda: pulse.apply(tile.init(0, D.SoftBounds(), (2,)), D.SoftBounds(), jnp.ones(3, jnp.int32), 0), ValueError, "n has shape"),
-    (lambda: pulse.update(tile.init(0, D.SoftBounds(), (2,)), D.SoftBounds(), jnp.ones(2), 0, "pulse"), TypeError, "cfg"),
-    (lambda: pulse.update(tile.init(0, D.SoftBounds(), (2,)), D.SoftBounds(), jnp.ones(2), 0,
-                          pulse.UpdateConfig(mode="outer")), ValueError, "outer_update"),
+    (
+        lambda: tile.program(tile.init(0, D.SoftBounds(), (2, 3)), jnp.ones((3, 3))),
+        ValueError,
+        "w_eff",
+    ),
+    (
+        lambda: pulse.apply(tile.init(0, D.SoftBounds(), (2,)), D.SoftBounds(), jnp.ones(2), 0),
+        TypeError,
+        "n must be an integer",
+    ),
+    (
+        lambda: pulse.apply(
+            tile.init(0, D.SoftBounds(), (2,)), D.SoftBounds(), jnp.ones(3, jnp.int32), 0
+        ),
+        ValueError,
+        "n has shape",
+    ),
+    (
+        lambda: pulse.update(
+            tile.init(0, D.SoftBounds(), (2,)), D.SoftBounds(), jnp.ones(2), 0, "pulse"
+        ),
+        TypeError,
+        "cfg",
+    ),
+    (
+        lambda: pulse.update(
+            tile.init(0, D.SoftBounds(), (2,)),
+            D.SoftBounds(),
+            jnp.ones(2),
+            0,
+            pulse.UpdateConfig(mode="outer"),
+        ),
+        ValueError,
+        "outer_update",
+    ),
 ]
 
 
-@pytest.mark.parametrize("call, error, match", BAD_TILE_CALLS, ids=[m for _, _, m in BAD_TILE_CALLS])
+@pytest.mark.parametrize(
+    "call, error, match", BAD_TILE_CALLS, ids=[m for _, _, m in BAD_TILE_CALLS]
+)
 def test_bad_tile_and_pulse_calls(call, error, match):
     with pytest.raises(error, match=match):
         call()
@@ -291,6 +364,7 @@ def test_non_finite_input_sample_reads_non_finite_and_leaves_others_alone(value)
 
 def test_layer_with_a_bad_periphery_fails_at_construction():
     from aimcjax.specs import SpecError, parse_periphery
+
     with pytest.raises((SpecError, ValueError), match="out_bound"):
         parse_periphery("default:out_bound=inf")
     with pytest.raises((SpecError, ValueError), match="out_bits"):
@@ -324,11 +398,14 @@ def test_bad_censor_configs(kwargs, error, match):
         dist.CensorConfig(**kwargs)
 
 
-@pytest.mark.parametrize("tau, error, match", [
-    (NAN, ValueError, "tau must not be NaN"),
-    (np.array([0.1, 0.2]), ValueError, "tau must be a scalar"),
-    ("0.1", TypeError, "tau"),
-])
+@pytest.mark.parametrize(
+    "tau, error, match",
+    [
+        (NAN, ValueError, "tau must not be NaN"),
+        (np.array([0.1, 0.2]), ValueError, "tau must be a scalar"),
+        ("0.1", TypeError, "tau"),
+    ],
+)
 def test_bad_censoring_thresholds(tau, error, match):
     f = jax.vmap(lambda g, h: censored_mean(g, h, tau, "w"), axis_name="w")
     with pytest.raises(error, match=match):
@@ -344,12 +421,15 @@ def test_large_finite_threshold_coefficient_censors_without_nan():
 
 # -- data ----------------------------------------------------------------------------------------
 
+
 def _npz(path, n=6, labels=None, x=None, **override):
     rng = np.random.default_rng(0)
-    arrays = {"x_train": rng.integers(0, 255, (n, 4, 4), dtype=np.uint8) if x is None else x,
-              "y_train": np.arange(n) % 10 if labels is None else labels,
-              "x_test": rng.integers(0, 255, (3, 4, 4), dtype=np.uint8),
-              "y_test": np.arange(3)}
+    arrays = {
+        "x_train": rng.integers(0, 255, (n, 4, 4), dtype=np.uint8) if x is None else x,
+        "y_train": np.arange(n) % 10 if labels is None else labels,
+        "x_test": rng.integers(0, 255, (3, 4, 4), dtype=np.uint8),
+        "y_test": np.arange(3),
+    }
     arrays.update(override)
     np.savez(path, **arrays)
     return path
@@ -393,11 +473,19 @@ CORRUPT_FILES = [
     ("cifar.tar.gz", b"\x1f\x8b\x08\x00garbage", "not a readable CIFAR-10 .tar.gz"),
     ("cifar.tar.gz", None, "not a readable CIFAR-10 .tar.gz"),  # a truncated real archive
     ("train-labels-idx1-ubyte.gz", _gzip_with_garbage_body(), "cannot read"),
-    ("train-labels-idx1-ubyte.gz", gzip.compress(b"\x00\x00\x08\x01\x00\x00\x00\x09")[:15], "cannot read"),
+    (
+        "train-labels-idx1-ubyte.gz",
+        gzip.compress(b"\x00\x00\x08\x01\x00\x00\x00\x09")[:15],
+        "cannot read",
+    ),
 ]
 
 
-@pytest.mark.parametrize("name, blob, match", CORRUPT_FILES, ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(CORRUPT_FILES)])
+@pytest.mark.parametrize(
+    "name, blob, match",
+    CORRUPT_FILES,
+    ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(CORRUPT_FILES)],
+)
 def test_corrupt_files_give_one_line_errors(tmp_path, name, blob, match):
     if blob is None:  # a real archive cut in half
         buf = io.BytesIO()
@@ -425,12 +513,20 @@ def test_constant_images_cannot_be_standardized(tmp_path):
         data.standardize(ds)
 
 
-@pytest.mark.parametrize("change, match", [
-    (lambda ds: ds._replace(x_train=ds.x_train.copy().__setitem__((0, 0, 0, 0), np.nan) or ds.x_train), None),
-    (lambda ds: ds._replace(num_classes=1), "num_classes"),
-    (lambda ds: ds._replace(x_train=ds.x_train[..., 0]), "x_train must be images"),
-    (lambda ds: ds._replace(y_test=ds.y_test[:-1]), "y_test must hold one label per image"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (
+            lambda ds: ds._replace(
+                x_train=ds.x_train.copy().__setitem__((0, 0, 0, 0), np.nan) or ds.x_train
+            ),
+            None,
+        ),
+        (lambda ds: ds._replace(num_classes=1), "num_classes"),
+        (lambda ds: ds._replace(x_train=ds.x_train[..., 0]), "x_train must be images"),
+        (lambda ds: ds._replace(y_test=ds.y_test[:-1]), "y_test must hold one label per image"),
+    ],
+)
 def test_check_dataset(tmp_path, change, match):
     ds = data.load("mnist", _npz(tmp_path / "mnist.npz"))
     assert data.check_dataset(ds) is ds

@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 import pytest
-
 from test_distributed_multihost import CRASH
 
 from aimcjax import cli
@@ -31,9 +30,13 @@ def _one_line_error(capsys, code=2):
 
 def _npz(path, y_train=None, x_train=None):
     rng = np.random.default_rng(0)
-    np.savez(path, x_train=rng.integers(0, 255, (20, 4, 4), dtype=np.uint8) if x_train is None else x_train,
-             y_train=np.arange(20) % 10 if y_train is None else y_train,
-             x_test=rng.integers(0, 255, (10, 4, 4), dtype=np.uint8), y_test=np.arange(10))
+    np.savez(
+        path,
+        x_train=rng.integers(0, 255, (20, 4, 4), dtype=np.uint8) if x_train is None else x_train,
+        y_train=np.arange(20) % 10 if y_train is None else y_train,
+        x_test=rng.integers(0, 255, (10, 4, 4), dtype=np.uint8),
+        y_test=np.arange(10),
+    )
     return str(path)
 
 
@@ -48,7 +51,10 @@ BAD_ARGV = [
     (["reproduce", "main", "--set", "train_size=-1"], "--set train_size: expected an integer >= 0"),
     (["reproduce", "table8", "--set", "gammas=1/inf"], "--set gammas: expected a finite number"),
     (["reproduce", "table8", "--set", "seeds=0"], "--set seeds: expected an integer >= 1"),
-    (["reproduce", "csgd-ls", "--set", "iterations=0"], "--set iterations: expected an integer >= 1"),
+    (
+        ["reproduce", "csgd-ls", "--set", "iterations=0"],
+        "--set iterations: expected an integer >= 1",
+    ),
     # devices, update and periphery values
     (["train", "--device", "power:tau=inf"], "tau must be finite"),
     (["train", "--device", "power:dw_min=inf"], "dw_min must be finite"),
@@ -77,10 +83,13 @@ def test_bad_flags_exit_2_with_one_line(argv, needle, capsys):
     assert needle in line, line
 
 
-@pytest.mark.parametrize("blob, needle", [
-    (b"PK\x03\x04 not a zip", "not a readable .npz"),
-    (b"", "not a readable .npz"),
-])
+@pytest.mark.parametrize(
+    "blob, needle",
+    [
+        (b"PK\x03\x04 not a zip", "not a readable .npz"),
+        (b"", "not a readable .npz"),
+    ],
+)
 def test_corrupt_data_file_one_line(tmp_path, blob, needle, capsys):
     path = tmp_path / "mnist.npz"
     path.write_bytes(blob)
@@ -88,11 +97,17 @@ def test_corrupt_data_file_one_line(tmp_path, blob, needle, capsys):
     assert needle in _one_line_error(capsys)
 
 
-@pytest.mark.parametrize("kwargs, needle", [
-    ({"y_train": np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 12] * 2)}, "y_train has 2 labels outside [0, 9]"),
-    ({"y_train": -np.ones(20, int)}, "y_train has 20 labels outside"),
-    ({"x_train": np.zeros((20, 4, 4), np.uint8)}, "same value"),
-])
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        (
+            {"y_train": np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 12] * 2)},
+            "y_train has 2 labels outside [0, 9]",
+        ),
+        ({"y_train": -np.ones(20, int)}, "y_train has 20 labels outside"),
+        ({"x_train": np.zeros((20, 4, 4), np.uint8)}, "same value"),
+    ],
+)
 def test_bad_data_content_one_line(tmp_path, kwargs, needle, capsys):
     path = _npz(tmp_path / "mnist.npz", **kwargs)
     assert cli.main(["train", "--dataset", "mnist", "--data-path", path] + SMALL) == 2
@@ -100,6 +115,7 @@ def test_bad_data_content_one_line(tmp_path, kwargs, needle, capsys):
 
 
 # -- the run folder ------------------------------------------------------------------------------
+
 
 def _snapshot(folder):
     return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder))}
@@ -112,12 +128,15 @@ def finished_run(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("argv", [
-    ["train", "--device", "warp:gamma=1"],  # refused at once
-    ["train", "--device", "exp:gamma=100"],
-    ["train", "--epochs", "2"],  # a valid run: still refused, the folder holds a run
-    ["sweep", "--periphery", "default:out_bits=200"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--device", "warp:gamma=1"],  # refused at once
+        ["train", "--device", "exp:gamma=100"],
+        ["train", "--epochs", "2"],  # a valid run: still refused, the folder holds a run
+        ["sweep", "--periphery", "default:out_bits=200"],
+    ],
+)
 def test_existing_run_is_never_damaged(finished_run, argv, capsys):
     before = _snapshot(finished_run)
     capsys.readouterr()
@@ -138,8 +157,26 @@ def test_failed_overwrite_keeps_the_earlier_run(finished_run, capsys):
     capsys.readouterr()
     # --overwrite with a run that fails (bad labels): the earlier run stays as it was.
     bad = _npz(finished_run.parent / "bad.npz", y_train=np.full(20, 11))
-    assert cli.main(["train", "--dataset", "mnist", "--data-path", bad, "--model", "mlp", "--epochs", "1",
-                     "--quiet", "--overwrite", "--out", str(finished_run)]) == 2
+    assert (
+        cli.main(
+            [
+                "train",
+                "--dataset",
+                "mnist",
+                "--data-path",
+                bad,
+                "--model",
+                "mlp",
+                "--epochs",
+                "1",
+                "--quiet",
+                "--overwrite",
+                "--out",
+                str(finished_run),
+            ]
+        )
+        == 2
+    )
     _one_line_error(capsys)
     assert _snapshot(finished_run) == before
     assert not os.path.exists(str(finished_run) + ".partial")
@@ -195,6 +232,7 @@ def test_resume_refuses_changed_settings_and_config(tmp_path, capsys, monkeypatc
 def _interrupt_after(monkeypatch, epochs):
     """Ctrl-C after ``epochs`` epochs: KeyboardInterrupt raised where a signal would surface."""
     from aimcjax.experiments import training
+
     original = training._compiled
     calls = {"n": 0}
 
@@ -206,12 +244,14 @@ def _interrupt_after(monkeypatch, epochs):
                 raise KeyboardInterrupt
             calls["n"] += 1
             return epoch(*args)
+
         return start, interrupted_epoch
 
     monkeypatch.setattr(training, "_compiled", compiled)
 
 
 # -- the launcher --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("port", [70000, 0, -1, 65536])
 def test_launcher_port_out_of_range(port):
@@ -221,27 +261,47 @@ def test_launcher_port_out_of_range(port):
 
 def test_launcher_port_in_use():
     import socket
+
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
-        with pytest.raises(ValueError, match=f"port {sock.getsockname()[1]} on 127.0.0.1 cannot be used"):
+        with pytest.raises(
+            ValueError, match=f"port {sock.getsockname()[1]} on 127.0.0.1 cannot be used"
+        ):
             launch.launch(["true"], 1, port=sock.getsockname()[1])
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"timeout_s": float("inf")}, "timeout_s"),
-    ({"timeout_s": float("nan")}, "timeout_s"),
-    ({"local_devices": 0}, "local_devices"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"timeout_s": float("inf")}, "timeout_s"),
+        ({"timeout_s": float("nan")}, "timeout_s"),
+        ({"local_devices": 0}, "local_devices"),
+    ],
+)
 def test_launcher_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         launch.launch(["true"], 1, **kwargs)
 
 
 def test_launcher_command_line_port_one_line():
-    done = subprocess.run([sys.executable, "-m", "aimcjax.distributed.launch", "-n", "2", "--port", "70000",
-                           "--", "true"], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aimcjax.distributed.launch",
+            "-n",
+            "2",
+            "--port",
+            "70000",
+            "--",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
     assert done.returncode == 2
     assert "port must be an integer in [1, 65535], got 70000" in done.stderr
 
@@ -259,8 +319,12 @@ def test_launcher_reports_the_failing_process_and_its_own_code(tmp_path):
     script = tmp_path / "exit3.py"
     script.write_text(EXIT_3)
     start = time.monotonic()
-    result = launch.launch([sys.executable, str(script)], 2, timeout_s=120,
-                           env={**os.environ, "PYTHONPATH": os.getcwd()})
+    result = launch.launch(
+        [sys.executable, str(script)],
+        2,
+        timeout_s=120,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
     assert result.returncode == 3, result
     assert result.message.startswith("process 1 exited with code 3"), result.message
     assert result.returncodes[1] == 3 and result.returncodes[0] < 0, result.returncodes

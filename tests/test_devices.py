@@ -61,8 +61,12 @@ def test_exponential_closed_forms():
     tau, gamma, c = 0.6, 2.0, 0.25
     dev = D.Exponential(tau=tau, gamma=gamma, asymmetry=c)
     norm = np.expm1(gamma)
-    np.testing.assert_allclose(dev.q_plus(W), (1 + c) * np.expm1(gamma * (1 - W / tau)) / norm, rtol=1e-5)
-    np.testing.assert_allclose(dev.q_minus(W), (1 - c) * np.expm1(gamma * (1 + W / tau)) / norm, rtol=1e-5)
+    np.testing.assert_allclose(
+        dev.q_plus(W), (1 + c) * np.expm1(gamma * (1 - W / tau)) / norm, rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        dev.q_minus(W), (1 - c) * np.expm1(gamma * (1 + W / tau)) / norm, rtol=1e-5
+    )
     # symmetric: the bisection root makes G vanish and lies where hand algebra puts it
     ws = float(dev.symmetric_point())
     assert abs(float(dev.G(ws))) < 1e-5

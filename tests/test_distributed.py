@@ -39,10 +39,11 @@ def authors_tau(config, iterates, moves, k, workers):
         if len(iterates) < config.window:
             window_sum = 0.0
         else:
-            window_sum = sum(float(np.sum((iterates[j] - iterates[j - 1]) ** 2))
-                             for j in range(1, len(iterates)))
+            window_sum = sum(
+                float(np.sum((iterates[j] - iterates[j - 1]) ** 2)) for j in range(1, len(iterates))
+            )
     else:
-        window_sum = sum(moves[-config.window:])
+        window_sum = sum(moves[-config.window :])
     move_term = config.xi / (config.learning_rate**2 * config.window) * window_sum
     slack = 0.0 if config.mode == "lag" else config.sigma0 * config.sigma_decay**k
     if config.slack_scaling == "workers_squared":
@@ -74,7 +75,7 @@ def reference_csgd(config, batches, lr, workers=WORKERS, dim=DIM):
         step = -lr * held.mean(axis=0)
         x = x + step
         moves.append(float(step @ step))
-        window = (window + [x.copy()])[-config.window:]
+        window = (window + [x.copy()])[-config.window :]
         iterates.append(x.copy())
         sent_all.append(sent)
     return np.array(iterates), np.array(sent_all)
@@ -128,8 +129,14 @@ def test_rule_equals_authors_transcription_on_random_sequences(seed):
     lr = float(rng.uniform(0.02, 0.2))
     options = RULE_OPTIONS[seed % len(RULE_OPTIONS)] if seed else {}
     # The move term must matter: a large xi puts it on the scale of the innovations.
-    config = dist.CensorConfig(learning_rate=lr, window=window, xi=float(rng.uniform(1, 50)),
-                               sigma0=float(rng.uniform(1, 40)), sigma_decay=0.9, **options)
+    config = dist.CensorConfig(
+        learning_rate=lr,
+        window=window,
+        xi=float(rng.uniform(1, 50)),
+        sigma0=float(rng.uniform(1, 40)),
+        sigma_decay=0.9,
+        **options,
+    )
     batches = list(ls_batches(30, batch=int(rng.integers(2, 12)), seed=seed, workers=workers))
     tx = dist.csgd(optax.sgd(lr), config)
     train = dist.make_train_step(ls_loss, tx, backend="vmap", num_workers=workers)
@@ -150,15 +157,16 @@ def test_threshold_equals_authors_transcription(options):
     """threshold() on random iterate sequences, every k, against :func:`authors_tau`."""
     rng = np.random.default_rng(7)
     for window in (1, 2, 5):
-        config = dist.CensorConfig(learning_rate=0.3, window=window, xi=0.7, sigma0=2.5,
-                                   sigma_decay=0.8, **options)
+        config = dist.CensorConfig(
+            learning_rate=0.3, window=window, xi=0.7, sigma0=2.5, sigma_decay=0.8, **options
+        )
         for mode in ("csgd", "lag"):
             config = dataclasses.replace(config, mode=mode)
             xs = np.cumsum(rng.normal(size=(12, 3)), axis=0)
             ring = np.zeros(move_window_length(config), np.float32)
             moves = []
             for k in range(11):
-                window_list = list(xs[max(0, k + 1 - window): k + 1])
+                window_list = list(xs[max(0, k + 1 - window) : k + 1])
                 got = float(dist.threshold(config, jnp.asarray(ring), jnp.int32(k), 7))
                 want = authors_tau(config, window_list, moves, k, 7)
                 np.testing.assert_allclose(got, want, rtol=2e-6)
@@ -219,7 +227,9 @@ def test_silent_worker_keeps_its_first_upload():
         batch = {"t": t, "silent": np.arange(WORKERS)[:, None] == 2}
         params, state, metrics = train.step(params, state, batch, np.ones((WORKERS, 1), bool))
         assert bool(metrics.sent[2]) == (k == 0)
-        assert np.asarray(metrics.sent)[[0, 1, 3]].all()  # fresh random targets always differ enough
+        assert np.asarray(metrics.sent)[
+            [0, 1, 3]
+        ].all()  # fresh random targets always differ enough
         grads = x[None] - t[:, 0]
         grads[2] = c
         x = x - 0.1 * grads.mean(axis=0)
@@ -246,7 +256,7 @@ def test_max_staleness_forces_uploads():
 
 def test_communication_accounting():
     config = dist.CensorConfig(learning_rate=0.1, sigma0=2.0, sigma_decay=0.9)
-    _, sent, metrics, state = run_trainer(config, list(ls_batches(10, batch=8)), 0.1)
+    _, sent, metrics, _state = run_trainer(config, list(ls_batches(10, batch=8)), 0.1)
     grad_bytes = DIM * 4
     cumulative = np.cumsum(sent.sum(axis=1))
     for k, m in enumerate(metrics):
@@ -259,15 +269,19 @@ def test_communication_accounting():
         np.testing.assert_allclose(m.ratio_to_sgd, cumulative[k] / (WORKERS * (k + 1)), rtol=1e-6)
         assert m.loss.shape == (WORKERS,)
     assert 0 < float(metrics[-1].ratio_to_sgd) < 1
-    sgd = run_trainer(dist.CensorConfig(mode="sgd", learning_rate=0.1),
-                      list(ls_batches(3, batch=8)), 0.1)[2]
+    sgd = run_trainer(
+        dist.CensorConfig(mode="sgd", learning_rate=0.1), list(ls_batches(3, batch=8)), 0.1
+    )[2]
     assert float(sgd[-1].ratio_to_sgd) == 1.0
 
 
 def test_growing_batch_compiles_once_per_bucket():
-    config = dist.CensorConfig(learning_rate=0.05, sigma0=1.0, batch0=2, batch_growth=1.35, batch_max=200)
-    train = dist.make_train_step(ls_loss, dist.csgd(optax.sgd(0.05), config), backend="vmap",
-                                 num_workers=WORKERS)
+    config = dist.CensorConfig(
+        learning_rate=0.05, sigma0=1.0, batch0=2, batch_growth=1.35, batch_max=200
+    )
+    train = dist.make_train_step(
+        ls_loss, dist.csgd(optax.sgd(0.05), config), backend="vmap", num_workers=WORKERS
+    )
     params, state = train.init(jnp.zeros(DIM))
     rng = np.random.default_rng(0)
     shapes = set()
@@ -284,8 +298,9 @@ def test_growing_batch_compiles_once_per_bucket():
 
 def test_masked_examples_do_not_count():
     config = dist.CensorConfig(mode="sgd", learning_rate=0.1)
-    train = dist.make_train_step(ls_loss, dist.csgd(optax.sgd(0.1), config), backend="vmap",
-                                 num_workers=WORKERS)
+    train = dist.make_train_step(
+        ls_loss, dist.csgd(optax.sgd(0.1), config), backend="vmap", num_workers=WORKERS
+    )
     batch = next(ls_batches(1, batch=8))
     mask = np.zeros((WORKERS, 8), bool)
     mask[:, :5] = True
@@ -293,8 +308,9 @@ def test_masked_examples_do_not_count():
     garbage["a"][:, 5:] = 1e6
     p1 = train.step(*train.init(jnp.zeros(DIM)), batch, mask)[0]
     p2 = train.step(*train.init(jnp.zeros(DIM)), garbage, mask)[0]
-    p3 = train.step(*train.init(jnp.zeros(DIM)), {k: v[:, :5] for k, v in batch.items()},
-                    mask[:, :5])[0]
+    p3 = train.step(
+        *train.init(jnp.zeros(DIM)), {k: v[:, :5] for k, v in batch.items()}, mask[:, :5]
+    )[0]
     np.testing.assert_array_equal(p1, p2)
     np.testing.assert_allclose(p1, p3, rtol=1e-6)
 
@@ -353,7 +369,9 @@ def test_bad_wiring():
     with pytest.raises(ValueError, match="axis_name 'workers' is not an axis of the mesh"):
         dist.make_train_step(ls_loss, tx, backend="shard_map", mesh=mesh)
     with pytest.raises(ValueError, match="exactly one"):
-        dist.make_train_step(ls_loss, optax.sgd(0.1), backend="vmap", num_workers=2).init(jnp.zeros(2))
+        dist.make_train_step(ls_loss, optax.sgd(0.1), backend="vmap", num_workers=2).init(
+            jnp.zeros(2)
+        )
     with pytest.raises(ValueError, match="backend"):
         dist.make_train_step(ls_loss, tx, backend="mpi")
     with pytest.raises(ValueError, match="num_workers is required"):
@@ -374,7 +392,9 @@ def test_split_among_workers():
     data = {"x": np.arange(12).reshape(6, 2), "y": np.arange(6)}
     shards = dist.split_among_workers(data, 3)
     assert shards["x"].shape == (3, 2, 2) and shards["y"].tolist() == [[0, 1], [2, 3], [4, 5]]
-    with pytest.raises(ValueError, match=r"num_workers \(4\) must divide the number of examples \(6\)"):
+    with pytest.raises(
+        ValueError, match=r"num_workers \(4\) must divide the number of examples \(6\)"
+    ):
         dist.split_among_workers(data, 4)
     with pytest.raises(ValueError, match="same number of examples"):
         dist.split_among_workers({"x": np.zeros(4), "y": np.zeros(5)}, 2)
@@ -405,8 +425,9 @@ def test_csgd_distributes_residual_learning():
     def loss(weights, example):  # a (dim, 1) crossbar
         return 0.5 * ((example["a"] @ weights)[0] - example["y"]) ** 2
 
-    train = dist.make_train_step(loss, dist.csgd(inner, config), backend="vmap",
-                                 num_workers=workers)
+    train = dist.make_train_step(
+        loss, dist.csgd(inner, config), backend="vmap", num_workers=workers
+    )
     params, state = train.init(jnp.zeros((dim, 1)))
     rng = np.random.default_rng(0)
     x_star = 0.3 * rng.normal(size=dim)

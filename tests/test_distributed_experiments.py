@@ -81,9 +81,12 @@ def test_least_squares_reproduces_the_authors_procedure_exactly():
     transcription, so iterations and uploads to 1e-4 are identical (seed 0, batch cap 1000:
     CSGD 81 iterations and 25 uploads, SGD 24 and 240; the authors' own script in their full
     setting: benchmarks/results/csgd_authors.txt)."""
-    runs = {mode: experiments.least_squares(modes=mode, iterations=iterations, batch_max=1000,
-                                            seed=0)["modes"][mode]
-            for mode, iterations in (("csgd", 90), ("sgd", 30))}
+    runs = {
+        mode: experiments.least_squares(modes=mode, iterations=iterations, batch_max=1000, seed=0)[
+            "modes"
+        ][mode]
+        for mode, iterations in (("csgd", 90), ("sgd", 30))
+    }
     for mode, run in runs.items():
         distance, uploads, events = authors_ls_transcription(0, mode, len(run["metric"]), 1000)
         np.testing.assert_array_equal(run["uploads"], uploads[1:])
@@ -100,8 +103,9 @@ def test_least_squares_reproduces_the_authors_procedure_exactly():
 def test_mnist_authors_setting_small():
     """The authors' MNIST setting on the embedded MNIST-5k, 12 iterations: raw pixels,
     batches with replacement, test error every second iteration, their slack scale."""
-    result = experiments.softmax_regression(modes=("csgd", "sgd"), iterations=12,
-                                            bucket_growth=1024)
+    result = experiments.softmax_regression(
+        modes=("csgd", "sgd"), iterations=12, bucket_growth=1024
+    )
     settings = result["settings"]
     assert settings["train_size"] == 4000 and settings["shard_size"] == 400
     assert settings["sigma0"] == 0.7 * 6000**2 and settings["pixels"] == "raw"
@@ -158,8 +162,12 @@ def test_reproduce_csgd_ls_set_seed(tmp_path, capsys):
     from aimcjax import cli
 
     summaries = []
-    for i, argv in enumerate((["--set", "seed=3,iterations=3,modes=csgd"],
-                              ["--seed", "3", "--set", "iterations=3,modes=csgd"])):
+    for i, argv in enumerate(
+        (
+            ["--set", "seed=3,iterations=3,modes=csgd"],
+            ["--seed", "3", "--set", "iterations=3,modes=csgd"],
+        )
+    ):
         out = tmp_path / str(i)
         assert cli.main(["reproduce", "csgd-ls", *argv, "--quiet", "--out", str(out)]) == 0
         summaries.append(json.loads((out / "summary.json").read_text()))

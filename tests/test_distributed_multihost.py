@@ -18,20 +18,43 @@ ENV = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
 
 def run(args, timeout, **env):
     try:
-        return subprocess.run([sys.executable] + args, env=dict(ENV, **env), capture_output=True,
-                              text=True, timeout=timeout, cwd=ROOT)
+        return subprocess.run(
+            [sys.executable] + args,
+            env=dict(ENV, **env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"{args} hung for more than {timeout} s")
 
 
 def test_two_processes_match_one_process_with_four_devices(tmp_path):
-    multi = run(["-m", "aimcjax.distributed.launch", "-n", "2", "--local-devices", "2",
-                 "--timeout", "240", "-m", "aimcjax.distributed.example",
-                 "--out", str(tmp_path / "multi.npz")], timeout=300)
+    multi = run(
+        [
+            "-m",
+            "aimcjax.distributed.launch",
+            "-n",
+            "2",
+            "--local-devices",
+            "2",
+            "--timeout",
+            "240",
+            "-m",
+            "aimcjax.distributed.example",
+            "--out",
+            str(tmp_path / "multi.npz"),
+        ],
+        timeout=300,
+    )
     assert multi.returncode == 0, multi.stderr[-4000:]
     assert "all 2 processes finished" in multi.stderr
-    single = run(["-m", "aimcjax.distributed.example", "--out", str(tmp_path / "single.npz")],
-                 timeout=300, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    single = run(
+        ["-m", "aimcjax.distributed.example", "--out", str(tmp_path / "single.npz")],
+        timeout=300,
+        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+    )
     assert single.returncode == 0, single.stderr[-4000:]
     a, b = np.load(tmp_path / "single.npz"), np.load(tmp_path / "multi.npz")
     assert int(a["process_count"]) == 1 and int(b["process_count"]) == 2
@@ -63,8 +86,20 @@ def test_crashed_process_stops_the_run_with_a_clear_message(tmp_path):
     script = tmp_path / "crash.py"
     script.write_text(textwrap.dedent(CRASH))
     start = time.monotonic()
-    done = run(["-m", "aimcjax.distributed.launch", "-n", "2", "--local-devices", "1",
-                "--timeout", "120", str(script)], timeout=150)
+    done = run(
+        [
+            "-m",
+            "aimcjax.distributed.launch",
+            "-n",
+            "2",
+            "--local-devices",
+            "1",
+            "--timeout",
+            "120",
+            str(script),
+        ],
+        timeout=150,
+    )
     assert done.returncode == 3
     assert "process 1 exited with code 3; terminated the other processes" in done.stderr
     assert time.monotonic() - start < 100  # well before the launcher's own timeout
@@ -72,8 +107,7 @@ def test_crashed_process_stops_the_run_with_a_clear_message(tmp_path):
 
 def test_timeout_kills_everything_with_a_clear_message():
     start = time.monotonic()
-    result = launch.launch([sys.executable, "-c", "import time; time.sleep(600)"], 2,
-                           timeout_s=2.0)
+    result = launch.launch([sys.executable, "-c", "import time; time.sleep(600)"], 2, timeout_s=2.0)
     assert result.returncode == launch.TIMEOUT_EXIT_CODE
     assert "timed out after 2 s: processes [0, 1] still running" in result.message
     assert all(code is not None for code in result.returncodes)
@@ -92,13 +126,24 @@ def test_launcher_bad_input():
 
 
 def test_launcher_passes_coordinates(tmp_path):
-    result = launch.launch([sys.executable, "-c", textwrap.dedent("""
+    result = launch.launch(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent("""
         import os, sys
         keys = ["AIMCJAX_COORDINATOR", "AIMCJAX_NUM_PROCESSES", "AIMCJAX_PROCESS_ID",
                 "AIMCJAX_LOCAL_DEVICES"]
         open(sys.argv[1] + os.environ["AIMCJAX_PROCESS_ID"], "w").write(
             " ".join(os.environ[k] for k in keys))
-        """), str(tmp_path / "rank")], 3, local_devices=2, timeout_s=60, port=12345)
+        """),
+            str(tmp_path / "rank"),
+        ],
+        3,
+        local_devices=2,
+        timeout_s=60,
+        port=12345,
+    )
     assert result.returncode == 0, result.message
     for rank in range(3):
         assert (tmp_path / f"rank{rank}").read_text() == f"127.0.0.1:12345 3 {rank} 2"

@@ -8,12 +8,30 @@ from aimcjax import cli, devices, specs
 
 def test_fit_command_on_the_embedded_example(tmp_path, capsys):
     out = tmp_path / "fit"
-    assert cli.main(["fit", "example", "--families", "softbounds", "constant", "--noise", "additive",
-                     "--out", str(out), "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "fit",
+                "example",
+                "--families",
+                "softbounds",
+                "constant",
+                "--noise",
+                "additive",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "ranking by BIC" in printed and "±" in printed
     summary = json.loads((out / "summary.json").read_text())
-    assert [r["family"] for r in summary["ranking"]] == ["softbounds", "constant"]  # the preset is soft-bounds
+    assert [r["family"] for r in summary["ranking"]] == [
+        "softbounds",
+        "constant",
+    ]  # the preset is soft-bounds
     assert (out / "fit_overlay.png").stat().st_size > 10_000
     dev = specs.parse(f"@{out / 'device.json'}")
     assert isinstance(dev, devices.SoftBounds) and dev.noise == "additive"

@@ -51,18 +51,30 @@ def test_csv_layout_reads_devices_padding_and_optional_initial_read(tmp_path):
     assert tr.read_noise is None and tr.n_observations == 5
 
 
-@pytest.mark.parametrize("text, message", [
-    ("device,pulse,read\na,0,1\n", "missing column(s) direction"),
-    ("device,pulse,direction,read\na,0,none,0\na,1,up,nan\na,2,up,1\n", "NaN or infinite"),
-    ("device,pulse,direction,read\na,0,none,0\na,1,sideways,1\na,2,up,1\n", "unknown direction 'sideways'"),
-    ("device,pulse,direction,read\na,0,none,0\na,2,up,1\na,3,up,1\n", "not consecutive"),
-    ("device,pulse,direction,read\na,0,none,0\na,1,up,1\na,1,up,1\n", "pulse 1 twice"),
-    ("device,pulse,direction,read\na,0,up,0\na,1,up,1\na,2,up,1\n", "direction must be none"),
-    ("device,pulse,direction,read\na,0,none,0\na,1,up,x\na,2,up,1\n", "read 'x' is not a number"),
-    ("device,pulse,direction,read\na,0,none,0\na,1.5,up,1\n", "not an integer"),
-    ("device,pulse,direction,read,read_noise\na,0,none,0,0.1\na,1,up,1,0.2\na,2,up,1,0.1\n", "one value"),
-    ("device,pulse,direction,read\na,0,none,0\na,1,up,1\n", "n_pulses >= 2"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("device,pulse,read\na,0,1\n", "missing column(s) direction"),
+        ("device,pulse,direction,read\na,0,none,0\na,1,up,nan\na,2,up,1\n", "NaN or infinite"),
+        (
+            "device,pulse,direction,read\na,0,none,0\na,1,sideways,1\na,2,up,1\n",
+            "unknown direction 'sideways'",
+        ),
+        ("device,pulse,direction,read\na,0,none,0\na,2,up,1\na,3,up,1\n", "not consecutive"),
+        ("device,pulse,direction,read\na,0,none,0\na,1,up,1\na,1,up,1\n", "pulse 1 twice"),
+        ("device,pulse,direction,read\na,0,up,0\na,1,up,1\na,2,up,1\n", "direction must be none"),
+        (
+            "device,pulse,direction,read\na,0,none,0\na,1,up,x\na,2,up,1\n",
+            "read 'x' is not a number",
+        ),
+        ("device,pulse,direction,read\na,0,none,0\na,1.5,up,1\n", "not an integer"),
+        (
+            "device,pulse,direction,read,read_noise\na,0,none,0,0.1\na,1,up,1,0.2\na,2,up,1,0.1\n",
+            "one value",
+        ),
+        ("device,pulse,direction,read\na,0,none,0\na,1,up,1\n", "n_pulses >= 2"),
+    ],
+)
 def test_csv_errors_are_one_line_and_name_the_problem(tmp_path, text, message):
     with pytest.raises(TraceError) as err:
         load_traces(_csv(tmp_path, text))
@@ -72,7 +84,7 @@ def test_csv_errors_are_one_line_and_name_the_problem(tmp_path, text, message):
 
 def test_npz_and_file_errors(tmp_path):
     np.savez(tmp_path / "x.npz", reads=np.zeros((2, 4)))
-    with pytest.raises(TraceError, match="missing array.*direction"):
+    with pytest.raises(TraceError, match=r"missing array.*direction"):
         load_traces(str(tmp_path / "x.npz"))
     np.savez(tmp_path / "y.npz", reads=np.zeros((2, 4)), direction=np.full((2, 3), 2))
     with pytest.raises(TraceError, match=r"\+1 \(up\) or -1"):
@@ -98,24 +110,35 @@ def test_csv_and_npz_round_trip(tmp_path):
 def test_simulation_is_the_pulse_kernel():
     """Noise-free, no read noise: each read moves by exactly the device's step from the last
     (gains and bounds of the sampled tile), and the ramps alternate as documented."""
-    dev = devices.Power(tau=0.6, gamma=2.0, dw_min=0.01, asymmetry=0.1, dw_min_dtod=0.2, w_max_dtod=0.1)
+    dev = devices.Power(
+        tau=0.6, gamma=2.0, dw_min=0.01, asymmetry=0.1, dw_min_dtod=0.2, w_max_dtod=0.1
+    )
     dirs = ramp_directions(2, 30)
     np.testing.assert_array_equal(dirs[:31], [1] * 30 + [-1])
     reads, t = simulate_directions(dev, dirs, 3, n_devices=4, return_tile=True)
     w = reads[:, :-1]
     qp, qm = dev.response(jnp.asarray(w, jnp.float32), t.w_min[:, None], t.w_max[:, None])
-    step = np.where(dirs > 0, np.asarray(t.gain_up)[:, None] * 0.01 * np.asarray(qp),
-                    -np.asarray(t.gain_down)[:, None] * 0.01 * np.asarray(qm))
+    step = np.where(
+        dirs > 0,
+        np.asarray(t.gain_up)[:, None] * 0.01 * np.asarray(qp),
+        -np.asarray(t.gain_down)[:, None] * 0.01 * np.asarray(qm),
+    )
     np.testing.assert_allclose(np.diff(reads, axis=1), step, rtol=2e-4, atol=2e-7)
 
 
-@pytest.mark.parametrize("name, dev, shape", [
-    ("softbounds", devices.SoftBounds(tau=1.0), {}),
-    ("power", devices.Power(tau=1.0, gamma=1.7), {"gamma": 1.7}),
-    ("exp", devices.Exponential(tau=1.0, gamma=2.5), {"gamma": 2.5}),
-    ("piecewise3", devices.Piecewise(up=(1.0, 0.6, 0.2), down=(0.3, 0.7, 1.0)),
-     {"up": jnp.array([1.0, 0.6, 0.2]), "down": jnp.array([0.3, 0.7, 1.0])}),
-])
+@pytest.mark.parametrize(
+    "name, dev, shape",
+    [
+        ("softbounds", devices.SoftBounds(tau=1.0), {}),
+        ("power", devices.Power(tau=1.0, gamma=1.7), {"gamma": 1.7}),
+        ("exp", devices.Exponential(tau=1.0, gamma=2.5), {"gamma": 2.5}),
+        (
+            "piecewise3",
+            devices.Piecewise(up=(1.0, 0.6, 0.2), down=(0.3, 0.7, 1.0)),
+            {"up": jnp.array([1.0, 0.6, 0.2]), "down": jnp.array([0.3, 0.7, 1.0])},
+        ),
+    ],
+)
 def test_fit_families_use_the_devices_response(name, dev, shape):
     w = jnp.linspace(-0.7, 0.9, 9)
     lo, hi = jnp.float32(-0.8), jnp.float32(1.1)
@@ -124,8 +147,10 @@ def test_fit_families_use_the_devices_response(name, dev, shape):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("mean, sd, bound, direction", [(0.0, 1.0, 0.5, 1), (0.3, 0.2, 0.1, -1), (0.0, 1.0, 5.0, 1),
-                                                        (1.0, 0.5, 0.2, 1)])
+@pytest.mark.parametrize(
+    "mean, sd, bound, direction",
+    [(0.0, 1.0, 0.5, 1), (0.3, 0.2, 0.1, -1), (0.0, 1.0, 5.0, 1), (1.0, 0.5, 0.2, 1)],
+)
 def test_clipped_moments_match_monte_carlo(mean, sd, bound, direction):
     x = mean + sd * np.random.default_rng(0).standard_normal(2_000_000)
     y = np.minimum(x, bound) if direction > 0 else np.maximum(x, bound)
@@ -136,8 +161,12 @@ def test_clipped_moments_match_monte_carlo(mean, sd, bound, direction):
 
 
 def test_device_json_round_trip_and_specs(tmp_path):
-    for dev in (presets.ecram(), presets.reram_sb(), devices.Power(tau=0.5, gamma=2.0, noise="multiplicative"),
-                devices.ConstantStep(dw_min=0.002, asymmetry=0.1)):
+    for dev in (
+        presets.ecram(),
+        presets.reram_sb(),
+        devices.Power(tau=0.5, gamma=2.0, noise="multiplicative"),
+        devices.ConstantStep(dw_min=0.002, asymmetry=0.1),
+    ):
         back = device_from_dict(json.loads(json.dumps(device_to_dict(dev))))
         assert type(back) is type(dev) and repr(back) == repr(dev)
     path = str(tmp_path / "device.json")
@@ -162,4 +191,6 @@ def test_embedded_example_is_small_and_documented():
     s = EXAMPLE_SETTINGS
     assert tr.reads.shape == (s["n_devices"], 2 * s["n_cycles"] * s["pulses_per_ramp"] + 1)
     assert tr.read_noise is None  # to be fitted
-    np.testing.assert_array_equal(tr.direction[0], ramp_directions(s["n_cycles"], s["pulses_per_ramp"]))
+    np.testing.assert_array_equal(
+        tr.direction[0], ramp_directions(s["n_cycles"], s["pulses_per_ramp"])
+    )

@@ -11,8 +11,15 @@ import pytest
 from aimcjax import devices, optim, pulse
 from aimcjax.fit import fit_family, population, simulate_traces, to_device
 
-TRUE = devices.SoftBounds(tau=0.6, dw_min=0.01, asymmetry=0.3, dw_min_std=0.3, dw_min_dtod=0.1, w_max_dtod=0.1,
-                          w_min_dtod=0.1)
+TRUE = devices.SoftBounds(
+    tau=0.6,
+    dw_min=0.01,
+    asymmetry=0.3,
+    dw_min_std=0.3,
+    dw_min_dtod=0.1,
+    w_max_dtod=0.1,
+    w_min_dtod=0.1,
+)
 SEEDS = range(8)
 
 

@@ -40,8 +40,9 @@ def test_dense_with_perfect_periphery_is_a_dense_layer():
     np.testing.assert_allclose(y, dense.apply({"params": params}, x), rtol=1e-6, atol=1e-6)
     g_analog = jax.grad(loss, argnums=(1, 2))(layer, params, x)
     g_digital = jax.grad(loss, argnums=(1, 2))(dense, params, x)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-                 g_analog, g_digital)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g_analog, g_digital
+    )
 
 
 def test_dense_gradient_exact_for_weights_noisy_for_inputs():
@@ -56,11 +57,13 @@ def test_dense_gradient_exact_for_weights_noisy_for_inputs():
         def loss(params, x):
             y = layer.apply({"params": params}, x, rngs={"periphery": key})
             return jnp.sum(y * cotangent)
+
         return jax.grad(loss, argnums=(0, 1))(params, x)
 
     g_params, g_x = grads(variables["params"], x)
-    np.testing.assert_allclose(g_params["kernel"], jnp.matmul(x.T, cotangent, precision=HI),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        g_params["kernel"], jnp.matmul(x.T, cotangent, precision=HI), rtol=1e-6
+    )
     np.testing.assert_allclose(g_params["bias"], cotangent.sum(0), rtol=1e-6)
     # The input gradient is the transposed read through the backward periphery, with the
     # backward half of the layer's periphery key.
@@ -85,10 +88,12 @@ def test_dense_input_gradient_is_the_backward_read():
         return jnp.sum(layer.apply(variables, x, rngs={"periphery": key}) * c)
 
     g_x = jax.grad(loss)(x)
-    layer_key = layer.apply(variables, method=lambda m: m.make_rng("periphery"),
-                            rngs={"periphery": key})
-    expected = periphery.mvm(variables["params"]["kernel"], c, backward,
-                             jax.random.split(layer_key)[1], transpose=True)
+    layer_key = layer.apply(
+        variables, method=lambda m: m.make_rng("periphery"), rngs={"periphery": key}
+    )
+    expected = periphery.mvm(
+        variables["params"]["kernel"], c, backward, jax.random.split(layer_key)[1], transpose=True
+    )
     np.testing.assert_allclose(g_x, expected, rtol=1e-6, atol=1e-7)
 
 
@@ -103,18 +108,21 @@ def test_noisy_layer_needs_the_periphery_rng():
 def test_conv_with_perfect_periphery_is_a_conv_layer():
     x = _normal(1, (2, 9, 8, 3))
     for padding, strides in (("SAME", 1), ("VALID", 2), (((1, 2), (0, 1)), (2, 1))):
-        layer = AnalogConv(4, (3, 2), strides=strides, padding=padding, forward=PERFECT,
-                           backward=PERFECT)
+        layer = AnalogConv(
+            4, (3, 2), strides=strides, padding=padding, forward=PERFECT, backward=PERFECT
+        )
         variables = layer.init(RNGS, x)
         conv = nn.Conv(4, (3, 2), strides=strides, padding=padding, precision=HI)
-        np.testing.assert_allclose(layer.apply(variables, x), conv.apply(variables, x),
-                                   rtol=1e-5, atol=1e-5)
-        g = jax.grad(lambda p, x: jnp.sum(jnp.sin(layer.apply({"params": p}, x))),
-                     argnums=(0, 1))(variables["params"], x)
-        g_ref = jax.grad(lambda p, x: jnp.sum(jnp.sin(conv.apply({"params": p}, x))),
-                         argnums=(0, 1))(variables["params"], x)
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
-                     g, g_ref)
+        np.testing.assert_allclose(
+            layer.apply(variables, x), conv.apply(variables, x), rtol=1e-5, atol=1e-5
+        )
+        g = jax.grad(lambda p, x: jnp.sum(jnp.sin(layer.apply({"params": p}, x))), argnums=(0, 1))(
+            variables["params"], x
+        )
+        g_ref = jax.grad(
+            lambda p, x: jnp.sum(jnp.sin(conv.apply({"params": p}, x))), argnums=(0, 1)
+        )(variables["params"], x)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g, g_ref)
 
 
 # ------------------------------------------------------------------------------------------
@@ -145,22 +153,31 @@ def test_factors_reproduce_the_gradient_exactly():
     run = jax.jit(lambda v, x, k: grad_and_factors(net, loss_fn, v, x, rngs={"periphery": k}))
     loss, grads, factors = run(variables, x, jax.random.key(3))
     # Same loss and gradients as a plain jax.grad through the model.
-    loss_ref, grads_ref = jax.jit(jax.value_and_grad(lambda p: loss_fn(net.apply(
-        {**variables, "params": p}, x, rngs={"periphery": jax.random.key(3)}))))(
-        variables["params"])
+    loss_ref, grads_ref = jax.jit(
+        jax.value_and_grad(
+            lambda p: loss_fn(
+                net.apply({**variables, "params": p}, x, rngs={"periphery": jax.random.key(3)})
+            )
+        )
+    )(variables["params"])
     np.testing.assert_allclose(loss, loss_ref, rtol=1e-6)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
-                 grads, grads_ref)
-    analog = {"AnalogConv_0": (4 * 4 * 4, 18, 3), "AnalogDense_0": (4, 48, 6),
-              "AnalogDense_1": (4, 6, 5)}
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), grads, grads_ref
+    )
+    analog = {
+        "AnalogConv_0": (4 * 4 * 4, 18, 3),
+        "AnalogDense_0": (4, 48, 6),
+        "AnalogDense_1": (4, 6, 5),
+    }
     for name, (samples, n_in, n_out) in analog.items():
         x_b, d_b = factors[name]["kernel"]
         assert x_b.shape == (samples, n_in) and d_b.shape == (samples, n_out)
         kernel_grad = grads[name]["kernel"].reshape(n_in, n_out)
         # grads = sum_b x_b (x) d_b: the same float32 products; XLA may order the sum
         # differently inside and outside jit, hence a few-ulp tolerance.
-        np.testing.assert_allclose(kernel_grad, jnp.matmul(x_b.T, d_b, precision=HI),
-                                   rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(
+            kernel_grad, jnp.matmul(x_b.T, d_b, precision=HI), rtol=1e-5, atol=1e-8
+        )
         assert factors[name]["bias"] is None
     assert factors["AnalogDense_0"]["out_scale"] is None
     assert factors["Dense_0"] == {"kernel": None, "bias": None}
@@ -186,18 +203,22 @@ def test_factors_refuse_a_layer_called_twice():
 
 def test_weight_scaling_omega_maps_columns_to_the_device_range():
     x = _normal(1, (3, 10))
-    layer = AnalogDense(4, weight_scaling_omega=0.5, device_w_max=0.6, forward=PERFECT,
-                        backward=PERFECT)
+    layer = AnalogDense(
+        4, weight_scaling_omega=0.5, device_w_max=0.6, forward=PERFECT, backward=PERFECT
+    )
     variables = layer.init(RNGS, x)
     kernel = variables["params"]["kernel"]
     scale = variables["constants"]["out_scale"]
     np.testing.assert_allclose(jnp.max(jnp.abs(kernel), axis=0), 0.5 * 0.6, rtol=1e-6)
     y = layer.apply(variables, x)
-    np.testing.assert_allclose(y, jnp.matmul(x, kernel * scale, precision=HI)
-                               + variables["params"]["bias"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        y,
+        jnp.matmul(x, kernel * scale, precision=HI) + variables["params"]["bias"],
+        rtol=1e-5,
+        atol=1e-6,
+    )
     # The optimizer sees gradients in device units: d(sum y)/d(kernel) = x^T (1 * scale).
-    g = jax.grad(lambda p: layer.apply({**variables, "params": p}, x).sum())(
-        variables["params"])
+    g = jax.grad(lambda p: layer.apply({**variables, "params": p}, x).sum())(variables["params"])
     np.testing.assert_allclose(g["kernel"], jnp.outer(x.sum(0), scale), rtol=1e-5)
 
 
@@ -216,14 +237,16 @@ def test_max_tile_layer_is_two_arrays_summed():
     variables = layer.init(RNGS, x)
     key = jax.random.key(4)
     y = jax.jit(lambda v, x: layer.apply(v, x, rngs={"periphery": key}))(variables, x)
-    layer_key = layer.apply(variables, method=lambda m: m.make_rng("periphery"),
-                            rngs={"periphery": key})
+    layer_key = layer.apply(
+        variables, method=lambda m: m.make_rng("periphery"), rngs={"periphery": key}
+    )
     forward_key = jax.random.split(layer_key)[0]
     kernel = variables["params"]["kernel"]
-    expected = (periphery.mvm(kernel[:512], x[:, :512], PeripheryConfig(),
-                              jax.random.fold_in(forward_key, 0))
-                + periphery.mvm(kernel[512:], x[:, 512:], PeripheryConfig(),
-                                jax.random.fold_in(forward_key, 1)))
+    expected = periphery.mvm(
+        kernel[:512], x[:, :512], PeripheryConfig(), jax.random.fold_in(forward_key, 0)
+    ) + periphery.mvm(
+        kernel[512:], x[:, 512:], PeripheryConfig(), jax.random.fold_in(forward_key, 1)
+    )
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
 
 
@@ -274,11 +297,15 @@ def test_nnx_layers_match_linen_with_perfect_periphery():
     x = _normal(1, (2, 7))
     lin = annx.AnalogLinear(7, 3, forward=PERFECT, backward=PERFECT, rngs=nnx.Rngs(0))
     params = {"kernel": lin.kernel[...], "bias": lin.bias[...]}
-    np.testing.assert_allclose(lin(x), AnalogDense(3, forward=PERFECT, backward=PERFECT).apply(
-        {"params": params}, x), rtol=1e-6)
+    np.testing.assert_allclose(
+        lin(x),
+        AnalogDense(3, forward=PERFECT, backward=PERFECT).apply({"params": params}, x),
+        rtol=1e-6,
+    )
     xc = _normal(2, (2, 6, 6, 2))
-    conv = annx.AnalogConv(2, 4, (3, 3), strides=2, forward=PERFECT, backward=PERFECT,
-                           rngs=nnx.Rngs(0))
+    conv = annx.AnalogConv(
+        2, 4, (3, 3), strides=2, forward=PERFECT, backward=PERFECT, rngs=nnx.Rngs(0)
+    )
     cparams = {"kernel": conv.kernel[...], "bias": conv.bias[...]}
     ref = nn.Conv(4, (3, 3), strides=2, precision=HI).apply({"params": cparams}, xc)
     np.testing.assert_allclose(conv(xc), ref, rtol=1e-5, atol=1e-5)
@@ -301,15 +328,21 @@ def test_nnx_factors_reproduce_the_gradient_exactly():
         logits = model(x)
         return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(3), labels])
 
-    loss, grads, factors = nnx.jit(annx.grad_and_factors, static_argnums=0)(
-        loss_fn, net, x, labels)
+    loss, grads, factors = nnx.jit(annx.grad_and_factors, static_argnums=0)(loss_fn, net, x, labels)
     assert np.isfinite(loss)
-    for name, (samples, n_in, n_out) in {"conv": (3 * 16, 18, 3), "hidden": (3, 48, 6),
-                                          "out": (3, 6, 2)}.items():
+    for name, (samples, n_in, n_out) in {
+        "conv": (3 * 16, 18, 3),
+        "hidden": (3, 48, 6),
+        "out": (3, 6, 2),
+    }.items():
         x_b, d_b = factors[name]["kernel"]
         assert x_b.shape == (samples, n_in) and d_b.shape == (samples, n_out)
-        np.testing.assert_allclose(grads[name]["kernel"][...].reshape(n_in, n_out),
-                                   jnp.matmul(x_b.T, d_b, precision=HI), rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(
+            grads[name]["kernel"][...].reshape(n_in, n_out),
+            jnp.matmul(x_b.T, d_b, precision=HI),
+            rtol=1e-5,
+            atol=1e-8,
+        )
         assert factors[name]["bias"] is None
     assert factors["out"]["out_scale"] is None
     assert "out_scale" not in factors["hidden"]  # fixed scale: not a parameter
@@ -323,7 +356,7 @@ def test_nnx_factors_reproduce_the_gradient_exactly():
 
 
 def test_conv_kernel_size_follows_flax_in_linen_and_nnx():
-    x1 = _normal(1, (2, 9, 3))         # (batch, length, channels)
+    x1 = _normal(1, (2, 9, 3))  # (batch, length, channels)
     x2 = _normal(2, (2, 6, 6, 3))
     for k, x in ((3, x1), ((3,), x1), ((3, 3), x2), ([3, 3], x2)):
         ours = AnalogConv(4, k, forward=PERFECT, backward=PERFECT)

@@ -67,7 +67,8 @@ def test_linen_conversion_equals_the_hand_written_analog_model_with_noise():
     assert not np.allclose(y, LinenCNN().apply(variables, X), atol=1e-4)  # really analog
 
     def loss(out):
-        return jnp.mean(out ** 2)
+        return jnp.mean(out**2)
+
     got = grad_and_factors(analog, loss, variables, X, rngs=rngs)
     want = grad_and_factors(LinenAnalogCNN(), loss, variables, X, rngs=rngs)
     jax.tree.map(np.testing.assert_array_equal, got, want)
@@ -79,6 +80,7 @@ def test_linen_conversion_refuses_what_it_cannot_model():
         @nn.compact
         def __call__(self, x):
             return nn.Conv(2, (3, 3), kernel_dilation=2)(x)
+
     variables = Dilated().init(jax.random.key(0), X)
     with pytest.raises(ValueError, match="dilation"):
         convert_to_analog(Dilated(), forward=PERFECT, backward=PERFECT).apply(variables, X)
@@ -89,8 +91,12 @@ def test_linen_conversion_refuses_what_it_cannot_model():
 class NnxNet(nnx.Module):
     def __init__(self, rngs):
         self.conv = nnx.Conv(2, 3, (3, 3), padding="VALID", precision=HI, rngs=rngs)
-        self.layers = nnx.List([nnx.Linear(3 * 7 * 7, 5, precision=HI, rngs=rngs),
-                                nnx.Linear(5, 2, use_bias=False, precision=HI, rngs=rngs)])
+        self.layers = nnx.List(
+            [
+                nnx.Linear(3 * 7 * 7, 5, precision=HI, rngs=rngs),
+                nnx.Linear(5, 2, use_bias=False, precision=HI, rngs=rngs),
+            ]
+        )
 
     def __call__(self, x):
         x = jnp.tanh(self.conv(x)).reshape(x.shape[0], -1)
@@ -112,14 +118,16 @@ def test_nnx_conversion_keeps_the_weights_and_is_exact_with_a_perfect_periphery(
 def test_nnx_conversion_with_noise_trains_analog():
     model = convert_to_analog(NnxNet(nnx.Rngs(0)), rngs=nnx.Rngs(periphery=3))
     assert not np.allclose(model(X), NnxNet(nnx.Rngs(0))(X), atol=1e-4)
-    optimizer = nnx.Optimizer(model, optim.analog_sgd(0.1, devices.SoftBounds(dw_min=1e-2),
-                                                      key=0), wrt=nnx.Param)
+    optimizer = nnx.Optimizer(
+        model, optim.analog_sgd(0.1, devices.SoftBounds(dw_min=1e-2), key=0), wrt=nnx.Param
+    )
     grads = nnx.grad(lambda m: jnp.mean(m(X) ** 2))(model)
     optimizer.update(model, grads)
     tiles = optim.analog_state(nnx.as_pure(optimizer.opt_state))
     # params + (new weights - params): the tiles' weights up to the rounding of that sum
-    np.testing.assert_allclose(tile.weights(tiles.W["layers"][0]["kernel"]),
-                               model.layers[0].kernel[...], rtol=0, atol=1e-7)
+    np.testing.assert_allclose(
+        tile.weights(tiles.W["layers"][0]["kernel"]), model.layers[0].kernel[...], rtol=0, atol=1e-7
+    )
     with pytest.raises(TypeError, match="rngs"):
         convert_to_analog(NnxNet(nnx.Rngs(0)))
 
@@ -135,20 +143,55 @@ def _by_hand(name, mode):
     if name == "tiki_taka_reram_sb":
         d = devices.presets.reram_sb()
         up = pulse.UpdateConfig(mode=mode, bl=31)
-        return d, io, optim.residual_learning(0.1, 0.05, 0.0, d, zero_shift=True, transfer="column",
-                                              update=up, transfer_update=up, key=0)
+        return (
+            d,
+            io,
+            optim.residual_learning(
+                0.1,
+                0.05,
+                0.0,
+                d,
+                zero_shift=True,
+                transfer="column",
+                update=up,
+                transfer_update=up,
+                key=0,
+            ),
+        )
     if name in ("ttv2_ecram", "chopped_ttv2_ecram"):
         d = devices.presets.ecram()
-        return d, io, optim.chopped_ttv2(
-            0.1, 0.1, d, zero_shift=False, in_chop_prob=0.0 if name == "ttv2_ecram" else 0.01,
-            auto_granularity=500.0, update=pulse.UpdateConfig(mode=mode, bl=100),
-            transfer_update=one, key=0)
+        return (
+            d,
+            io,
+            optim.chopped_ttv2(
+                0.1,
+                0.1,
+                d,
+                zero_shift=False,
+                in_chop_prob=0.0 if name == "ttv2_ecram" else 0.01,
+                auto_granularity=500.0,
+                update=pulse.UpdateConfig(mode=mode, bl=100),
+                transfer_update=one,
+                key=0,
+            ),
+        )
     if name == "agad_ecram":
         d = devices.presets.ecram()
-        return d, io, optim.agad(0.1, 0.1, d, in_chop_prob=0.005, tail_weighting=50.0,
-                                 auto_granularity=750.0,
-                                 update=pulse.UpdateConfig(mode=mode, bl=31), transfer_update=one,
-                                 key=0)
+        return (
+            d,
+            io,
+            optim.agad(
+                0.1,
+                0.1,
+                d,
+                in_chop_prob=0.005,
+                tail_weighting=50.0,
+                auto_granularity=750.0,
+                update=pulse.UpdateConfig(mode=mode, bl=31),
+                transfer_update=one,
+                key=0,
+            ),
+        )
     d = devices.presets.reram_sb() if name == "mixed_precision_reram_sb" else presets.pcm_like()
     return d, io, optim.mixed_precision(0.1, d, key=0)
 

@@ -30,17 +30,18 @@ def _algorithms(mode):
     return {
         "analog_sgd": optim.analog_sgd(0.2, DEVICE, update=up, key=3),
         "residual_learning_v1": optim.residual_learning(0.2, 0.5, 0.4, DEVICE, update=up, key=3),
-        "residual_learning_v2": optim.residual_learning(0.2, 0.5, 0.4, DEVICE, version=2,
-                                                        update=up, key=3),
+        "residual_learning_v2": optim.residual_learning(
+            0.2, 0.5, 0.4, DEVICE, version=2, update=up, key=3
+        ),
         "tiki_taka": optim.tiki_taka(0.2, 0.5, DEVICE, update=up, key=3),
         "ttv2": optim.ttv2(0.2, 0.5, DEVICE, update=up, key=3),
         "chopped_ttv2": optim.chopped_ttv2(0.2, 0.5, DEVICE, in_chop_prob=0.5, update=up, key=3),
         "agad": optim.agad(0.2, 0.5, DEVICE, in_chop_prob=0.5, update=up, key=3),
-        "multi_tile_residual": optim.multi_tile_residual(0.2, 0.5, 0.4, DEVICE, update=up,
-                                                         key=3),
+        "multi_tile_residual": optim.multi_tile_residual(0.2, 0.5, 0.4, DEVICE, update=up, key=3),
         # no update modes: quantized factors ("outer"-like) or the plain gradient ("pulse")
         "mixed_precision": optim.mixed_precision(
-            0.2, DEVICE, **({"n_x_bins": 7, "n_d_bins": 7} if mode == "outer" else {}), key=3),
+            0.2, DEVICE, **({"n_x_bins": 7, "n_d_bins": 7} if mode == "outer" else {}), key=3
+        ),
     }
 
 
@@ -85,6 +86,7 @@ def _nnx_step(tx_needs_factors):
             optimizer.update(model, grads, factors=factors)
         else:
             optimizer.update(model, grads)
+
     return step
 
 
@@ -97,6 +99,7 @@ def _optax_step(tx, tx_needs_factors):
         updates, state = tx.update(nnx.as_pure(grads), state, params, **extra)
         nnx.update(model, optax.apply_updates(params, updates))
         return state
+
     return step
 
 
@@ -133,8 +136,9 @@ def test_nnx_optimizer_equals_plain_optax(name, mode):
     # the model's kernels are the tiles' effective weights (W, or W + gamma P): analog, moving
     assert not np.array_equal(_kernels(model_a)[0], start[0])
     if name in ("analog_sgd", "mixed_precision"):  # params + (weights - params), rounded
-        np.testing.assert_allclose(tile.weights(tiles.W["hidden"]["kernel"]),
-                                   _kernels(model_a)[0], rtol=0, atol=1e-7)
+        np.testing.assert_allclose(
+            tile.weights(tiles.W["hidden"]["kernel"]), _kernels(model_a)[0], rtol=0, atol=1e-7
+        )
     _assert_same(optimizer.opt_state, state)
 
 
@@ -168,8 +172,9 @@ def test_nnx_checkpoint_resumes_bit_identically(tmp_path, mode):
         step(model, optimizer, *_data(s))
 
     checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(tmp_path / "ckpt", {"model": nnx.state(model),
-                                          "optimizer": nnx.state(optimizer)})
+    checkpointer.save(
+        tmp_path / "ckpt", {"model": nnx.state(model), "optimizer": nnx.state(optimizer)}
+    )
     checkpointer.wait_until_finished()
 
     for s in range(2, 5):
@@ -192,5 +197,7 @@ def test_nnx_checkpoint_resumes_bit_identically(tmp_path, mode):
 def _assert_same(a, b):
     def raw(x):
         return jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
-    jax.tree.map(lambda x, y: np.testing.assert_array_equal(raw(x), raw(y)),
-                 nnx.as_pure(a), nnx.as_pure(b))
+
+    jax.tree.map(
+        lambda x, y: np.testing.assert_array_equal(raw(x), raw(y)), nnx.as_pure(a), nnx.as_pure(b)
+    )

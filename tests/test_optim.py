@@ -78,7 +78,9 @@ def test_residual_learning_ideal_reduces_to_its_recursion(gamma):
     alpha, beta = 0.1, 0.05
     params = {"w": jnp.linspace(-0.5, 0.5, 12).reshape(4, 3)}
     target = {"w": jnp.full((4, 3), 0.3)}
-    opt = optim.residual_learning(alpha, beta, WIDE, gamma=gamma, zero_shift=True, update=IDEAL, transfer_update=IDEAL, key=0)
+    opt = optim.residual_learning(
+        alpha, beta, WIDE, gamma=gamma, zero_shift=True, update=IDEAL, transfer_update=IDEAL, key=0
+    )
     state = opt.init(params)
     W, P = np.asarray(params["w"], np.float64), np.zeros((4, 3))
     p = params
@@ -99,8 +101,17 @@ def test_column_transfer_cycles_one_line_every_transfer_every_steps():
     (k/2 - 1) mod n_in of W receives beta * P; other lines and odd steps leave W unchanged."""
     alpha, beta, n_in = 0.1, 0.5, 3
     params = {"w": jnp.zeros((n_in, 2))}
-    opt = optim.residual_learning(alpha, beta, WIDE, gamma=0.0, transfer="column", transfer_every=2,
-                                  update=IDEAL, transfer_update=IDEAL, key=0)
+    opt = optim.residual_learning(
+        alpha,
+        beta,
+        WIDE,
+        gamma=0.0,
+        transfer="column",
+        transfer_every=2,
+        update=IDEAL,
+        transfer_update=IDEAL,
+        key=0,
+    )
     state = opt.init(params)
     grads = {"w": -jnp.ones((n_in, 2))}  # P grows by alpha per step
     W, P = np.zeros((n_in, 2)), np.zeros((n_in, 2))
@@ -123,10 +134,14 @@ def test_buffered_transfer_fires_whole_steps_and_keeps_the_rest(flavour):
     dev = devices.ConstantStep(dw_min=dw, w_min=-100.0, w_max=100.0)
     cfg_t = pulse.UpdateConfig(mode="ideal", bl=bl)
     if flavour == "rl_v2":
-        opt = optim.residual_learning(alpha, beta, dev, gamma=0.0, version=2, update=IDEAL, transfer_update=cfg_t, key=0)
+        opt = optim.residual_learning(
+            alpha, beta, dev, gamma=0.0, version=2, update=IDEAL, transfer_update=cfg_t, key=0
+        )
         decay = 1 - beta
     else:
-        opt = optim.ttv2(alpha, beta, dev, transfer="full", update=IDEAL, transfer_update=cfg_t, key=0)
+        opt = optim.ttv2(
+            alpha, beta, dev, transfer="full", update=IDEAL, transfer_update=cfg_t, key=0
+        )
         decay = 1.0
     params = {"w": jnp.zeros((3, 2))}
     state = opt.init(params)
@@ -150,16 +165,20 @@ def test_buffered_transfer_fires_whole_steps_and_keeps_the_rest(flavour):
         np.testing.assert_allclose(tiles.H["w"], H, atol=1e-5)
     assert cap_hit  # the BL cap was exercised ...
     if flavour == "ttv2":  # ... and nothing was lost: fired + buffered = everything read
-        np.testing.assert_allclose(tile.weights(tiles.W["w"]) + tiles.H["w"], transferred, atol=1e-5)
+        np.testing.assert_allclose(
+            tile.weights(tiles.W["w"]) + tiles.H["w"], transferred, atol=1e-5
+        )
 
 
 def test_transfer_bl_caps_how_fast_W_moves():
     """Pulse-mode transfer with BL 31 moves each element of W by at most 31 dw_min per step."""
     dev = devices.ConstantStep(dw_min=1e-3)
-    opt = optim.residual_learning(1.0, 1.0, dev, gamma=0.0, update=IDEAL, transfer_update=pulse.UpdateConfig(bl=31), key=0)
+    opt = optim.residual_learning(
+        1.0, 1.0, dev, gamma=0.0, update=IDEAL, transfer_update=pulse.UpdateConfig(bl=31), key=0
+    )
     params = {"w": jnp.zeros((4, 4))}
     state = opt.init(params)
-    updates, state = opt.update({"w": -jnp.full((4, 4), 0.5)}, state, params)  # asks W for +0.5
+    _updates, state = opt.update({"w": -jnp.full((4, 4), 0.5)}, state, params)  # asks W for +0.5
     moved = np.asarray(tile.weights(optim.analog_state(state).W["w"]))
     np.testing.assert_allclose(moved, 31 * 1e-3, atol=1e-6)
 
@@ -175,7 +194,9 @@ def test_no_drift_between_params_and_analog_weights_over_thousands_of_steps(name
     gamma = 0.4
     opt = {
         "analog_sgd": lambda: optim.analog_sgd(0.05, dev, **kw),
-        "residual_learning": lambda: optim.residual_learning(0.05, 0.1, dev, gamma=gamma, read=0.01, **kw),
+        "residual_learning": lambda: optim.residual_learning(
+            0.05, 0.1, dev, gamma=gamma, read=0.01, **kw
+        ),
         "tiki_taka": lambda: optim.tiki_taka(0.05, 0.1, dev, gamma=gamma, **kw),
         "ttv2": lambda: optim.ttv2(0.05, 0.1, dev, **kw),
         "rl_v2": lambda: optim.residual_learning(0.05, 0.1, dev, gamma=gamma, version=2, **kw),
@@ -189,7 +210,9 @@ def test_no_drift_between_params_and_analog_weights_over_thousands_of_steps(name
         u, s = opt.update(quadratic_grad(p, target), s, p)
         return (optax.apply_updates(p, u), s), None
 
-    (params, state), _ = jax.jit(lambda c: jax.lax.scan(step, c, None, length=3000))((params, state))
+    (params, state), _ = jax.jit(lambda c: jax.lax.scan(step, c, None, length=3000))(
+        (params, state)
+    )
     tiles = optim.analog_state(state)
     w_main = tree_weights(tiles.W)
     mixing = {"analog_sgd": 0.0, "ttv2": 0.0}.get(name, gamma)
@@ -209,7 +232,9 @@ def test_no_drift_between_params_and_analog_weights_over_thousands_of_steps(name
 def test_chain_with_clip_by_global_norm_under_jit():
     params = make_params()
     target = jax.tree.map(lambda p: 5.0 * jnp.ones_like(p), params)  # large gradients get clipped
-    analog = optax.chain(optax.clip_by_global_norm(1.0), optim.analog_sgd(0.1, WIDE, update=IDEAL, key=0))
+    analog = optax.chain(
+        optax.clip_by_global_norm(1.0), optim.analog_sgd(0.1, WIDE, update=IDEAL, key=0)
+    )
     digital = optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.1))
     pa, pd, sa, sd = params, params, analog.init(params), digital.init(params)
     update = jax.jit(analog.update)
@@ -253,7 +278,9 @@ def test_multi_transform_analog_kernels_with_adam_biases_under_jit(mode):
 def test_inject_hyperparams_analog_sgd_under_jit():
     params = make_params()
     target = make_target()
-    opt = optax.inject_hyperparams(optim.analog_sgd)(learning_rate=0.1, device=WIDE, update=IDEAL, key=0)
+    opt = optax.inject_hyperparams(optim.analog_sgd)(
+        learning_rate=0.1, device=WIDE, update=IDEAL, key=0
+    )
     state = opt.init(params)
     update = jax.jit(opt.update)
     u, state = update(quadratic_grad(params, target), state, params)
@@ -270,9 +297,18 @@ def test_inject_hyperparams_analog_sgd_under_jit():
 def test_inject_hyperparams_residual_learning_gamma_and_rates_under_jit():
     params = {"w": jnp.zeros((3, 2))}
     target = {"w": jnp.full((3, 2), 0.2)}
-    factory = optax.inject_hyperparams(optim.residual_learning, static_args=("version", "transfer_every"))
-    opt = factory(learning_rate=0.1, transfer_lr=0.05, gamma=0.0, device=WIDE, update=IDEAL,
-                  transfer_update=IDEAL, key=0)
+    factory = optax.inject_hyperparams(
+        optim.residual_learning, static_args=("version", "transfer_every")
+    )
+    opt = factory(
+        learning_rate=0.1,
+        transfer_lr=0.05,
+        gamma=0.0,
+        device=WIDE,
+        update=IDEAL,
+        transfer_update=IDEAL,
+        key=0,
+    )
     state = opt.init(params)
     update = jax.jit(opt.update)
     u, state = update(quadratic_grad(params, target), state, params)
@@ -281,7 +317,9 @@ def test_inject_hyperparams_residual_learning_gamma_and_rates_under_jit():
     u, state = update(quadratic_grad(p, target), state, p)
     p = optax.apply_updates(p, u)
     tiles = optim.analog_state(state)
-    np.testing.assert_allclose(p["w"], tile.weights(tiles.W["w"]) + tile.weights(tiles.P["w"]), atol=1e-6)
+    np.testing.assert_allclose(
+        p["w"], tile.weights(tiles.W["w"]) + tile.weights(tiles.P["w"]), atol=1e-6
+    )
 
 
 def test_inject_hyperparams_without_static_int_args_says_what_to_do():
@@ -296,7 +334,12 @@ def test_inject_hyperparams_without_static_int_args_says_what_to_do():
 def test_callable_mask_and_digital_leaves_get_sgd():
     params = make_params()
     grads = jax.tree.map(jnp.ones_like, params)
-    opt = optim.analog_sgd(0.1, devices.SoftBounds(tau=0.6), mask=lambda p: {"w": True, "b": False, "conv": False}, key=0)
+    opt = optim.analog_sgd(
+        0.1,
+        devices.SoftBounds(tau=0.6),
+        mask=lambda p: {"w": True, "b": False, "conv": False},
+        key=0,
+    )
     state = opt.init(params)
     updates, state = opt.update(grads, state, params)
     np.testing.assert_allclose(updates["b"], -0.1, atol=1e-7)
@@ -309,9 +352,13 @@ def test_rank4_kernel_in_outer_mode_is_viewed_as_prod_leading_by_out():
     params = {"k": jnp.zeros((2, 2, 3, 4))}
     x = jnp.ones((5, 12))
     d = jnp.full((5, 4), 0.01)
-    opt = optim.residual_learning(0.1, 0.5, WIDE, gamma=0.4, update=pulse.UpdateConfig(mode="outer"), key=0)
+    opt = optim.residual_learning(
+        0.1, 0.5, WIDE, gamma=0.4, update=pulse.UpdateConfig(mode="outer"), key=0
+    )
     state = opt.init(params)
-    updates, state = jax.jit(opt.update)({"k": (x.T @ d).reshape(2, 2, 3, 4)}, state, params, factors={"k": (x, d)})
+    updates, state = jax.jit(opt.update)(
+        {"k": (x.T @ d).reshape(2, 2, 3, 4)}, state, params, factors={"k": (x, d)}
+    )
     assert updates["k"].shape == (2, 2, 3, 4)
     assert float(jnp.mean(updates["k"])) < 0  # positive x d moves weights down
 
@@ -319,7 +366,10 @@ def test_rank4_kernel_in_outer_mode_is_viewed_as_prod_leading_by_out():
 def test_key_accepts_int_and_typed_and_raw_keys_identically():
     params = {"w": jnp.zeros((3, 2))}
     dev = devices.SoftBounds(tau=0.6, dw_min_dtod=0.3)
-    states = [optim.analog_sgd(0.1, dev, key=k).init(params) for k in (7, jax.random.PRNGKey(7), jax.random.key(7))]
+    states = [
+        optim.analog_sgd(0.1, dev, key=k).init(params)
+        for k in (7, jax.random.PRNGKey(7), jax.random.key(7))
+    ]
     for s in states[1:]:
         np.testing.assert_array_equal(s.tiles[0]["w"].gain_up, states[0].tiles[0]["w"].gain_up)
 
@@ -336,8 +386,11 @@ def test_analog_state_errors_without_analog_optimizer():
 @pytest.mark.parametrize("name", ["analog_sgd", "rl_v2"])
 def test_checkpoint_restore_continues_bit_identically(name):
     dev = devices.SoftBounds(tau=0.6, asymmetry=0.1, dw_min=1e-3, dw_min_std=0.5, dw_min_dtod=0.2)
-    inner = (optim.analog_sgd(0.05, dev, key=1) if name == "analog_sgd"
-             else optim.residual_learning(0.05, 0.1, dev, gamma=0.4, version=2, read=0.02, key=1))
+    inner = (
+        optim.analog_sgd(0.05, dev, key=1)
+        if name == "analog_sgd"
+        else optim.residual_learning(0.05, 0.1, dev, gamma=0.4, version=2, read=0.02, key=1)
+    )
     opt = optax.chain(optax.clip_by_global_norm(10.0), inner)
     params = make_params()
     target = make_target()
@@ -396,21 +449,31 @@ def test_bad_masks_raise():
     dev = devices.SoftBounds()
     params = {"w": jnp.zeros((3, 2)), "scale": jnp.zeros(()), "ids": jnp.zeros((3, 2), jnp.int32)}
     with pytest.raises(ValueError, match="scale"):  # a scalar cannot be a crossbar
-        optim.analog_sgd(0.1, dev, key=0, mask={"w": True, "scale": True, "ids": False}).init(params)
+        optim.analog_sgd(0.1, dev, key=0, mask={"w": True, "scale": True, "ids": False}).init(
+            params
+        )
     with pytest.raises(TypeError, match="ids"):  # integer leaf marked analog
-        optim.analog_sgd(0.1, dev, key=0, mask={"w": True, "scale": False, "ids": True}).init(params)
+        optim.analog_sgd(0.1, dev, key=0, mask={"w": True, "scale": False, "ids": True}).init(
+            params
+        )
     with pytest.raises(TypeError, match="bool"):
-        optim.analog_sgd(0.1, dev, key=0, mask={"w": 1.0, "scale": False, "ids": False}).init(params)
+        optim.analog_sgd(0.1, dev, key=0, mask={"w": 1.0, "scale": False, "ids": False}).init(
+            params
+        )
     with pytest.raises(ValueError, match="mask has no entry"):
         optim.analog_sgd(0.1, dev, key=0, mask={"w": True}).init(params)
     with pytest.raises(TypeError, match="not an array"):
-        optim.analog_sgd(0.1, dev, key=0, mask={"w": True, "f": True}).init({"w": jnp.zeros((3, 2)), "f": 1.5})
+        optim.analog_sgd(0.1, dev, key=0, mask={"w": True, "f": True}).init(
+            {"w": jnp.zeros((3, 2)), "f": 1.5}
+        )
 
 
 def test_bad_factors_and_grads_raise():
     dev = devices.SoftBounds()
     params = {"w": jnp.zeros((4, 3))}
-    opt = optim.residual_learning(0.1, 0.1, dev, gamma=0.1, update=pulse.UpdateConfig(mode="outer"), key=0)
+    opt = optim.residual_learning(
+        0.1, 0.1, dev, gamma=0.1, update=pulse.UpdateConfig(mode="outer"), key=0
+    )
     state = opt.init(params)
     grads = {"w": jnp.zeros((4, 3))}
     with pytest.raises(ValueError, match="factors are required"):
@@ -424,9 +487,13 @@ def test_bad_factors_and_grads_raise():
     with pytest.raises(ValueError, match="pair"):
         opt.update(grads, state, params, factors={"w": jnp.ones((2, 4))})
     with pytest.raises(ValueError, match="grads"):
-        optim.analog_sgd(0.1, dev, key=0).update({"w": jnp.zeros((3, 4))}, optim.analog_sgd(0.1, dev, key=0).init(params), params)
+        optim.analog_sgd(0.1, dev, key=0).update(
+            {"w": jnp.zeros((3, 4))}, optim.analog_sgd(0.1, dev, key=0).init(params), params
+        )
     with pytest.raises(ValueError, match="params"):
-        optim.analog_sgd(0.1, dev, key=0).update(grads, optim.analog_sgd(0.1, dev, key=0).init(params), None)
+        optim.analog_sgd(0.1, dev, key=0).update(
+            grads, optim.analog_sgd(0.1, dev, key=0).init(params), None
+        )
 
 
 def test_factors_follow_params_structure_even_for_tuple_params():

@@ -18,8 +18,13 @@ from aimcjax.experiments import least_squares as ls
 @pytest.fixture(scope="module")
 def fig2():
     runs = {}
-    for algorithm, c in [("analog_sgd", 0.0), ("tiki_taka", 0.0), ("tiki_taka", 0.3), ("residual_learning", 0.3),
-                         ("analog_sgd", 0.3)]:
+    for algorithm, c in [
+        ("analog_sgd", 0.0),
+        ("tiki_taka", 0.0),
+        ("tiki_taka", 0.3),
+        ("residual_learning", 0.3),
+        ("analog_sgd", 0.3),
+    ]:
         runs[algorithm, c] = ls.fig2_run(algorithm, c, steps=1000)["final_loss"]
     return runs
 
@@ -50,8 +55,12 @@ def test_aihwkit_up_down_reparametrisation():
     c, tau, dw = 0.3, 3.5, 1e-4
     dev = ls.aihwkit_soft_bounds(c, tau=tau, dw_min=dw)
     w = np.linspace(-3, 3, 7)
-    np.testing.assert_allclose(dev.dw_min * np.asarray(dev.q_plus(w)), dw * (1 - w / tau), rtol=1e-5)
-    np.testing.assert_allclose(dev.dw_min * np.asarray(dev.q_minus(w)), dw * (1 - c) * (1 + w / tau), rtol=1e-5)
+    np.testing.assert_allclose(
+        dev.dw_min * np.asarray(dev.q_plus(w)), dw * (1 - w / tau), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        dev.dw_min * np.asarray(dev.q_minus(w)), dw * (1 - c) * (1 + w / tau), rtol=1e-5
+    )
 
 
 # ------------------------------------------------------------------------------------------

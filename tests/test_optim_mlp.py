@@ -25,7 +25,10 @@ def digits():
     perm = np.random.default_rng(0).permutation(len(y))  # seeded shuffle before splitting
     X, y = X[perm], y[perm]
     n_train = 1400
-    return (jnp.asarray(X[:n_train]), jnp.asarray(y[:n_train])), (jnp.asarray(X[n_train:]), jnp.asarray(y[n_train:]))
+    return (jnp.asarray(X[:n_train]), jnp.asarray(y[:n_train])), (
+        jnp.asarray(X[n_train:]),
+        jnp.asarray(y[n_train:]),
+    )
 
 
 def init_mlp(key):
@@ -51,7 +54,9 @@ def loss_fn(params, x, y, perturb=None):
 
 def grads_and_factors(params, x, y):
     zeros = {"l1": jnp.zeros((x.shape[0], 32)), "l2": jnp.zeros((x.shape[0], 10))}
-    (_, inputs), (grads, d) = jax.value_and_grad(loss_fn, argnums=(0, 3), has_aux=True)(params, x, y, zeros)
+    (_, inputs), (grads, d) = jax.value_and_grad(loss_fn, argnums=(0, 3), has_aux=True)(
+        params, x, y, zeros
+    )
     factors = {name: {"kernel": (inputs[name], d[name]), "bias": None} for name in ("l1", "l2")}
     return grads, factors
 
@@ -82,8 +87,14 @@ OUTER = pulse.UpdateConfig(mode="outer")
 
 OPTIMIZERS = {
     "analog_sgd": (lambda u: optim.analog_sgd(0.5, DEVICE, update=u, key=0)),
-    "residual_learning": (lambda u: optim.residual_learning(0.5, 0.1, DEVICE, gamma=0.4, update=u, key=0)),
-    "residual_learning_v2": (lambda u: optim.residual_learning(0.5, 0.1, DEVICE, gamma=0.4, version=2, read=0.01, update=u, key=0)),
+    "residual_learning": (
+        lambda u: optim.residual_learning(0.5, 0.1, DEVICE, gamma=0.4, update=u, key=0)
+    ),
+    "residual_learning_v2": (
+        lambda u: optim.residual_learning(
+            0.5, 0.1, DEVICE, gamma=0.4, version=2, read=0.01, update=u, key=0
+        )
+    ),
     "tiki_taka": (lambda u: optim.tiki_taka(0.5, 0.1, DEVICE, gamma=0.4, update=u, key=0)),
     "ttv2": (lambda u: optim.ttv2(0.5, 0.1, DEVICE, transfer="full", update=u, key=0)),
 }
@@ -101,7 +112,12 @@ def test_mlp_on_digits_trains_with_each_optimizer(digits, name):
 def test_mlp_on_digits_trains_with_per_sample_outer_pulses(digits, name):
     # Per-sample pulse trains are applied in sequence (as aihwkit), so this is the slow path;
     # the residual array transfers one line per step here ("column").
-    opt = (optim.analog_sgd(0.5, DEVICE, update=OUTER, key=0) if name == "analog_sgd"
-           else optim.residual_learning(0.5, 0.1, DEVICE, gamma=0.4, transfer="column", update=OUTER, key=0))
+    opt = (
+        optim.analog_sgd(0.5, DEVICE, update=OUTER, key=0)
+        if name == "analog_sgd"
+        else optim.residual_learning(
+            0.5, 0.1, DEVICE, gamma=0.4, transfer="column", update=OUTER, key=0
+        )
+    )
     accuracy = train(opt, digits, outer=True, steps=300)
     assert accuracy > 0.6, accuracy

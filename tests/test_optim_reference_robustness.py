@@ -54,11 +54,45 @@ def test_reference_error_breaks_ttv2_but_not_agad():
     initial = float(_loss({"w": jnp.ones((50, 1))}))
     clean = D.SoftBounds(tau=TAU_P, asymmetry=0.3, dw_min=1e-3)
     wrong = clean.replace(reference_std=0.25 * 2 * TAU_P)
-    ttv2_clean = _final_loss(ttv2(0.2, 0.05, W_DEV, residual_device=clean, zero_shift=True, transfer="full", update=UPDATE, key=1))
-    ttv2_wrong = _final_loss(ttv2(0.2, 0.05, W_DEV, residual_device=wrong, zero_shift=True, transfer="full", update=UPDATE, key=1))
-    agad_wrong = _final_loss(agad(0.2, 0.05, W_DEV, residual_device=wrong, transfer="full", in_chop_prob=0.01,
-                                  update=UPDATE, key=1))
-    print(f"initial {initial:.3g} ttv2 clean {ttv2_clean:.3g} ttv2 wrong ref {ttv2_wrong:.3g} agad wrong ref {agad_wrong:.3g}")
+    ttv2_clean = _final_loss(
+        ttv2(
+            0.2,
+            0.05,
+            W_DEV,
+            residual_device=clean,
+            zero_shift=True,
+            transfer="full",
+            update=UPDATE,
+            key=1,
+        )
+    )
+    ttv2_wrong = _final_loss(
+        ttv2(
+            0.2,
+            0.05,
+            W_DEV,
+            residual_device=wrong,
+            zero_shift=True,
+            transfer="full",
+            update=UPDATE,
+            key=1,
+        )
+    )
+    agad_wrong = _final_loss(
+        agad(
+            0.2,
+            0.05,
+            W_DEV,
+            residual_device=wrong,
+            transfer="full",
+            in_chop_prob=0.01,
+            update=UPDATE,
+            key=1,
+        )
+    )
+    print(
+        f"initial {initial:.3g} ttv2 clean {ttv2_clean:.3g} ttv2 wrong ref {ttv2_wrong:.3g} agad wrong ref {agad_wrong:.3g}"
+    )
     assert ttv2_clean < 0.01 * initial  # TTv2 trains with a correct reference
     assert agad_wrong < 0.01 * initial  # AGAD trains regardless
     assert ttv2_wrong > 10 * max(ttv2_clean, agad_wrong)  # TTv2 degrades by > 10x
@@ -94,11 +128,42 @@ def test_chopped_ttv2_survives_reference_error():
     initial = float(_loss({"w": jnp.ones((50, 1))}))
     clean = D.SoftBounds(tau=TAU_P, asymmetry=0.3, dw_min=1e-3)
     wrong = clean.replace(reference_std=0.25 * 2 * TAU_P)
-    chopped = dict(transfer="full", transfer_every=10, in_chop_prob=1.0, in_chop_random=False, update=UPDATE, key=1)
+    chopped = dict(
+        transfer="full",
+        transfer_every=10,
+        in_chop_prob=1.0,
+        in_chop_random=False,
+        update=UPDATE,
+        key=1,
+    )
     cttv2_wrong = _final_loss(chopped_ttv2(0.2, 1.0, W_DEV, residual_device=wrong, **chopped))
-    ttv2_clean = _final_loss(ttv2(0.2, 0.05, W_DEV, residual_device=clean, zero_shift=True, transfer="full", update=UPDATE, key=1))
-    ttv2_wrong = _final_loss(ttv2(0.2, 0.05, W_DEV, residual_device=wrong, zero_shift=True, transfer="full", update=UPDATE, key=1))
-    print(f"initial {initial:.3g} c-ttv2 wrong {cttv2_wrong:.3g} ttv2 clean {ttv2_clean:.3g} wrong {ttv2_wrong:.3g}")
+    ttv2_clean = _final_loss(
+        ttv2(
+            0.2,
+            0.05,
+            W_DEV,
+            residual_device=clean,
+            zero_shift=True,
+            transfer="full",
+            update=UPDATE,
+            key=1,
+        )
+    )
+    ttv2_wrong = _final_loss(
+        ttv2(
+            0.2,
+            0.05,
+            W_DEV,
+            residual_device=wrong,
+            zero_shift=True,
+            transfer="full",
+            update=UPDATE,
+            key=1,
+        )
+    )
+    print(
+        f"initial {initial:.3g} c-ttv2 wrong {cttv2_wrong:.3g} ttv2 clean {ttv2_clean:.3g} wrong {ttv2_wrong:.3g}"
+    )
     assert cttv2_wrong < 0.01 * initial  # c-TTv2 trains despite the wrong reference
     assert ttv2_wrong > 10 * ttv2_clean and ttv2_wrong > 10 * cttv2_wrong  # TTv2 degrades
 
@@ -136,8 +201,12 @@ def test_digits_mlp_reference_error_hurts_ttv2_not_agad():
         return optax.softmax_cross_entropy_with_integer_labels(model(p, x), t).mean()
 
     k1, k2 = jax.random.split(jax.random.PRNGKey(0))
-    p0 = {"w1": 0.3 * jax.random.normal(k1, (64, 32)), "b1": jnp.zeros(32),
-          "w2": 0.3 * jax.random.normal(k2, (32, 10)), "b2": jnp.zeros(10)}
+    p0 = {
+        "w1": 0.3 * jax.random.normal(k1, (64, 32)),
+        "b1": jnp.zeros(32),
+        "w2": 0.3 * jax.random.normal(k2, (32, 10)),
+        "b2": jnp.zeros(10),
+    }
 
     def accuracy(opt, steps=1500, batch=32):
         def go():
@@ -145,7 +214,9 @@ def test_digits_mlp_reference_error_hurts_ttv2_not_agad():
 
             def step(c, i):
                 p, s = c
-                idx = jax.random.randint(jax.random.fold_in(jax.random.PRNGKey(9), i), (batch,), 0, 1400)
+                idx = jax.random.randint(
+                    jax.random.fold_in(jax.random.PRNGKey(9), i), (batch,), 0, 1400
+                )
                 u, s = opt.update(jax.grad(loss)(p, Xtr[idx], ytr[idx]), s, p)
                 return (optax.apply_updates(p, u), s), None
 
@@ -157,13 +228,59 @@ def test_digits_mlp_reference_error_hurts_ttv2_not_agad():
     main = D.SoftBounds(tau=0.6, asymmetry=0.3, dw_min=1e-3)
     clean = D.SoftBounds(tau=0.5, asymmetry=0.3, dw_min=1e-3)
     wrong = clean.replace(reference_std=0.25)
-    ttv2_clean = accuracy(ttv2(0.2, 0.05, main, residual_device=clean, zero_shift=True, transfer="full", update=UPDATE, key=1))
-    ttv2_wrong = accuracy(ttv2(0.2, 0.05, main, residual_device=wrong, zero_shift=True, transfer="full", update=UPDATE, key=1))
-    agad_wrong = accuracy(agad(0.2, 0.05, main, residual_device=wrong, transfer="full", in_chop_prob=0.01, update=UPDATE, key=1))
-    cttv2_wrong = accuracy(chopped_ttv2(0.2, 1.0, main, residual_device=wrong, transfer="column", in_chop_prob=1.0,
-                                        in_chop_random=False, update=UPDATE, key=1))
-    print(f"digits: ttv2 clean {ttv2_clean:.3f} ttv2 wrong {ttv2_wrong:.3f} agad wrong {agad_wrong:.3f} "
-          f"c-ttv2 wrong {cttv2_wrong:.3f}")
+    ttv2_clean = accuracy(
+        ttv2(
+            0.2,
+            0.05,
+            main,
+            residual_device=clean,
+            zero_shift=True,
+            transfer="full",
+            update=UPDATE,
+            key=1,
+        )
+    )
+    ttv2_wrong = accuracy(
+        ttv2(
+            0.2,
+            0.05,
+            main,
+            residual_device=wrong,
+            zero_shift=True,
+            transfer="full",
+            update=UPDATE,
+            key=1,
+        )
+    )
+    agad_wrong = accuracy(
+        agad(
+            0.2,
+            0.05,
+            main,
+            residual_device=wrong,
+            transfer="full",
+            in_chop_prob=0.01,
+            update=UPDATE,
+            key=1,
+        )
+    )
+    cttv2_wrong = accuracy(
+        chopped_ttv2(
+            0.2,
+            1.0,
+            main,
+            residual_device=wrong,
+            transfer="column",
+            in_chop_prob=1.0,
+            in_chop_random=False,
+            update=UPDATE,
+            key=1,
+        )
+    )
+    print(
+        f"digits: ttv2 clean {ttv2_clean:.3f} ttv2 wrong {ttv2_wrong:.3f} agad wrong {agad_wrong:.3f} "
+        f"c-ttv2 wrong {cttv2_wrong:.3f}"
+    )
     assert ttv2_clean > 0.95 and agad_wrong > 0.95
     assert ttv2_wrong < agad_wrong - 0.03
     assert cttv2_wrong > ttv2_clean - 0.05  # c-TTv2 trains within a few points despite the error

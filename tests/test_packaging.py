@@ -20,8 +20,19 @@ import pytest
 import aimcjax
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_SKIP = {".git", ".venv", "build", "dist", "runs", "out", "site", "__pycache__",
-         ".pytest_cache", ".hypothesis", ".ipynb_checkpoints"}
+_SKIP = {
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "runs",
+    "out",
+    "site",
+    "__pycache__",
+    ".pytest_cache",
+    ".hypothesis",
+    ".ipynb_checkpoints",
+}
 
 SMOKE = """
 import os, sys, jax, jax.numpy as jnp, optax
@@ -48,6 +59,7 @@ print("smoke ok", aimcjax.__version__)
 def _copy_source(dst):
     def ignore(_, names):
         return [n for n in names if n in _SKIP or n.endswith(".egg-info")]
+
     shutil.copytree(ROOT, dst, ignore=ignore)
     return dst
 
@@ -59,8 +71,9 @@ def _run(cmd, **kw):
 
 
 def _clean_env():
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
+    }
     env["MPLBACKEND"] = "Agg"
     return env
 
@@ -68,8 +81,21 @@ def _clean_env():
 @pytest.mark.slow
 def test_wheel_in_a_fresh_venv_outside_the_repo(tmp_path):
     src = _copy_source(tmp_path / "src")
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-          "-w", str(tmp_path / "dist"), str(src)], env=_clean_env())
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        env=_clean_env(),
+    )
     wheels = list((tmp_path / "dist").glob("aimcjax-*.whl"))
     assert len(wheels) == 1
     with zipfile.ZipFile(wheels[0]) as z:
@@ -86,13 +112,27 @@ def test_wheel_in_a_fresh_venv_outside_the_repo(tmp_path):
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     py = venv / "bin" / "python"
-    site = _run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]
-                ).stdout.strip()
+    site = _run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]
+    ).stdout.strip()
     # the dependencies, as a plain path: .pth files there (the editable repo) stay unprocessed
     with open(os.path.join(site, "deps.pth"), "w") as f:
         f.write(sysconfig.get_paths()["purelib"] + "\n")
-    _run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index",
-          "-q", str(wheels[0])], env=_clean_env())
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(py),
+            "install",
+            "--no-deps",
+            "--no-index",
+            "-q",
+            str(wheels[0]),
+        ],
+        env=_clean_env(),
+    )
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -101,21 +141,33 @@ def test_wheel_in_a_fresh_venv_outside_the_repo(tmp_path):
     assert f"smoke ok {aimcjax.__version__}" in res.stdout
     res = _run([str(venv / "bin" / "aimcjax"), "--version"], cwd=elsewhere, env=env)
     assert res.stdout.strip() == f"aimcjax {aimcjax.__version__}"
-    res = _run([str(venv / "bin" / "aimcjax"), "devices", "reram_sb", "--quiet"], cwd=elsewhere,
-               env=env)
+    res = _run(
+        [str(venv / "bin" / "aimcjax"), "devices", "reram_sb", "--quiet"], cwd=elsewhere, env=env
+    )
     assert "reram_sb: SoftBounds" in res.stdout
 
 
 @pytest.mark.slow
 def test_sdist_carries_license_tests_helpers_docs_and_notebooks(tmp_path):
     src = _copy_source(tmp_path / "src")
-    code = ("import sys; from setuptools import build_meta; "
-            "print(build_meta.build_sdist(sys.argv[1]))")
-    name = _run([sys.executable, "-c", code, str(tmp_path / "dist")], cwd=src,
-                env=_clean_env()).stdout.strip().splitlines()[-1]
+    code = (
+        "import sys; from setuptools import build_meta; print(build_meta.build_sdist(sys.argv[1]))"
+    )
+    name = (
+        _run([sys.executable, "-c", code, str(tmp_path / "dist")], cwd=src, env=_clean_env())
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     with tarfile.open(tmp_path / "dist" / name) as tar:
         members = {m.split("/", 1)[1] for m in tar.getnames() if "/" in m}
-    for needed in ("LICENSE", "aimcjax/py.typed", "tests/_distributed_backends_check.py",
-                   "tests/test_packaging.py", "requirements.lock", "docs/index.md",
-                   "notebooks/01_quickstart.ipynb", "mkdocs.yml"):
+    for needed in (
+        "LICENSE",
+        "aimcjax/py.typed",
+        "tests/_distributed_backends_check.py",
+        "tests/test_packaging.py",
+        "requirements.lock",
+        "docs/index.md",
+        "notebooks/01_quickstart.ipynb",
+        "mkdocs.yml",
+    ):
         assert needed in members, needed

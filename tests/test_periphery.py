@@ -17,8 +17,15 @@ tiled_mvm = jax.jit(periphery.tiled_mvm, static_argnames=("cfg", "max_tile", "tr
 
 KEY = jax.random.key(0)
 # Periphery with every non-ideality off except the ones a test switches on.
-BARE = dict(inp_bound=None, inp_bits=None, out_bound=None, out_bits=None, out_noise=0.0,
-            noise_management="none", bound_management="none")
+BARE = dict(
+    inp_bound=None,
+    inp_bits=None,
+    out_bound=None,
+    out_bits=None,
+    out_noise=0.0,
+    noise_management="none",
+    bound_management="none",
+)
 
 
 def _normal(seed, shape, scale=1.0):
@@ -48,22 +55,25 @@ def test_perfect_is_perfect():
     assert not PeripheryConfig().is_perfect
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(inp_bits=0), "inp_bits"),
-    (dict(out_bits=-3), "out_bits"),
-    (dict(inp_bits=2.5), "inp_bits"),
-    (dict(inp_bound=0.0), "inp_bound"),
-    (dict(out_bound=-1.0), "out_bound"),
-    (dict(out_bound=float("nan")), "out_bound"),
-    (dict(out_noise=-0.1), "out_noise"),
-    (dict(out_noise=float("nan")), "out_noise"),
-    (dict(w_noise=-1e-3), "w_noise"),
-    (dict(noise_management="absmax"), "noise_management"),
-    (dict(bound_management="iterative_worst_case"), "bound_management"),
-    (dict(max_bm_factor=0), "max_bm_factor"),
-    (dict(max_bm_res=0.0), "max_bm_res"),
-    (dict(inp_bound=2.0), "inp_bound"),  # noise management expects the managed range [-1, 1]
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(inp_bits=0), "inp_bits"),
+        (dict(out_bits=-3), "out_bits"),
+        (dict(inp_bits=2.5), "inp_bits"),
+        (dict(inp_bound=0.0), "inp_bound"),
+        (dict(out_bound=-1.0), "out_bound"),
+        (dict(out_bound=float("nan")), "out_bound"),
+        (dict(out_noise=-0.1), "out_noise"),
+        (dict(out_noise=float("nan")), "out_noise"),
+        (dict(w_noise=-1e-3), "w_noise"),
+        (dict(noise_management="absmax"), "noise_management"),
+        (dict(bound_management="iterative_worst_case"), "bound_management"),
+        (dict(max_bm_factor=0), "max_bm_factor"),
+        (dict(max_bm_res=0.0), "max_bm_res"),
+        (dict(inp_bound=2.0), "inp_bound"),  # noise management expects the managed range [-1, 1]
+    ],
+)
 def test_bad_config_raises_naming_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=name):
         PeripheryConfig(**kwargs)
@@ -93,15 +103,19 @@ def test_perfect_forward_and_backward_are_exact():
     w, x, d = _normal(1, (7, 5)), _normal(2, (3, 4, 7)), _normal(3, (3, 4, 5))
     perfect = PeripheryConfig.perfect()
     hi = jax.lax.Precision.HIGHEST
-    np.testing.assert_array_equal(periphery.mvm(w, x, perfect, None), jnp.matmul(x, w, precision=hi))
-    np.testing.assert_array_equal(periphery.mvm(w, d, perfect, None, transpose=True),
-                                  jnp.matmul(d, w.T, precision=hi))
+    np.testing.assert_array_equal(
+        periphery.mvm(w, x, perfect, None), jnp.matmul(x, w, precision=hi)
+    )
+    np.testing.assert_array_equal(
+        periphery.mvm(w, d, perfect, None, transpose=True), jnp.matmul(d, w.T, precision=hi)
+    )
     y, vjp = jax.vjp(lambda x, w: analog_matmul(x, w, None, perfect, perfect), x, w)
     dx, dw = vjp(d)
     np.testing.assert_array_equal(y, jnp.matmul(x, w, precision=hi))
     np.testing.assert_array_equal(dx, jnp.matmul(d, w.T, precision=hi))
     np.testing.assert_array_equal(
-        dw, jnp.matmul(x.reshape(-1, 7).T, d.reshape(-1, 5), precision=hi))
+        dw, jnp.matmul(x.reshape(-1, 7).T, d.reshape(-1, 5), precision=hi)
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -113,10 +127,10 @@ def test_dac_has_2_pow_bits_minus_1_levels_over_its_bound(bits):
     cfg = PeripheryConfig(**{**BARE, "inp_bound": 1.0, "inp_bits": bits})
     x = jnp.linspace(-1.5, 1.5, 30001)[:, None]
     levels = np.unique(np.asarray(mvm(jnp.ones((1, 1)), x, cfg, KEY)))
-    assert len(levels) == 2 ** bits - 1
+    assert len(levels) == 2**bits - 1
     if bits > 1:
         assert levels.min() == pytest.approx(-1.0) and levels.max() == pytest.approx(1.0)
-        np.testing.assert_allclose(np.diff(levels), 2.0 / (2 ** bits - 2), rtol=1e-5)
+        np.testing.assert_allclose(np.diff(levels), 2.0 / (2**bits - 2), rtol=1e-5)
 
 
 @pytest.mark.parametrize("bits", [2, 4, 9])
@@ -124,9 +138,9 @@ def test_adc_has_2_pow_bits_minus_1_levels_over_its_bound(bits):
     cfg = PeripheryConfig(**{**BARE, "out_bound": 12.0, "out_bits": bits})
     x = jnp.linspace(-15.0, 15.0, 60001)[:, None]
     levels = np.unique(np.asarray(mvm(jnp.ones((1, 1)), x, cfg, KEY)))
-    assert len(levels) == 2 ** bits - 1
+    assert len(levels) == 2**bits - 1
     assert levels.min() == pytest.approx(-12.0) and levels.max() == pytest.approx(12.0)
-    np.testing.assert_allclose(np.diff(levels), 24.0 / (2 ** bits - 2), rtol=1e-4)
+    np.testing.assert_allclose(np.diff(levels), 24.0 / (2**bits - 2), rtol=1e-4)
 
 
 def test_stochastic_input_rounding_is_unbiased():
@@ -143,8 +157,9 @@ def test_stochastic_input_rounding_is_unbiased():
     assert abs(float(jnp.mean(y)) - value) < tol
     # Nearest rounding is biased for the same input.
     nearest = PeripheryConfig(**{**BARE, "inp_bound": 1.0, "inp_bits": 7})
-    assert float(mvm(jnp.ones((1, 1)), jnp.full((1, 1), value), nearest, KEY)[0, 0]) == \
-        pytest.approx(10 * step)
+    assert float(
+        mvm(jnp.ones((1, 1)), jnp.full((1, 1), value), nearest, KEY)[0, 0]
+    ) == pytest.approx(10 * step)
 
 
 def test_quantize_rounds_to_grid():
@@ -182,7 +197,7 @@ def test_managed_noise_scales_with_input_and_adds_adc_rounding():
     n = 25_000
     y = np.asarray(mvm(w, jnp.tile(x, (n, 1)), cfg, KEY))
     std = y.std(axis=0, ddof=1)  # per output, over n independent reads
-    expected = s * math.sqrt(sigma ** 2 + step ** 2 / 12)
+    expected = s * math.sqrt(sigma**2 + step**2 / 12)
     # Near-Gaussian samples: sample std has relative std ~ 1/sqrt(2n); pooled over 8 outputs
     # the mean relative error has std 1/sqrt(16n); each single output within 6/sqrt(2n).
     assert abs(std.mean() / expected - 1) < 5 / math.sqrt(16 * n)
@@ -203,10 +218,10 @@ def test_weight_noise_std_is_w_noise_times_input_norm():
 def test_noise_comes_from_the_key():
     w, x = _normal(1, (6, 3)), _normal(2, (4, 6))
     cfg = PeripheryConfig()
-    np.testing.assert_array_equal(mvm(w, x, cfg, jax.random.key(7)),
-                                  mvm(w, x, cfg, jax.random.key(7)))
-    assert not np.array_equal(mvm(w, x, cfg, jax.random.key(7)),
-                              mvm(w, x, cfg, jax.random.key(8)))
+    np.testing.assert_array_equal(
+        mvm(w, x, cfg, jax.random.key(7)), mvm(w, x, cfg, jax.random.key(7))
+    )
+    assert not np.array_equal(mvm(w, x, cfg, jax.random.key(7)), mvm(w, x, cfg, jax.random.key(8)))
 
 
 # ------------------------------------------------------------------------------------------
@@ -226,8 +241,9 @@ def test_without_noise_management_the_dac_clips():
     y = mvm(jnp.ones((3, 1)), jnp.full((1, 3), 3.0), cfg, KEY)
     assert float(y[0, 0]) == pytest.approx(3.0)  # each input clipped to 1
     managed = PeripheryConfig(**{**BARE, "inp_bound": 1.0, "noise_management": "abs_max"})
-    assert float(mvm(jnp.ones((3, 1)), jnp.full((1, 3), 3.0), managed, KEY)[0, 0]) == \
-        pytest.approx(9.0)
+    assert float(mvm(jnp.ones((3, 1)), jnp.full((1, 3), 3.0), managed, KEY)[0, 0]) == pytest.approx(
+        9.0
+    )
 
 
 def test_max_noise_management():
@@ -293,7 +309,9 @@ def test_bound_management_gives_up_after_the_cap():
 
 def test_bound_management_loop_is_a_while_loop_under_jit():
     cfg = PeripheryConfig()
-    jaxpr = jax.make_jaxpr(lambda w, x: periphery.mvm(w, x, cfg, KEY))(jnp.ones((4, 2)), jnp.ones((3, 4)))
+    jaxpr = jax.make_jaxpr(lambda w, x: periphery.mvm(w, x, cfg, KEY))(
+        jnp.ones((4, 2)), jnp.ones((3, 4))
+    )
     assert "while" in str(jaxpr)
 
 
@@ -306,16 +324,25 @@ def test_tiling_splits_into_arrays_with_their_own_periphery():
     cfg = PeripheryConfig()
     y = tiled_mvm(w, x, cfg, KEY, max_tile=512)
     # Two arrays of 512 inputs, each read through its own periphery, summed digitally.
-    expected = (mvm(w[:512], x[:, :512], cfg, jax.random.fold_in(KEY, 0))
-                + mvm(w[512:], x[:, 512:], cfg, jax.random.fold_in(KEY, 1)))
+    expected = mvm(w[:512], x[:, :512], cfg, jax.random.fold_in(KEY, 0)) + mvm(
+        w[512:], x[:, 512:], cfg, jax.random.fold_in(KEY, 1)
+    )
     # Same draws, same maths; XLA may order the float sums differently (an ulp).
     np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
     perfect = PeripheryConfig.perfect()
-    np.testing.assert_allclose(tiled_mvm(w, x, perfect, None, max_tile=300),
-                               jnp.matmul(x, w, precision="highest"), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        tiled_mvm(w, x, perfect, None, max_tile=300),
+        jnp.matmul(x, w, precision="highest"),
+        rtol=1e-5,
+        atol=1e-5,
+    )
     d = _normal(3, (3, 6))
-    np.testing.assert_allclose(tiled_mvm(w, d, perfect, None, max_tile=300, transpose=True),
-                               jnp.matmul(d, w.T, precision="highest"), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        tiled_mvm(w, d, perfect, None, max_tile=300, transpose=True),
+        jnp.matmul(d, w.T, precision="highest"),
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_tiling_output_split_and_transpose():
@@ -323,8 +350,9 @@ def test_tiling_output_split_and_transpose():
     cfg = PeripheryConfig(bound_management="none")  # the backward periphery of the layers
     y = tiled_mvm(w, d, cfg, KEY, max_tile=512, transpose=True)
     # 1024 outputs -> two arrays of 512 columns; the transposed read sums over them.
-    expected = (mvm(w[:, :512], d[:, :512], cfg, jax.random.fold_in(KEY, 0), transpose=True)
-                + mvm(w[:, 512:], d[:, 512:], cfg, jax.random.fold_in(KEY, 1), transpose=True))
+    expected = mvm(w[:, :512], d[:, :512], cfg, jax.random.fold_in(KEY, 0), transpose=True) + mvm(
+        w[:, 512:], d[:, 512:], cfg, jax.random.fold_in(KEY, 1), transpose=True
+    )
     np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
     assert periphery._splits(1100, 512) == [(0, 367), (367, 733), (733, 1100)]
 
@@ -332,11 +360,13 @@ def test_tiling_output_split_and_transpose():
 def test_analog_matmul_gradients():
     cfg = PeripheryConfig()
     w, x, g = _normal(1, (6, 4), 0.3), _normal(2, (5, 6)), _normal(3, (5, 4))
-    dx, dw = jax.jit(lambda x, w, g: jax.vjp(
-        lambda x, w: analog_matmul(x, w, KEY, cfg, cfg), x, w)[1](g))(x, w, g)
+    dx, dw = jax.jit(
+        lambda x, w, g: jax.vjp(lambda x, w: analog_matmul(x, w, KEY, cfg, cfg), x, w)[1](g)
+    )(x, w, g)
     # Exact weight gradient; input gradient = the backward read with the second half of the key.
     np.testing.assert_allclose(dw, jnp.matmul(x.T, g, precision="highest"), rtol=1e-6)
-    np.testing.assert_allclose(dx, mvm(w, g, cfg, jax.random.split(KEY)[1], transpose=True),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        dx, mvm(w, g, cfg, jax.random.split(KEY)[1], transpose=True), rtol=1e-6
+    )
     assert not np.allclose(dx, g @ w.T, atol=1e-3)  # noisy
     assert np.allclose(dx, g @ w.T, atol=0.5)

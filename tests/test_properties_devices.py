@@ -18,8 +18,13 @@ from aimcjax import pulse, tile
 
 SHAPE = (6, 5)
 EXAMPLES = 6
-PROPERTY = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(
+    max_examples=EXAMPLES,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 # The steepest gamma each dtype takes with bounds of ratio up to 2 (|w_min| / w_max, below):
 # beyond it the nominal response overflows the dtype (checked by tile.init).
@@ -33,9 +38,15 @@ def _device(family, dtype, p, noise="additive"):
     """A valid device of ``family`` from draws ``p`` in [0, 1] (variation up to large spreads).
     ``noise`` is static (part of the compiled program), so it is pinned per test case."""
     tau = 0.2 + 1.3 * p["tau"]
-    common = dict(dw_min=10 ** (-3.5 + 2.5 * p["dw_min"]), dw_min_dtod=2.0 * p["dtod"],
-                  up_down_dtod=0.5 * p["updown"], w_max_dtod=1.5 * p["wmax"], w_min_dtod=1.5 * p["wmin"],
-                  dw_min_std=1.5 * p["std"], noise=noise)
+    common = dict(
+        dw_min=10 ** (-3.5 + 2.5 * p["dw_min"]),
+        dw_min_dtod=2.0 * p["dtod"],
+        up_down_dtod=0.5 * p["updown"],
+        w_max_dtod=1.5 * p["wmax"],
+        w_min_dtod=1.5 * p["wmin"],
+        dw_min_std=1.5 * p["std"],
+        noise=noise,
+    )
     asym = 0.9 * (2 * p["asym"] - 1)
     ratio = 0.5 + 1.5 * p["ratio"]  # |w_min| / w_max
     bounds = dict(w_max=tau, w_min=-tau * ratio)
@@ -52,10 +63,16 @@ def _device(family, dtype, p, noise="additive"):
     return D.Piecewise(up=tuple(up), down=tuple(up[::-1]), **bounds, **common)
 
 
-draws = st.fixed_dictionaries({k: unit for k in (
-    "tau", "dw_min", "dtod", "updown", "wmax", "wmin", "std", "asym", "ratio", "gamma")})
-changes = st.lists(st.floats(-1.0, 1.0, allow_nan=False, width=32), min_size=SHAPE[0] * SHAPE[1],
-                   max_size=SHAPE[0] * SHAPE[1])
+draws = st.fixed_dictionaries(
+    dict.fromkeys(
+        ("tau", "dw_min", "dtod", "updown", "wmax", "wmin", "std", "asym", "ratio", "gamma"), unit
+    )
+)
+changes = st.lists(
+    st.floats(-1.0, 1.0, allow_nan=False, width=32),
+    min_size=SHAPE[0] * SHAPE[1],
+    max_size=SHAPE[0] * SHAPE[1],
+)
 scales = st.sampled_from([1e-4, 1e-2, 1.0, 100.0])
 
 
@@ -73,22 +90,36 @@ _init = jax.jit(tile.init, static_argnames=("shape", "zero_shift", "dtype"))
 def _jitted(mode):
     if mode not in _UPDATES:
         if mode == "outer":
-            _UPDATES[mode] = jax.jit(lambda t, d, x, dd, key: pulse.outer_update(
-                t, d, x, dd, 0.5, key, pulse.UpdateConfig(mode="outer", bl=15)))
+            _UPDATES[mode] = jax.jit(
+                lambda t, d, x, dd, key: pulse.outer_update(
+                    t, d, x, dd, 0.5, key, pulse.UpdateConfig(mode="outer", bl=15)
+                )
+            )
         else:
-            _UPDATES[mode] = jax.jit(lambda t, d, dW, key, mode=mode: pulse.update(
-                t, d, dW, key, pulse.UpdateConfig(mode=mode, bl=15)))
+            _UPDATES[mode] = jax.jit(
+                lambda t, d, dW, key, mode=mode: pulse.update(
+                    t, d, dW, key, pulse.UpdateConfig(mode=mode, bl=15)
+                )
+            )
     return _UPDATES[mode]
 
 
 # Every family in float32; the narrow dtypes with the families whose responses can overflow.
-PULSE_CASES = [(f, jnp.float32, "additive") for f in ("ConstantStep", "SoftBounds", "Power", "Exponential", "Piecewise")] + \
-    [("Exponential", jnp.float32, "multiplicative")] + \
-    [(f, d, "additive") for f, d in (("Power", jnp.bfloat16), ("Exponential", jnp.float16))]
+PULSE_CASES = (
+    [
+        (f, jnp.float32, "additive")
+        for f in ("ConstantStep", "SoftBounds", "Power", "Exponential", "Piecewise")
+    ]
+    + [("Exponential", jnp.float32, "multiplicative")]
+    + [(f, d, "additive") for f, d in (("Power", jnp.bfloat16), ("Exponential", jnp.float16))]
+)
 
 
-@pytest.mark.parametrize("family, dtype, noise", PULSE_CASES,
-                         ids=[f"{f}-{jnp.dtype(d).name}-{n}" for f, d, n in PULSE_CASES])
+@pytest.mark.parametrize(
+    "family, dtype, noise",
+    PULSE_CASES,
+    ids=[f"{f}-{jnp.dtype(d).name}-{n}" for f, d, n in PULSE_CASES],
+)
 def test_pulse_updates_stay_in_bounds_and_finite(family, dtype, noise):
     update = _jitted("pulse")
 
@@ -107,12 +138,16 @@ def test_pulse_updates_stay_in_bounds_and_finite(family, dtype, noise):
 
 
 # "outer" runs the per-pulse loop (a long compilation): the family that overflows, in float32.
-OTHER_CASES = [("expected", d, f) for d in DTYPES for f in ("Power", "Exponential")] + \
-    [("outer", jnp.float32, "Exponential")]
+OTHER_CASES = [("expected", d, f) for d in DTYPES for f in ("Power", "Exponential")] + [
+    ("outer", jnp.float32, "Exponential")
+]
 
 
-@pytest.mark.parametrize("mode, dtype, family", OTHER_CASES,
-                         ids=[f"{m}-{jnp.dtype(d).name}-{f}" for m, d, f in OTHER_CASES])
+@pytest.mark.parametrize(
+    "mode, dtype, family",
+    OTHER_CASES,
+    ids=[f"{m}-{jnp.dtype(d).name}-{f}" for m, d, f in OTHER_CASES],
+)
 def test_expected_and_outer_updates_stay_in_bounds_and_finite(mode, dtype, family):
     update = _jitted(mode)
 
@@ -133,8 +168,11 @@ def test_expected_and_outer_updates_stay_in_bounds_and_finite(mode, dtype, famil
 
 
 @PROPERTY
-@given(p=draws, w=st.lists(st.floats(-3.0, 3.0, allow_nan=False), min_size=8, max_size=8),
-       family=st.sampled_from(["SoftBounds", "Power", "Exponential", "Piecewise", "ConstantStep"]))
+@given(
+    p=draws,
+    w=st.lists(st.floats(-3.0, 3.0, allow_nan=False), min_size=8, max_size=8),
+    family=st.sampled_from(["SoftBounds", "Power", "Exponential", "Piecewise", "ConstantStep"]),
+)
 def test_responses_are_finite_and_non_negative_everywhere(p, w, family):
     """q_plus, q_minus >= 0 and finite for any finite weight, inside or outside the bounds."""
     dev = _device(family, jnp.float32, p)

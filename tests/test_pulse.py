@@ -24,6 +24,7 @@ def _loop_apply(tile, device, n, key=0):
 
 # -- exact per-pulse semantics -----------------------------------------------------------------
 
+
 @settings(max_examples=40, deadline=None)
 @given(
     w0=st.floats(-0.59, 0.59),
@@ -66,7 +67,9 @@ DEVICES = [
 )
 def test_weights_never_leave_bounds(which, scale, mode, seed):
     dev = DEVICES[which]
-    t = T.init(seed, dev.replace(w_max_dtod=0.2, w_min_dtod=0.2, dw_min_dtod=0.3), (6, 5), zero_shift=True)
+    t = T.init(
+        seed, dev.replace(w_max_dtod=0.2, w_min_dtod=0.2, dw_min_dtod=0.3), (6, 5), zero_shift=True
+    )
     dW = scale * jax.random.normal(jax.random.PRNGKey(seed), (6, 5))
     new = _jit_update(t, dev, dW, seed, P.UpdateConfig(mode=mode, bl=1000))
     assert np.isfinite(np.asarray(new.w)).all()
@@ -94,6 +97,7 @@ def test_constant_step_noise_free_is_exact_and_saturates():
 
 
 # -- "pulse" mode statistics --------------------------------------------------------------------
+
 
 def test_pulse_mode_mean_matches_expected_update():
     dev = D.Power(tau=0.6, gamma=2.0, asymmetry=0.1, dw_min=1e-3, dw_min_std=0.5)
@@ -144,6 +148,7 @@ def test_expected_and_ideal_modes():
 
 
 # -- "outer" mode: aihwkit's stochastic-compressed pulse trains -----------------------------------
+
 
 def _outer_counts(x, d, lr, dw_min, key, cfg=OUTER):
     return P._sample_pulse_counts(jnp.asarray(x), jnp.asarray(d), lr, dw_min, key, cfg)
@@ -224,6 +229,7 @@ def test_outer_on_rank4_kernel_uses_matrix_view():
 
 # -- compilation, vmap over devices ---------------------------------------------------------------
 
+
 def test_compiles_once_per_shape():
     traces = []
 
@@ -240,8 +246,11 @@ def test_compiles_once_per_shape():
 
 
 def test_vmap_over_sixteen_devices_equals_separate_calls():
-    devs = [D.Power(tau=t, gamma=g, asymmetry=0.1, dw_min=1e-3, dw_min_std=0.3)
-            for t in (0.6, 0.7, 0.8, 0.9) for g in (0.5, 1.0, 2.0, 3.0)]
+    devs = [
+        D.Power(tau=t, gamma=g, asymmetry=0.1, dw_min=1e-3, dw_min_std=0.3)
+        for t in (0.6, 0.7, 0.8, 0.9)
+        for g in (0.5, 1.0, 2.0, 3.0)
+    ]
     x = jax.random.normal(jax.random.PRNGKey(0), (4, 6))
     d = 0.1 * jax.random.normal(jax.random.PRNGKey(1), (4, 5))
 
@@ -261,14 +270,20 @@ def test_vmap_with_different_pulse_counts_equals_separate_calls():
     shared key's draws are shared): the surplus passes must leave every member as it was."""
     dev = D.SoftBounds(tau=0.6, dw_min=1e-2, dw_min_std=0.3)
     t = T.init(jax.random.PRNGKey(1), dev, (5, 4))
-    counts = jnp.stack([jnp.zeros((5, 4), jnp.int32),
-                        jnp.ones((5, 4), jnp.int32),
-                        jnp.arange(20, dtype=jnp.int32).reshape(5, 4) - 10,
-                        jnp.full((5, 4), -3, jnp.int32)])
+    counts = jnp.stack(
+        [
+            jnp.zeros((5, 4), jnp.int32),
+            jnp.ones((5, 4), jnp.int32),
+            jnp.arange(20, dtype=jnp.int32).reshape(5, 4) - 10,
+            jnp.full((5, 4), -3, jnp.int32),
+        ]
+    )
     key = jax.random.PRNGKey(2)
     apply = jax.jit(lambda n: P.apply(t, dev, n, key).w)
     batched = jax.jit(jax.vmap(lambda n: P.apply(t, dev, n, key).w))(counts)
-    nested = jax.jit(jax.vmap(jax.vmap(lambda n: P.apply(t, dev, n, key).w)))(counts.reshape(2, 2, 5, 4))
+    nested = jax.jit(jax.vmap(jax.vmap(lambda n: P.apply(t, dev, n, key).w)))(
+        counts.reshape(2, 2, 5, 4)
+    )
     for i in range(4):
         np.testing.assert_array_equal(batched[i], apply(counts[i]))
         np.testing.assert_array_equal(nested.reshape(4, 5, 4)[i], apply(counts[i]))
@@ -294,16 +309,23 @@ def test_live_first_is_a_stable_partition(flags):
     np.testing.assert_array_equal(got, np.argsort(~live, kind="stable"))
 
 
-_ODD, _EVEN = np.array([1, 5], np.uint32), np.array([2, 5], np.uint32)  # the conditional's two sides
+_ODD, _EVEN = (
+    np.array([1, 5], np.uint32),
+    np.array([2, 5], np.uint32),
+)  # the conditional's two sides
 
 
-@pytest.mark.parametrize("key", [jnp.asarray(_ODD), jnp.asarray(_EVEN), jax.random.wrap_key_data(jnp.asarray(_ODD))])
+@pytest.mark.parametrize(
+    "key", [jnp.asarray(_ODD), jnp.asarray(_EVEN), jax.random.wrap_key_data(jnp.asarray(_ODD))]
+)
 def test_materialized_is_the_identity(key):
     """Shared draws pass through a two-branch conditional so that XLA computes them once;
     whichever branch the key selects, and under vmap with batched or shared keys, the value is
     returned unchanged (bit for bit, -0.0 and NaN included)."""
     x = jnp.array([[1.5, -0.0, jnp.nan], [jnp.inf, 3e-38, -2.0]], jnp.float32)
-    same = lambda a, b: np.testing.assert_array_equal(np.asarray(a).view(np.uint32), np.asarray(b).view(np.uint32))  # noqa: E731
+    same = lambda a, b: np.testing.assert_array_equal(
+        np.asarray(a).view(np.uint32), np.asarray(b).view(np.uint32)
+    )
     same(jax.jit(P._materialized)(x, key), x)
     xs = jnp.stack([x, 2 * x])
     keys = jax.random.split(key, 2)
@@ -314,6 +336,7 @@ def test_materialized_is_the_identity(key):
 
 
 # -- the per-pulse noise generator ----------------------------------------------------------------
+
 
 def test_counter_noise_is_iid_standard_normal():
     """The counter-based normals of the per-pulse loop, 2^16 per draw, against N(0, 1).
@@ -357,7 +380,9 @@ def test_counter_uniform_and_stochastic_rounding():
 
     shape = (256, 256)
     n = shape[0] * shape[1]
-    u = np.asarray(P._uniform(jax.random.PRNGKey(5), shape, jnp.float32, "counter"), np.float64).ravel()
+    u = np.asarray(
+        P._uniform(jax.random.PRNGKey(5), shape, jnp.float32, "counter"), np.float64
+    ).ravel()
     assert u.min() >= 0 and u.max() < 1
     assert abs(u.mean() - 0.5) < 5 * np.sqrt(1 / 12 / n)
     assert abs(u.var() - 1 / 12) < 5 * np.sqrt((1 / 80 - 1 / 144) / n)
@@ -369,11 +394,19 @@ def test_counter_uniform_and_stochastic_rounding():
     assert abs(counts.mean() - 0.3) < 5 * np.sqrt(0.21 / n)
 
 
-@pytest.mark.parametrize("dev", [
-    D.Power(tau=0.6, gamma=2.0, asymmetry=0.2, dw_min=0.01, dw_min_std=0.5, noise="multiplicative"),
-    D.SoftBounds(tau=0.6, asymmetry=-0.3, dw_min=0.01, dw_min_std=0.5),
-    D.Piecewise(up=[2.0, 0.5], down=[0.5, 2.0], w_min=-0.6, w_max=0.6, dw_min=0.01, dw_min_std=0.5),
-], ids=["power-mult", "softbounds-add", "piecewise-add"])
+@pytest.mark.parametrize(
+    "dev",
+    [
+        D.Power(
+            tau=0.6, gamma=2.0, asymmetry=0.2, dw_min=0.01, dw_min_std=0.5, noise="multiplicative"
+        ),
+        D.SoftBounds(tau=0.6, asymmetry=-0.3, dw_min=0.01, dw_min_std=0.5),
+        D.Piecewise(
+            up=[2.0, 0.5], down=[0.5, 2.0], w_min=-0.6, w_max=0.6, dw_min=0.01, dw_min_std=0.5
+        ),
+    ],
+    ids=["power-mult", "softbounds-add", "piecewise-add"],
+)
 def test_counter_noise_loop_matches_threefry_reference_in_distribution(dev):
     """The per-pulse loop with the fast counter noise against the same loop with
     jax.random.normal (the reference), on 2^15 elements per direction that start equal and
@@ -396,18 +429,23 @@ def test_counter_noise_loop_matches_threefry_reference_in_distribution(dev):
         m = a.size
         assert a.std() > 0.1 * dev.dw_min  # the noise is actually there
         z_mean = (a.mean() - b.mean()) / np.sqrt((a.var() + b.var()) / m)
-        kurt = np.mean(np.concatenate([(a - a.mean()) ** 4 / a.var() ** 2, (b - b.mean()) ** 4 / b.var() ** 2]))
+        kurt = np.mean(
+            np.concatenate([(a - a.mean()) ** 4 / a.var() ** 2, (b - b.mean()) ** 4 / b.var() ** 2])
+        )
         se_std = np.sqrt((kurt - 1) / (4 * m) * (a.var() + b.var()))
         assert abs(z_mean) < 5
         assert abs(a.std() - b.std()) / se_std < 5
 
 
-@pytest.mark.parametrize("dev", [
-    D.SoftBounds(tau=0.6, asymmetry=0.3),
-    D.Power(tau=0.7, gamma=0.5, asymmetry=-0.4),
-    D.Exponential(tau=0.6, gamma=3.0, asymmetry=0.2),
-    D.Piecewise(up=[2.0, 0.5], down=[0.5, 2.0], w_min=-0.6, w_max=0.6),
-])
+@pytest.mark.parametrize(
+    "dev",
+    [
+        D.SoftBounds(tau=0.6, asymmetry=0.3),
+        D.Power(tau=0.7, gamma=0.5, asymmetry=-0.4),
+        D.Exponential(tau=0.6, gamma=3.0, asymmetry=0.2),
+        D.Piecewise(up=[2.0, 0.5], down=[0.5, 2.0], w_min=-0.6, w_max=0.6),
+    ],
+)
 def test_directed_response_is_the_response_in_the_pulse_direction(dev):
     """The loop evaluates one side of the response per element; it must equal q_plus where
     the pulse is up and q_minus where down (per-element bounds, both signs of asymmetry);
@@ -432,14 +470,18 @@ def _rank1_counts(shape):
 
 @pytest.mark.parametrize("shape", [(300, 150), (40, 7)])
 def test_block_apply_equals_apply_without_noise(shape):
-    """"outer" mode runs the loop on the pulsed rows/columns only, block by block (sizes that
+    """ "outer" mode runs the loop on the pulsed rows/columns only, block by block (sizes that
     are not multiples of the block shift the last block back); without noise the result must
     be apply()'s, element for element, pulsed or not."""
     dev = D.Power(tau=0.6, gamma=2.0, asymmetry=0.2, dw_min=0.01)
-    t = T.init(jax.random.PRNGKey(1), dev.replace(w_max_dtod=0.2, dw_min_dtod=0.3), shape, zero_shift=True)
+    t = T.init(
+        jax.random.PRNGKey(1), dev.replace(w_max_dtod=0.2, dw_min_dtod=0.3), shape, zero_shift=True
+    )
     for n in (_rank1_counts(shape), jnp.full(shape, 3, jnp.int32)):
         # a device passed through jit is traced: both take the per-pulse loop
-        block = jax.jit(lambda t, d, n: P._apply_active_block(t, d, n, jax.random.PRNGKey(2), "counter").w)(t, dev, n)
+        block = jax.jit(
+            lambda t, d, n: P._apply_active_block(t, d, n, jax.random.PRNGKey(2), "counter").w
+        )(t, dev, n)
         dense = jax.jit(lambda t, d, n: P.apply(t, d, n, jax.random.PRNGKey(3)).w)(t, dev, n)
         np.testing.assert_allclose(block, dense, rtol=1e-6, atol=1e-7)
 
@@ -453,8 +495,16 @@ def test_block_apply_matches_apply_in_distribution():
     shape = (384, 300)
     t = T.init(0, dev, shape, w0=0.05)
     n = _rank1_counts(shape)
-    block = np.asarray(jax.jit(lambda t, k: P._apply_active_block(t, dev, n, k, "counter").w)(t, jax.random.PRNGKey(4)), np.float64)
-    dense = np.asarray(jax.jit(lambda t, k: P.apply(t, dev, n, k, "threefry").w)(t, jax.random.PRNGKey(5)), np.float64)
+    block = np.asarray(
+        jax.jit(lambda t, k: P._apply_active_block(t, dev, n, k, "counter").w)(
+            t, jax.random.PRNGKey(4)
+        ),
+        np.float64,
+    )
+    dense = np.asarray(
+        jax.jit(lambda t, k: P.apply(t, dev, n, k, "threefry").w)(t, jax.random.PRNGKey(5)),
+        np.float64,
+    )
     n = np.asarray(n)
     np.testing.assert_array_equal(block[n == 0], np.asarray(t.w)[n == 0])
     for sign in (4, -4):
@@ -462,7 +512,9 @@ def test_block_apply_matches_apply_in_distribution():
         m = a.size
         assert a.std() > 0.1 * dev.dw_min
         assert abs(a.mean() - b.mean()) / np.sqrt((a.var() + b.var()) / m) < 5
-        kurt = np.mean(np.concatenate([(a - a.mean()) ** 4 / a.var() ** 2, (b - b.mean()) ** 4 / b.var() ** 2]))
+        kurt = np.mean(
+            np.concatenate([(a - a.mean()) ** 4 / a.var() ** 2, (b - b.mean()) ** 4 / b.var() ** 2])
+        )
         assert abs(a.std() - b.std()) / np.sqrt((kurt - 1) / (4 * m) * (a.var() + b.var())) < 5
 
 
@@ -472,15 +524,20 @@ def test_block_apply_with_noise_equals_apply_bit_for_bit(shape):
     whole tile, so the block-wise loop (noisy device, live lines only, last block shifted back)
     gives apply()'s numbers on the full tile with the same key, bit for bit."""
     dev = D.Power(tau=0.6, gamma=2.0, asymmetry=0.2, dw_min=0.01, dw_min_std=0.4)
-    t = T.init(jax.random.PRNGKey(1), dev.replace(w_max_dtod=0.2, dw_min_dtod=0.3), shape, zero_shift=True)
+    t = T.init(
+        jax.random.PRNGKey(1), dev.replace(w_max_dtod=0.2, dw_min_dtod=0.3), shape, zero_shift=True
+    )
     for n in (_rank1_counts(shape), jnp.full(shape, 3, jnp.int32)):
-        block = jax.jit(lambda t, n: P._apply_active_block(t, dev, n, jax.random.PRNGKey(2), "counter").w)(t, n)
+        block = jax.jit(
+            lambda t, n: P._apply_active_block(t, dev, n, jax.random.PRNGKey(2), "counter").w
+        )(t, n)
         dense = jax.jit(lambda t, n: P.apply(t, dev, n, jax.random.PRNGKey(2)).w)(t, n)
         np.testing.assert_array_equal(block, dense)
         assert not np.array_equal(block, t.w)
 
 
 # -- validation -------------------------------------------------------------------------------------
+
 
 def _t():
     return T.init(0, D.SoftBounds(), (2, 3))
@@ -492,16 +549,46 @@ def _t():
         (lambda: P.UpdateConfig(mode="analog"), ValueError, "mode"),
         (lambda: P.UpdateConfig(bl=0), ValueError, "bl"),
         (lambda: P.UpdateConfig(rng="philox"), ValueError, "rng"),
-        (lambda: P.apply(_t(), D.SoftBounds(), jnp.zeros((2, 3), jnp.int32), 0, "rbg"), ValueError, "rng"),
+        (
+            lambda: P.apply(_t(), D.SoftBounds(), jnp.zeros((2, 3), jnp.int32), 0, "rbg"),
+            ValueError,
+            "rng",
+        ),
         (lambda: P.pulse_counts(jnp.zeros(3), 1e-3, 31, 0, rng="rbg"), ValueError, "rng"),
         (lambda: P.update(_t(), D.SoftBounds(), jnp.zeros((3, 2)), 0), ValueError, "dW"),
         (lambda: P.update(_t(), D.SoftBounds(), jnp.full((2, 3), jnp.nan), 0), ValueError, "dW"),
         (lambda: P.update(_t(), D.SoftBounds(), jnp.zeros((2, 3)), 0, OUTER), ValueError, "outer"),
-        (lambda: P.apply(_t(), D.SoftBounds(), jnp.zeros((2, 3)), 0), TypeError, "n must be an integer"),
-        (lambda: P.apply(_t(), D.SoftBounds(), jnp.zeros((2, 2), jnp.int32), 0), ValueError, "n has shape"),
-        (lambda: P.outer_update(_t(), D.SoftBounds(), jnp.zeros((4, 3)), jnp.zeros((4, 3)), 0.1, 0), ValueError, "x must"),
-        (lambda: P.outer_update(_t(), D.SoftBounds(), jnp.zeros((4, 2)), jnp.zeros((4, 2)), 0.1, 0), ValueError, "d must"),
-        (lambda: P.outer_update(_t(), D.SoftBounds(), jnp.zeros((4, 2)), jnp.zeros((5, 3)), 0.1, 0), ValueError, "batch"),
+        (
+            lambda: P.apply(_t(), D.SoftBounds(), jnp.zeros((2, 3)), 0),
+            TypeError,
+            "n must be an integer",
+        ),
+        (
+            lambda: P.apply(_t(), D.SoftBounds(), jnp.zeros((2, 2), jnp.int32), 0),
+            ValueError,
+            "n has shape",
+        ),
+        (
+            lambda: P.outer_update(
+                _t(), D.SoftBounds(), jnp.zeros((4, 3)), jnp.zeros((4, 3)), 0.1, 0
+            ),
+            ValueError,
+            "x must",
+        ),
+        (
+            lambda: P.outer_update(
+                _t(), D.SoftBounds(), jnp.zeros((4, 2)), jnp.zeros((4, 2)), 0.1, 0
+            ),
+            ValueError,
+            "d must",
+        ),
+        (
+            lambda: P.outer_update(
+                _t(), D.SoftBounds(), jnp.zeros((4, 2)), jnp.zeros((5, 3)), 0.1, 0
+            ),
+            ValueError,
+            "batch",
+        ),
         (lambda: P.update(_t(), "dev", jnp.zeros((2, 3)), 0), TypeError, "device"),
         (lambda: P.update(_t(), D.SoftBounds(), jnp.zeros((2, 3)), 0, "pulse"), TypeError, "cfg"),
     ],

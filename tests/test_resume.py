@@ -17,12 +17,51 @@ import pytest
 from aimcjax import cli
 from aimcjax.experiments import training
 
-TRAIN = ["train", "--dataset", "digits", "--model", "mlp", "--epochs", "3", "--train-size", "40",
-         "--batch-size", "10", "--quiet", "--algorithm", "digital", "analog-sgd",
-         "--device", "power:gamma=0.5,tau=0.6,dw_min_std=0.1", "--seeds", "0", "1"]
-SWEEP = ["sweep", "--dataset", "digits", "--model", "mlp", "--epochs", "3", "--train-size", "40",
-         "--batch-size", "10", "--quiet", "--algorithm", "analog-sgd",
-         "--device", "power:gamma=0.5/2,tau=0.6,dw_min_std=0.1", "--seeds", "0", "1", "--chunk-size", "2"]
+TRAIN = [
+    "train",
+    "--dataset",
+    "digits",
+    "--model",
+    "mlp",
+    "--epochs",
+    "3",
+    "--train-size",
+    "40",
+    "--batch-size",
+    "10",
+    "--quiet",
+    "--algorithm",
+    "digital",
+    "analog-sgd",
+    "--device",
+    "power:gamma=0.5,tau=0.6,dw_min_std=0.1",
+    "--seeds",
+    "0",
+    "1",
+]
+SWEEP = [
+    "sweep",
+    "--dataset",
+    "digits",
+    "--model",
+    "mlp",
+    "--epochs",
+    "3",
+    "--train-size",
+    "40",
+    "--batch-size",
+    "10",
+    "--quiet",
+    "--algorithm",
+    "analog-sgd",
+    "--device",
+    "power:gamma=0.5/2,tau=0.6,dw_min_std=0.1",
+    "--seeds",
+    "0",
+    "1",
+    "--chunk-size",
+    "2",
+]
 # Both share the analog-sgd program (2 Power runs per vmapped chunk): it compiles once.
 
 
@@ -45,6 +84,7 @@ def _interrupt_at(monkeypatch, epoch_call):
                 raise KeyboardInterrupt
             calls["n"] += 1
             return epoch(*args)
+
         return start, epoch_or_interrupt
 
     monkeypatch.setattr(training, "_compiled", compiled)
@@ -63,14 +103,18 @@ def reference(tmp_path_factory):
 
 # train: 2 loops (digital, analog-sgd) x 3 epochs; sweep: 2 chunks x 3 epochs. Interrupt in
 # the first loop, in the middle of the second, at the second's start; twice in one run.
-@pytest.mark.parametrize("command, argv, cuts", [
-    ("train", TRAIN, (1, 4)),
-    ("train", TRAIN, (3,)),
-    ("sweep", SWEEP, (2, 2)),  # (counts restart in the resumed run)
-    ("sweep", SWEEP, (5,)),
-])
-def test_interrupted_and_resumed_equals_uninterrupted(reference, tmp_path, monkeypatch, capsys,
-                                                      command, argv, cuts):
+@pytest.mark.parametrize(
+    "command, argv, cuts",
+    [
+        ("train", TRAIN, (1, 4)),
+        ("train", TRAIN, (3,)),
+        ("sweep", SWEEP, (2, 2)),  # (counts restart in the resumed run)
+        ("sweep", SWEEP, (5,)),
+    ],
+)
+def test_interrupted_and_resumed_equals_uninterrupted(
+    reference, tmp_path, monkeypatch, capsys, command, argv, cuts
+):
     out = tmp_path / "run"
     first = True
     for cut in cuts:
@@ -93,8 +137,13 @@ def test_resume_after_a_real_sigint(reference, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": os.getcwd(), "MPLBACKEND": "Agg"}
     argv = [a if a != "3" else "40" for a in TRAIN]  # long enough to be caught mid-run
-    proc = subprocess.Popen([sys.executable, "-m", "aimcjax"] + argv + ["--out", str(out)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aimcjax"] + argv + ["--out", str(out)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     checkpoints = tmp_path / "run.partial" / "checkpoints"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
@@ -105,11 +154,21 @@ def test_resume_after_a_real_sigint(reference, tmp_path):
     _, err = proc.communicate(timeout=240)
     assert proc.returncode == 130, err[-2000:]
     assert "the unfinished run is kept in" in err
-    resumed = subprocess.run([sys.executable, "-m", "aimcjax", "train", "--resume", str(out), "--quiet"],
-                             env=env, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "aimcjax", "train", "--resume", str(out), "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     full = tmp_path / "full"
-    done = subprocess.run([sys.executable, "-m", "aimcjax"] + argv + ["--out", str(full)],
-                          env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "aimcjax"] + argv + ["--out", str(full)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert _files(out) == _files(full)

@@ -45,14 +45,21 @@ def test_no_variation_gives_nominal_elements():
 
 
 def test_zero_shift_reference_is_each_elements_symmetric_point():
-    dev = D.SoftBounds(tau=0.6, asymmetry=0.3, dw_min_dtod=0.1, up_down_dtod=0.05, w_max_dtod=0.1, w_min_dtod=0.1)
+    dev = D.SoftBounds(
+        tau=0.6, asymmetry=0.3, dw_min_dtod=0.1, up_down_dtod=0.05, w_max_dtod=0.1, w_min_dtod=0.1
+    )
     t = T.init(jax.random.PRNGKey(1), dev, (50, 20), zero_shift=True)
     qp, qm = dev.response(t.ref, t.w_min, t.w_max)
     G = np.asarray(t.gain_down * qm - t.gain_up * qp)
     assert np.abs(G).max() < 1e-5
     np.testing.assert_allclose(T.weights(t), 0.0, atol=1e-6)  # w0 defaults to 0 effective
     # without variation it is the closed form c * tau
-    t0 = T.init(0, dev.replace(dw_min_dtod=0.0, up_down_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0.0), (2,), zero_shift=True)
+    t0 = T.init(
+        0,
+        dev.replace(dw_min_dtod=0.0, up_down_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0.0),
+        (2,),
+        zero_shift=True,
+    )
     np.testing.assert_allclose(t0.ref, 0.18, rtol=1e-5)
 
 

@@ -22,22 +22,23 @@ References:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
-    "Device",
+    "NOISE_MODES",
     "ConstantStep",
-    "SoftBounds",
-    "Power",
+    "Custom",
+    "Device",
+    "ExpStep",
     "Exponential",
     "Piecewise",
-    "ExpStep",
-    "Custom",
-    "NOISE_MODES",
+    "Power",
+    "SoftBounds",
     "stack",
 ]
 
@@ -73,7 +74,7 @@ def _nonneg_power(base, exponent):
     general ``pow`` costs ~3x more on CPU (relative difference ~1e-6 in float32); a concrete
     one keeps ``**`` (integer and half powers take XLA's fast paths)."""
     if _concrete(exponent) is not None:
-        return base ** exponent
+        return base**exponent
     return jnp.exp(exponent * jnp.log(base))  # log(0) = -inf -> 0 for exponent > 0
 
 
@@ -120,7 +121,7 @@ def response_cap(dtype) -> float:
     return float(jnp.finfo(dtype).max) / _RESPONSE_HEADROOM
 
 
-def check_response_range(device: "Device", dtype=jnp.float32) -> None:
+def check_response_range(device: Device, dtype=jnp.float32) -> None:
     """The device's responses at its nominal bounds and at 0, evaluated in ``dtype``, must be
     finite and below :func:`response_cap`: a steeper nominal device would be computed with
     overflowing intermediates (an Exponential's e^{gamma (1 + |w_min|/w_max)}; from gamma ~ 43
@@ -142,10 +143,16 @@ def check_response_range(device: "Device", dtype=jnp.float32) -> None:
     if np.all(np.isfinite(q)) and np.all(q < cap):
         return
     name = jnp.dtype(dtype).name
-    what = f"gamma={device.gamma!r} is too steep" if hasattr(device, "gamma") else "the responses are too large"
-    raise ValueError(f"{what} for a {name} tile: computing its response at the bounds overflows "
-                     f"{name} (the cap is {cap:.3g}; lower gamma, use a wider dtype or make the "
-                     "bounds more symmetric)")
+    what = (
+        f"gamma={device.gamma!r} is too steep"
+        if hasattr(device, "gamma")
+        else "the responses are too large"
+    )
+    raise ValueError(
+        f"{what} for a {name} tile: computing its response at the bounds overflows "
+        f"{name} (the cap is {cap:.3g}; lower gamma, use a wider dtype or make the "
+        "bounds more symmetric)"
+    )
 
 
 def _as_leaf(value):
@@ -182,7 +189,11 @@ class Device:
         # The family's own parameters first; variation parameters only where set.
         shared = {f.name for f in dataclasses.fields(Device)}
         own = [f.name for f in dataclasses.fields(self) if f.name not in shared]
-        varied = [n for n in VARIATION_FIELDS if _concrete(getattr(self, n)) is None or np.any(_concrete(getattr(self, n)) != 0)]
+        varied = [
+            n
+            for n in VARIATION_FIELDS
+            if _concrete(getattr(self, n)) is None or np.any(_concrete(getattr(self, n)) != 0)
+        ]
         noise = ["noise"] if self.noise != "additive" else []
         return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in own + varied + noise)})"
 
@@ -198,12 +209,12 @@ class Device:
         """Response to a down pulse (>= 0), relative to ``dw_min``."""
         return self.response(w, self.w_min, self.w_max)[1]
 
-    def F(self, w):  # noqa: N802 (paper notation)
+    def F(self, w):
         """Symmetric component (q_minus + q_plus) / 2 [RF eq. 4]."""
         qp, qm = self.response(w, self.w_min, self.w_max)
         return (qm + qp) / 2
 
-    def G(self, w):  # noqa: N802 (paper notation)
+    def G(self, w):
         """Asymmetric component (q_minus - q_plus) / 2 [RF eq. 4]."""
         qp, qm = self.response(w, self.w_min, self.w_max)
         return (qm - qp) / 2
@@ -360,9 +371,7 @@ class SoftBounds(_TauFamily):
     With symmetric bounds ``±tau`` the symmetric point is ``c*tau`` [RF §3].
     """
 
-
     __doc__ = (__doc__ or "") + _VARIATION_DOC
-
 
     def response(self, w, w_min, w_max):
         c = self.asymmetry
@@ -438,7 +447,6 @@ class Exponential(_TauFamily):
 
     __doc__ = (__doc__ or "") + _VARIATION_DOC
 
-
     def response(self, w, w_min, w_max):
         c, g = self.asymmetry, self.gamma
         norm = jnp.expm1(g)
@@ -447,7 +455,9 @@ class Exponential(_TauFamily):
         return _finite_response(qp), _finite_response(qm)
 
     def symmetric_point(self):
-        symmetric = (jnp.asarray(self.asymmetry) == 0) & (jnp.asarray(self.w_min) == -jnp.asarray(self.w_max))
+        symmetric = (jnp.asarray(self.asymmetry) == 0) & (
+            jnp.asarray(self.w_min) == -jnp.asarray(self.w_max)
+        )
         return jnp.where(symmetric, 0.0, super().symmetric_point())
 
 
@@ -486,7 +496,9 @@ class Piecewise(Device):
                 raise ValueError(f"down must be non-decreasing in w (monotone nodes), got {arr}")
         up, down = _concrete(self.up), _concrete(self.down)
         if up is not None and down is not None and up.shape != down.shape:
-            raise ValueError(f"up and down need the same number of nodes, got {up.shape} and {down.shape}")
+            raise ValueError(
+                f"up and down need the same number of nodes, got {up.shape} and {down.shape}"
+            )
         self._finish_init()
 
     def response(self, w, w_min, w_max):
@@ -530,8 +542,8 @@ class ExpStep(Device):
     dw_min: Any = 1e-3
     w_min: Any = -0.6
     w_max: Any = 0.6
-    A_up: Any = 0.00081  # noqa: N815 (aihwkit's name)
-    A_down: Any = 0.36833  # noqa: N815
+    A_up: Any = 0.00081
+    A_down: Any = 0.36833
     gamma_up: Any = 12.44625
     gamma_down: Any = 12.78785
     a: Any = 0.244
@@ -560,7 +572,11 @@ class ExpStep(Device):
     def update_granularity(self):
         """aihwkit's ExpStep granularity: the mean of the down step and the down step (sic,
         aihwkit 1.2.0) at w = 0, i.e. ``dw_min`` times q_minus(0); ``dw_min`` where that is 0."""
-        g = self.dw_min * self._scales()[1] * jnp.maximum(1 - self.A_down * jnp.exp(-self.gamma_down * self.b), 0)
+        g = (
+            self.dw_min
+            * self._scales()[1]
+            * jnp.maximum(1 - self.A_down * jnp.exp(-self.gamma_down * self.b), 0)
+        )
         return jnp.where(g > 0, g, self.dw_min)
 
 
@@ -582,16 +598,39 @@ class Custom(Device):
 
     _static: ClassVar[tuple[str, ...]] = ("noise", "q_plus_fn", "q_minus_fn")
 
-    def __init__(self, q_plus, q_minus, *, w_min=-1.0, w_max=1.0, dw_min=1e-3, dw_min_dtod=0.0,
-                 up_down_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0.0, dw_min_std=0.0,
-                 reference_std=0.0, noise="additive"):
+    def __init__(
+        self,
+        q_plus,
+        q_minus,
+        *,
+        w_min=-1.0,
+        w_max=1.0,
+        dw_min=1e-3,
+        dw_min_dtod=0.0,
+        up_down_dtod=0.0,
+        w_max_dtod=0.0,
+        w_min_dtod=0.0,
+        dw_min_std=0.0,
+        reference_std=0.0,
+        noise="additive",
+    ):
         for name, fn in (("q_plus", q_plus), ("q_minus", q_minus)):
             if not callable(fn):
                 raise TypeError(f"{name} must be a callable of w, got {type(fn).__name__}")
-        values = dict(q_plus_fn=q_plus, q_minus_fn=q_minus, w_min=w_min, w_max=w_max,
-                      dw_min=dw_min, dw_min_dtod=dw_min_dtod, up_down_dtod=up_down_dtod,
-                      w_max_dtod=w_max_dtod, w_min_dtod=w_min_dtod, dw_min_std=dw_min_std,
-                      reference_std=reference_std, noise=noise)
+        values = dict(
+            q_plus_fn=q_plus,
+            q_minus_fn=q_minus,
+            w_min=w_min,
+            w_max=w_max,
+            dw_min=dw_min,
+            dw_min_dtod=dw_min_dtod,
+            up_down_dtod=up_down_dtod,
+            w_max_dtod=w_max_dtod,
+            w_min_dtod=w_min_dtod,
+            dw_min_std=dw_min_std,
+            reference_std=reference_std,
+            noise=noise,
+        )
         for k, v in values.items():
             object.__setattr__(self, k, v)
         self._finish_init()
@@ -612,7 +651,7 @@ class Custom(Device):
 CUSTOM_GRID_POINTS = 65  # weights at which a Custom device's functions are checked
 
 
-def _check_custom_responses(dev: "Custom") -> None:
+def _check_custom_responses(dev: Custom) -> None:
     """Evaluate ``q_plus`` and ``q_minus`` on an even float32 grid over [w_min, w_max]
     (when the bounds are concrete): each must return one finite value >= 0 per weight. A
     negative response would move a weight against the pulse's direction, a NaN or inf
@@ -625,15 +664,19 @@ def _check_custom_responses(dev: "Custom") -> None:
         try:
             q = np.asarray(jnp.broadcast_to(jnp.asarray(fn(w)), w.shape), np.float64)
         except Exception as e:  # the user's function: any failure is a bad argument
-            raise ValueError(f"{name} must map a jnp array of weights elementwise to responses; "
-                             f"on {CUSTOM_GRID_POINTS} weights in [{float(lo):g}, {float(hi):g}] "
-                             f"it raised {type(e).__name__}: {e}") from None
+            raise ValueError(
+                f"{name} must map a jnp array of weights elementwise to responses; "
+                f"on {CUSTOM_GRID_POINTS} weights in [{float(lo):g}, {float(hi):g}] "
+                f"it raised {type(e).__name__}: {e}"
+            ) from None
         bad = ~np.isfinite(q) | (q < 0)
         if bad.any():
             i = int(np.argmax(bad))
-            raise ValueError(f"{name} must be finite and >= 0 on [w_min, w_max] (a negative "
-                             f"response writes against the pulse's direction); "
-                             f"{name}({float(w[i]):g}) = {q[i]:g}")
+            raise ValueError(
+                f"{name} must be finite and >= 0 on [w_min, w_max] (a negative "
+                f"response writes against the pulse's direction); "
+                f"{name}({float(w[i]):g}) = {q[i]:g}"
+            )
 
 
 def _default_bounds(dev):
@@ -656,5 +699,7 @@ def stack(devices):
         raise ValueError("devices must not be empty")
     kinds = {type(d) for d in devices}
     if len(kinds) != 1:
-        raise TypeError(f"devices must share one family to be stacked, got {sorted(k.__name__ for k in kinds)}")
+        raise TypeError(
+            f"devices must share one family to be stacked, got {sorted(k.__name__ for k in kinds)}"
+        )
     return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *devices)

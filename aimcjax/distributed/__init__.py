@@ -29,8 +29,8 @@ from aimcjax.distributed.step import (
 )
 
 __all__ = [
-    "CensorConfig",
     "CSGDState",
+    "CensorConfig",
     "StepMetrics",
     "TrainStep",
     "batch_mask",

@@ -22,7 +22,7 @@ import optax
 
 from aimcjax.distributed.config import CensorConfig, move_window_length
 
-__all__ = ["CSGDState", "censored_mean", "threshold", "csgd", "num_workers"]
+__all__ = ["CSGDState", "censored_mean", "csgd", "num_workers", "threshold"]
 
 
 def num_workers(axis_name) -> int:
@@ -114,7 +114,9 @@ def threshold(config: CensorConfig, recent_sq_moves, count, num_workers_: int):
         moves = jnp.where(count >= config.window - 1, moves, 0.0)
     slack = 0.0
     if config.mode != "lag":
-        slack = config.sigma0 * jnp.power(jnp.float32(config.sigma_decay), count.astype(jnp.float32))
+        slack = config.sigma0 * jnp.power(
+            jnp.float32(config.sigma_decay), count.astype(jnp.float32)
+        )
     scale = 1.0 / num_workers_**2
     if config.slack_scaling == "workers_squared":
         return (moves + slack) * scale

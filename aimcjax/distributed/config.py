@@ -34,12 +34,15 @@ def _check_rate(name: str, value) -> None:
 def _check_rule_options(config) -> None:
     """The threshold-rule options of :class:`CensorConfig` (see there)."""
     if config.slack_scaling not in SLACK_SCALINGS:
-        raise ValueError(f"slack_scaling must be one of {SLACK_SCALINGS}, got {config.slack_scaling!r}")
+        raise ValueError(
+            f"slack_scaling must be one of {SLACK_SCALINGS}, got {config.slack_scaling!r}"
+        )
     if config.move_window not in MOVE_WINDOWS:
         raise ValueError(f"move_window must be one of {MOVE_WINDOWS}, got {config.move_window!r}")
     if not isinstance(config.force_first_upload, bool):
         raise TypeError(
-            f"force_first_upload must be a bool, got {type(config.force_first_upload).__name__}")
+            f"force_first_upload must be a bool, got {type(config.force_first_upload).__name__}"
+        )
 
 
 def move_window_length(config) -> int:
@@ -133,8 +136,10 @@ class CensorConfig:
         if self.sigma_decay > 1:
             # A growing slack overflows float32 after finitely many iterations; from then on the
             # threshold is inf (or 0 * inf = NaN) and every upload is censored for good.
-            raise ValueError(f"sigma_decay must lie in (0, 1] (a decaying slack, eta_2 of [CSGD]), "
-                             f"got {self.sigma_decay}")
+            raise ValueError(
+                f"sigma_decay must lie in (0, 1] (a decaying slack, eta_2 of [CSGD]), "
+                f"got {self.sigma_decay}"
+            )
         _check_rate("batch_growth", self.batch_growth)
         if _check_finite_number("batch0", self.batch0) < 1 or math.isinf(self.batch0):
             raise ValueError(f"batch0 must be a finite number >= 1, got {self.batch0}")
@@ -142,11 +147,13 @@ class CensorConfig:
         # finite there, else inf * 0 = NaN at the first iterations censors every upload.
         coefficient = xi / (float(self.learning_rate) ** 2 * self.window)
         if coefficient > _FLOAT32_MAX:
-            raise ValueError(f"xi / (learning_rate**2 * window) = {coefficient:.3g} overflows float32 "
-                             f"(max {_FLOAT32_MAX:.3g}): learning_rate={self.learning_rate} is too small "
-                             f"for xi={self.xi}")
+            raise ValueError(
+                f"xi / (learning_rate**2 * window) = {coefficient:.3g} overflows float32 "
+                f"(max {_FLOAT32_MAX:.3g}): learning_rate={self.learning_rate} is too small "
+                f"for xi={self.xi}"
+            )
         if self.batch_max is None:
-            object.__setattr__(self, "batch_max", int(math.floor(self.batch0)))
+            object.__setattr__(self, "batch_max", math.floor(self.batch0))
         if isinstance(self.batch_max, bool) or not isinstance(self.batch_max, int):
             raise TypeError(f"batch_max must be an int, got {type(self.batch_max).__name__}")
         if self.batch0 > self.batch_max:

@@ -13,7 +13,9 @@ import argparse
 import sys
 
 
-def run(mode: str = "csgd", steps: int = 20, dim: int = 5, seed: int = 0, backend: str = "shard_map"):
+def run(
+    mode: str = "csgd", steps: int = 20, dim: int = 5, seed: int = 0, backend: str = "shard_map"
+):
     """Train least squares on all global devices; returns host numpy results (process-local)."""
     import jax
     import jax.numpy as jnp
@@ -24,16 +26,27 @@ def run(mode: str = "csgd", steps: int = 20, dim: int = 5, seed: int = 0, backen
 
     workers = jax.device_count()
     # the threshold divides the slack by M^2: this keeps 1.25 after it for any worker count
-    config = dist.CensorConfig(mode=mode, learning_rate=0.1, sigma0=1.25 * workers**2, sigma_decay=0.9,
-                               batch0=4, batch_growth=1.25, batch_max=64)
+    config = dist.CensorConfig(
+        mode=mode,
+        learning_rate=0.1,
+        sigma0=1.25 * workers**2,
+        sigma_decay=0.9,
+        batch0=4,
+        batch_growth=1.25,
+        batch_max=64,
+    )
     rng = np.random.default_rng(seed)
     x_star = rng.normal(size=dim).astype(np.float32)
 
     def loss_fn(params, example):
         return 0.5 * (example["a"] @ params - example["y"]) ** 2
 
-    train = dist.make_train_step(loss_fn, dist.csgd(optax.sgd(0.1), config), backend=backend,
-                                 num_workers=None if backend != "vmap" else workers)
+    train = dist.make_train_step(
+        loss_fn,
+        dist.csgd(optax.sgd(0.1), config),
+        backend=backend,
+        num_workers=None if backend != "vmap" else workers,
+    )
     params, state = train.init(jnp.zeros(dim, jnp.float32))
     sent, losses = [], []
     for k in range(steps):
@@ -42,11 +55,19 @@ def run(mode: str = "csgd", steps: int = 20, dim: int = 5, seed: int = 0, backen
         a[0] += 1.0  # a heterogeneous worker
         batch = {"a": a, "y": (a @ x_star).astype(np.float32)}
         params, state, metrics = train.step(params, state, batch, mask)
-        local = lambda x: np.asarray(x.addressable_data(0)) if backend == "shard_map" else np.asarray(x)
+        local = lambda x: (
+            np.asarray(x.addressable_data(0)) if backend == "shard_map" else np.asarray(x)
+        )
         sent.append(local(metrics.sent))
         losses.append(local(metrics.loss))
-    return {"params": train.server_params(params), "sent": np.stack(sent), "loss": np.stack(losses),
-            "x_star": x_star, "process_count": jax.process_count(), "workers": workers}
+    return {
+        "params": train.server_params(params),
+        "sent": np.stack(sent),
+        "loss": np.stack(losses),
+        "x_star": x_star,
+        "process_count": jax.process_count(),
+        "workers": workers,
+    }
 
 
 def main(argv=None) -> int:
@@ -66,8 +87,11 @@ def main(argv=None) -> int:
     result = run(args.mode, args.steps, seed=args.seed)
     if jax.process_index() == 0:
         np.savez(args.out, **result)
-    print(f"process {jax.process_index()}/{jax.process_count()}: {result['workers']} workers, "
-          f"uploads {int(result['sent'].sum())}", flush=True)
+    print(
+        f"process {jax.process_index()}/{jax.process_count()}: {result['workers']} workers, "
+        f"uploads {int(result['sent'].sum())}",
+        flush=True,
+    )
     return 0
 
 

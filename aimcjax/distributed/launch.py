@@ -16,13 +16,15 @@ both cases exit non-zero with a message saying which process and why.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from aimcjax.distributed.multihost import (
     ENV_COORDINATOR,
@@ -31,7 +33,7 @@ from aimcjax.distributed.multihost import (
     ENV_PROCESS_ID,
 )
 
-__all__ = ["LaunchResult", "launch", "free_port", "check_port", "exit_promptly_on_failure", "main"]
+__all__ = ["LaunchResult", "check_port", "exit_promptly_on_failure", "free_port", "launch", "main"]
 
 TIMEOUT_EXIT_CODE = 124
 
@@ -63,8 +65,10 @@ def check_port(port, host: str = "127.0.0.1") -> int:
         try:
             sock.bind((host, port))
         except OSError as err:
-            raise ValueError(f"port {port} on {host} cannot be used ({err.strerror or err}); "
-                             "choose another or leave it out for a free one") from None
+            raise ValueError(
+                f"port {port} on {host} cannot be used ({err.strerror or err}); "
+                "choose another or leave it out for a free one"
+            ) from None
     return port
 
 
@@ -81,10 +85,8 @@ def exit_promptly_on_failure() -> None:
 
     def leave(code: int) -> None:
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(Exception):  # a closed stream: nothing left to lose
                 stream.flush()
-            except Exception:  # a closed stream: nothing left to lose
-                pass
         os._exit(code)
 
     def excepthook(kind, value, tb):
@@ -156,7 +158,11 @@ def launch(
         raise ValueError(f"num_processes must be a positive int, got {num_processes!r}")
     if isinstance(local_devices, bool) or not isinstance(local_devices, int) or local_devices < 1:
         raise ValueError(f"local_devices must be a positive int, got {local_devices!r}")
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s < float("inf"):
+    if (
+        isinstance(timeout_s, bool)
+        or not isinstance(timeout_s, (int, float))
+        or not 0 < timeout_s < float("inf")
+    ):
         raise ValueError(f"timeout_s must be a finite number > 0, got {timeout_s!r}")
     if not command:
         raise ValueError("command must not be empty")
@@ -165,13 +171,15 @@ def launch(
     processes = []
     for rank in range(num_processes):
         proc_env = dict(base_env)
-        proc_env.update({
-            ENV_COORDINATOR: f"127.0.0.1:{port}",
-            ENV_NUM_PROCESSES: str(num_processes),
-            ENV_PROCESS_ID: str(rank),
-            ENV_LOCAL_DEVICES: str(local_devices),
-            "JAX_PLATFORMS": "cpu",
-        })
+        proc_env.update(
+            {
+                ENV_COORDINATOR: f"127.0.0.1:{port}",
+                ENV_NUM_PROCESSES: str(num_processes),
+                ENV_PROCESS_ID: str(rank),
+                ENV_LOCAL_DEVICES: str(local_devices),
+                "JAX_PLATFORMS": "cpu",
+            }
+        )
         processes.append(subprocess.Popen(list(command), env=proc_env, start_new_session=True))
 
     deadline = time.monotonic() + timeout_s
@@ -184,17 +192,23 @@ def launch(
                 # The survivors sit in a collective or in JAX's shutdown barrier, where
                 # SIGTERM is caught (preemption handling); a short grace, then SIGKILL.
                 _stop(processes, grace_s=2.0)
-                message = (f"process {rank} exited with code {code}; terminated the other "
-                           f"processes (they would block in collectives waiting for it)")
+                message = (
+                    f"process {rank} exited with code {code}; terminated the other "
+                    f"processes (they would block in collectives waiting for it)"
+                )
                 return LaunchResult(code, tuple(p.returncode for p in processes), message)
             if all(code == 0 for code in codes):
                 return LaunchResult(0, tuple(codes), f"all {num_processes} processes finished")
             if time.monotonic() > deadline:
                 waiting = [rank for rank, code in enumerate(codes) if code is None]
                 _stop(processes)
-                message = (f"timed out after {timeout_s:g} s: processes {waiting} still running "
-                           f"(a collective may be waiting for a peer that never arrived); killed")
-                return LaunchResult(TIMEOUT_EXIT_CODE, tuple(p.returncode for p in processes), message)
+                message = (
+                    f"timed out after {timeout_s:g} s: processes {waiting} still running "
+                    f"(a collective may be waiting for a peer that never arrived); killed"
+                )
+                return LaunchResult(
+                    TIMEOUT_EXIT_CODE, tuple(p.returncode for p in processes), message
+                )
             time.sleep(0.05)
     except BaseException:
         _stop(processes, grace_s=1.0)
@@ -205,11 +219,11 @@ def _split_command(argv):
     """Launcher options end at ``--``, at ``-m MODULE`` or at the first positional token."""
     for i, token in enumerate(argv):
         if token == "--":
-            return argv[:i], list(argv[i + 1:])
+            return argv[:i], list(argv[i + 1 :])
         if token == "-m":
             if i + 1 >= len(argv):
                 return argv, []
-            return argv[:i], [sys.executable, "-m", argv[i + 1]] + list(argv[i + 2:])
+            return argv[:i], [sys.executable, "-m", argv[i + 1]] + list(argv[i + 2 :])
         previous = argv[i - 1] if i else ""
         if not token.startswith("-") and not previous.startswith("-"):
             command = list(argv[i:])
@@ -223,19 +237,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m aimcjax.distributed.launch",
         description="Start N JAX processes on 127.0.0.1 (CPU devices) running one command: "
-                    "script.py [args], -m module [args] or -- program [args].",
+        "script.py [args], -m module [args] or -- program [args].",
     )
     parser.add_argument("-n", "--num-processes", type=int, required=True)
     parser.add_argument("--local-devices", type=int, default=1, help="CPU devices per process")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds before all are killed")
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds before all are killed"
+    )
     parser.add_argument("--port", type=int, default=None, help="coordinator port (default: free)")
     options, command = _split_command(list(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(options)
     if not command:
         parser.error("give a command: script.py [args], -m module [args] or -- program [args]")
     try:
-        result = launch(command, args.num_processes, local_devices=args.local_devices,
-                        timeout_s=args.timeout, port=args.port)
+        result = launch(
+            command,
+            args.num_processes,
+            local_devices=args.local_devices,
+            timeout_s=args.timeout,
+            port=args.port,
+        )
     except ValueError as err:
         parser.error(str(err))
     print(f"aimcjax.distributed.launch: {result.message}", file=sys.stderr, flush=True)

@@ -13,7 +13,13 @@ import os
 
 import jax
 
-__all__ = ["initialize", "ENV_COORDINATOR", "ENV_NUM_PROCESSES", "ENV_PROCESS_ID", "ENV_LOCAL_DEVICES"]
+__all__ = [
+    "ENV_COORDINATOR",
+    "ENV_LOCAL_DEVICES",
+    "ENV_NUM_PROCESSES",
+    "ENV_PROCESS_ID",
+    "initialize",
+]
 
 ENV_COORDINATOR = "AIMCJAX_COORDINATOR"
 ENV_NUM_PROCESSES = "AIMCJAX_NUM_PROCESSES"
@@ -104,9 +110,9 @@ def initialize(
         jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
     if num_processes == 1:
         return
-    if coordinator_address is None and num_processes is None and process_id is None:
-        if not _cluster_detected():
-            return  # nothing to join: a single process
+    nothing_given = coordinator_address is None and num_processes is None and process_id is None
+    if nothing_given and not _cluster_detected():
+        return  # nothing to join: a single process
     jax.distributed.initialize(
         coordinator_address=coordinator_address,
         num_processes=num_processes,

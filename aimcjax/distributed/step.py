@@ -18,7 +18,8 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,10 +32,10 @@ from aimcjax.distributed.censor import PER_WORKER_FIELDS, CSGDState, num_workers
 __all__ = [
     "StepMetrics",
     "TrainStep",
+    "logical_bytes",
     "make_train_step",
     "split_among_workers",
     "state_partition_specs",
-    "logical_bytes",
 ]
 
 BACKENDS = ("vmap", "pmap", "shard_map")
@@ -115,8 +116,11 @@ def split_among_workers(tree, num_workers_: int):
 
 
 def _find_csgd_state(opt_state) -> CSGDState:
-    found = [s for s in jax.tree.leaves(opt_state, is_leaf=lambda s: isinstance(s, CSGDState))
-             if isinstance(s, CSGDState)]
+    found = [
+        s
+        for s in jax.tree.leaves(opt_state, is_leaf=lambda s: isinstance(s, CSGDState))
+        if isinstance(s, CSGDState)
+    ]
     if len(found) != 1:
         raise ValueError(
             "optimizer must contain exactly one aimcjax.distributed.csgd(...) transformation, "
@@ -249,7 +253,11 @@ def make_train_step(
 
         # Inside shard_map, the gradient w.r.t. replicated (invariant) params would be summed
         # over workers by JAX; differentiating a varying copy keeps each worker's own gradient.
-        grad_at = jax.tree.map(lambda x: jax.lax.pcast(x, axis_name, to="varying"), params) if vary else params
+        grad_at = (
+            jax.tree.map(lambda x: jax.lax.pcast(x, axis_name, to="varying"), params)
+            if vary
+            else params
+        )
         loss, grads = jax.value_and_grad(batch_loss)(grad_at)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
@@ -259,7 +267,9 @@ def make_train_step(
     def check_batch(batch, mask):
         mask_shape = np.shape(mask)
         if len(mask_shape) != 2 or mask_shape[0] != workers:
-            raise ValueError(f"mask must have shape (num_workers={workers}, batch), got {mask_shape}")
+            raise ValueError(
+                f"mask must have shape (num_workers={workers}, batch), got {mask_shape}"
+            )
         for leaf in jax.tree.leaves(batch):
             if np.shape(leaf)[:2] != mask_shape:
                 raise ValueError(
@@ -306,7 +316,9 @@ def make_train_step(
         return jax.tree.map(lambda x, s: x[0] if s == PartitionSpec(axis_name) else x, tree, specs)
 
     def expand_worker(tree, specs):
-        return jax.tree.map(lambda x, s: x[None] if s == PartitionSpec(axis_name) else x, tree, specs)
+        return jax.tree.map(
+            lambda x, s: x[None] if s == PartitionSpec(axis_name) else x, tree, specs
+        )
 
     compiled = {}
 
@@ -314,6 +326,7 @@ def make_train_step(
         specs = state_partition_specs(opt_state, axis_name)
         key = jax.tree.structure(opt_state)
         if key not in compiled:
+
             def body(params, opt_state, batch, mask):
                 local_state = squeeze_worker(opt_state, specs)
                 params, local_state, metrics = local_step(
@@ -321,20 +334,28 @@ def make_train_step(
                 )
                 return params, expand_worker(local_state, specs), metrics
 
-            compiled[key] = jax.jit(jax.shard_map(
-                body,
-                mesh=mesh,
-                in_specs=(PartitionSpec(), specs, PartitionSpec(axis_name), PartitionSpec(axis_name)),
-                out_specs=(PartitionSpec(), specs, PartitionSpec()),
-            ))
+            compiled[key] = jax.jit(
+                jax.shard_map(
+                    body,
+                    mesh=mesh,
+                    in_specs=(
+                        PartitionSpec(),
+                        specs,
+                        PartitionSpec(axis_name),
+                        PartitionSpec(axis_name),
+                    ),
+                    out_specs=(PartitionSpec(), specs, PartitionSpec()),
+                )
+            )
         return compiled[key], specs
 
     def init(params):
         opt_state = optimizer.init(params)
         _find_csgd_state(opt_state)
         specs = state_partition_specs(opt_state, axis_name)
-        stack = lambda x, s: (jnp.broadcast_to(x, (workers,) + jnp.shape(x))
-                              if s == PartitionSpec(axis_name) else x)
+        stack = lambda x, s: (
+            jnp.broadcast_to(x, (workers,) + jnp.shape(x)) if s == PartitionSpec(axis_name) else x
+        )
         opt_state = jax.tree.map(stack, opt_state, specs)
         opt_state = jax.tree.map(lambda x, s: place(x, NamedSharding(mesh, s)), opt_state, specs)
         return jax.tree.map(lambda x: place(x, replicated), params), opt_state

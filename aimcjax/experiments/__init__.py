@@ -15,22 +15,43 @@ __all__ = ["RECIPES", "get_recipe"]
 
 # name -> (module, function, description)
 RECIPES = {
-    "main": ("aimcjax.experiments.mnist", "main_job",
-             "FCN on mnist5k, Power device (gamma=1, tau=0.6): digital vs Analog SGD vs Residual "
-             "Learning (the `make run` job)"),
-    "fig2": ("aimcjax.experiments.recipes_ls", "fig2",
-             "[RF Fig. 2] toy least squares: Analog SGD vs Tiki-Taka vs Residual Learning, "
-             "c in {0, .1, .2, .3}"),
-    "implicit-penalty": ("aimcjax.experiments.recipes_ls", "implicit_penalty",
-                         "[RF Thm. 1] Analog SGD's fixed point on least squares: predicted vs observed"),
-    "table8": ("aimcjax.experiments.mnist", "table8",
-               "[RF Table 8] FCN on MNIST across Power/Exponential responses, Analog SGD vs TT/RL"),
-    "table7": ("aimcjax.experiments.mnist", "table7",
-               "[RF Table 7] cycle-to-cycle variation sigma_c on the FCN, Analog SGD vs TT"),
-    "csgd-ls": ("aimcjax.experiments.recipes_csgd", "csgd_ls",
-                "[CSGD] linear regression over 10 workers: uploads of CSGD vs SGD vs LAG-S"),
-    "csgd-mnist": ("aimcjax.experiments.recipes_csgd", "csgd_mnist",
-                   "[CSGD] softmax regression on MNIST over 10 workers: uploads to 10% test error"),
+    "main": (
+        "aimcjax.experiments.mnist",
+        "main_job",
+        "FCN on mnist5k, Power device (gamma=1, tau=0.6): digital vs Analog SGD vs Residual "
+        "Learning (the `make run` job)",
+    ),
+    "fig2": (
+        "aimcjax.experiments.recipes_ls",
+        "fig2",
+        "[RF Fig. 2] toy least squares: Analog SGD vs Tiki-Taka vs Residual Learning, "
+        "c in {0, .1, .2, .3}",
+    ),
+    "implicit-penalty": (
+        "aimcjax.experiments.recipes_ls",
+        "implicit_penalty",
+        "[RF Thm. 1] Analog SGD's fixed point on least squares: predicted vs observed",
+    ),
+    "table8": (
+        "aimcjax.experiments.mnist",
+        "table8",
+        "[RF Table 8] FCN on MNIST across Power/Exponential responses, Analog SGD vs TT/RL",
+    ),
+    "table7": (
+        "aimcjax.experiments.mnist",
+        "table7",
+        "[RF Table 7] cycle-to-cycle variation sigma_c on the FCN, Analog SGD vs TT",
+    ),
+    "csgd-ls": (
+        "aimcjax.experiments.recipes_csgd",
+        "csgd_ls",
+        "[CSGD] linear regression over 10 workers: uploads of CSGD vs SGD vs LAG-S",
+    ),
+    "csgd-mnist": (
+        "aimcjax.experiments.recipes_csgd",
+        "csgd_mnist",
+        "[CSGD] softmax regression on MNIST over 10 workers: uploads to 10% test error",
+    ),
 }
 
 
@@ -47,7 +68,9 @@ def get_recipe(name: str):
     try:
         mod = importlib.import_module(module)
     except ImportError as e:
-        raise RuntimeError(f"recipe {name!r} needs {module}, which is not available ({e})") from None
+        raise RuntimeError(
+            f"recipe {name!r} needs {module}, which is not available ({e})"
+        ) from None
     if not hasattr(mod, fn):
         raise RuntimeError(f"recipe {name!r}: {module} has no function {fn}")
     return getattr(mod, fn)

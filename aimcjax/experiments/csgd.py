@@ -33,7 +33,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -42,8 +42,15 @@ import optax
 
 from aimcjax import distributed as dist
 
-__all__ = ["least_squares", "softmax_regression", "authors_ls_stream", "authors_mnist_init",
-           "format_table", "plot", "PAPER"]
+__all__ = [
+    "PAPER",
+    "authors_ls_stream",
+    "authors_mnist_init",
+    "format_table",
+    "least_squares",
+    "plot",
+    "softmax_regression",
+]
 
 MODES = ("csgd", "lag", "sgd")
 
@@ -140,8 +147,9 @@ def _summarise(name, settings, runs, metric_name, target, plot_path):
     return results
 
 
-def authors_ls_stream(seed: int, num_workers: int, dim: int, shift: float, noise: float,
-                      dtype=np.float32):
+def authors_ls_stream(
+    seed: int, num_workers: int, dim: int, shift: float, noise: float, dtype=np.float32
+):
     """x* and a sampler drawing least-squares data exactly as the authors' script does.
 
     One ``np.random.RandomState(seed)`` stream: x* ~ U(-2, 2)^d first (their
@@ -257,27 +265,60 @@ def least_squares(
 
     runs = {}
     for mode in modes:
-        config = dist.CensorConfig(mode=mode, learning_rate=learning_rate, xi=xi, window=window,
-                                   sigma0=sigma0, sigma_decay=sigma_decay, batch0=batch0,
-                                   batch_growth=batch_growth, batch_max=batch_max,
-                                   slack_scaling=slack_scaling, move_window=move_window,
-                                   force_first_upload=force_first_upload)
+        config = dist.CensorConfig(
+            mode=mode,
+            learning_rate=learning_rate,
+            xi=xi,
+            window=window,
+            sigma0=sigma0,
+            sigma_decay=sigma_decay,
+            batch0=batch0,
+            batch_growth=batch_growth,
+            batch_max=batch_max,
+            slack_scaling=slack_scaling,
+            move_window=move_window,
+            force_first_upload=force_first_upload,
+        )
         x_star, draw = authors_ls_stream(seed, num_workers, dim, shift, noise, np.dtype(dtype))
         runs[mode] = _train(
-            loss_fn=loss_fn, params0=jnp.asarray(x_star + start_offset, dtype),
-            config=config, sample=lambda k, padded, draw=draw, config=config:
-                draw(dist.batch_size(config, k), padded),
+            loss_fn=loss_fn,
+            params0=jnp.asarray(x_star + start_offset, dtype),
+            config=config,
+            sample=lambda k, padded, draw=draw, config=config: draw(
+                dist.batch_size(config, k), padded
+            ),
             evaluate=lambda params, x_star=x_star: np.linalg.norm(params - x_star),
-            iterations=iterations, target=target, num_workers=num_workers, backend=backend,
-            bucket_growth=bucket_growth, stop_below=stop_below,
+            iterations=iterations,
+            target=target,
+            num_workers=num_workers,
+            backend=backend,
+            bucket_growth=bucket_growth,
+            stop_below=stop_below,
         )
-    settings = dict(num_workers=num_workers, dim=dim, iterations=iterations,
-                    learning_rate=learning_rate, sigma0=sigma0, sigma_decay=sigma_decay,
-                    batch0=batch0, batch_growth=batch_growth, batch_max=batch_max,
-                    shift=shift, noise=noise, start_offset=start_offset, xi=xi, window=window,
-                    slack_scaling=slack_scaling, move_window=move_window,
-                    force_first_upload=force_first_upload, stop_below=stop_below,
-                    dtype=dtype, seed=seed, backend=backend, bucket_growth=bucket_growth)
+    settings = dict(
+        num_workers=num_workers,
+        dim=dim,
+        iterations=iterations,
+        learning_rate=learning_rate,
+        sigma0=sigma0,
+        sigma_decay=sigma_decay,
+        batch0=batch0,
+        batch_growth=batch_growth,
+        batch_max=batch_max,
+        shift=shift,
+        noise=noise,
+        start_offset=start_offset,
+        xi=xi,
+        window=window,
+        slack_scaling=slack_scaling,
+        move_window=move_window,
+        force_first_upload=force_first_upload,
+        stop_below=stop_below,
+        dtype=dtype,
+        seed=seed,
+        backend=backend,
+        bucket_growth=bucket_growth,
+    )
     return _summarise("least_squares", settings, runs, "||x - x*||", target, plot_path)
 
 
@@ -295,7 +336,12 @@ def _load_images(dataset: str, pixels: str, seed: int):
     scale = top if pixels == "raw" else 1.0
     # The loaders divide by `top`; rounding restores the shipped integer intensities exactly.
     rows = lambda x: (np.rint(x.reshape(len(x), -1) * top) * (scale / top)).astype(np.float32)
-    return rows(ds.x_train), ds.y_train.astype(np.int32), rows(ds.x_test), ds.y_test.astype(np.int32)
+    return (
+        rows(ds.x_train),
+        ds.y_train.astype(np.int32),
+        rows(ds.x_test),
+        ds.y_test.astype(np.int32),
+    )
 
 
 def _softmax_grads(theta, x, onehot):
@@ -308,8 +354,9 @@ def _softmax_grads(theta, x, onehot):
     return {"w": x.T @ err, "b": err.sum(axis=0)}
 
 
-def authors_mnist_init(shards_x, shards_y, classes, rng, iterations=10, learning_rate=1e-4,
-                       growth=1.5):
+def authors_mnist_init(
+    shards_x, shards_y, classes, rng, iterations=10, learning_rate=1e-4, growth=1.5
+):
     """The authors' ``create_init.py``: their start point is the iterate after 10 plain
     averaged-SGD steps from zero (alpha = 1e-4, worker batches floor(1.5^{k+1}) read as a
     contiguous, wrapping window of the shard from a random start); no upload is counted."""
@@ -320,8 +367,11 @@ def authors_mnist_init(shards_x, shards_y, classes, rng, iterations=10, learning
         grads = []
         for m in range(workers):
             idx = (rng.integers(0, shard + 1) + np.arange(int(batch))) % shard
-            grads.append(_softmax_grads(theta, shards_x[m, idx].astype(np.float64),
-                                        np.eye(classes)[shards_y[m, idx]]))
+            grads.append(
+                _softmax_grads(
+                    theta, shards_x[m, idx].astype(np.float64), np.eye(classes)[shards_y[m, idx]]
+                )
+            )
         theta = jax.tree.map(lambda t, *g: t - learning_rate * np.mean(g, axis=0), theta, *grads)
         batch = min(shard, batch * growth)
     return theta
@@ -400,8 +450,9 @@ def softmax_regression(
     shard_size = shards["label"].shape[1]
     classes = int(max(y_train.max(), test_y.max())) + 1
     if init == "authors":
-        theta = authors_mnist_init(shards["x"], shards["label"], classes,
-                                   np.random.default_rng([seed, 2]))
+        theta = authors_mnist_init(
+            shards["x"], shards["label"], classes, np.random.default_rng([seed, 2])
+        )
     else:
         theta = {"w": np.zeros((x_train.shape[1], classes)), "b": np.zeros(classes)}
     params0 = jax.tree.map(lambda t: jnp.asarray(t, jnp.float32), theta)
@@ -412,8 +463,12 @@ def softmax_regression(
     def sample_with_key(key, padded):
         # With replacement, as the authors' random.randint per example.
         order = jax.random.randint(key, (num_workers, padded), 0, shard_size)
-        return jax.tree.map(lambda x: jnp.take_along_axis(
-            x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1), shards)
+        return jax.tree.map(
+            lambda x: jnp.take_along_axis(
+                x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1
+            ),
+            shards,
+        )
 
     sample = lambda k, padded: sample_with_key(jax.random.fold_in(stream, k), padded)
 
@@ -427,25 +482,60 @@ def softmax_regression(
 
     runs = {}
     for mode in modes:
-        config = dist.CensorConfig(mode=mode, learning_rate=learning_rate, xi=xi, window=window,
-                                   sigma0=sigma0, sigma_decay=sigma_decay, batch0=batch0,
-                                   batch_growth=batch_growth, batch_max=batch_max,
-                                   slack_scaling=slack_scaling, move_window=move_window,
-                                   force_first_upload=force_first_upload)
-        runs[mode] = _train(
-            loss_fn=loss_fn, params0=params0, config=config, sample=sample,
-            evaluate=evaluate, iterations=iterations, target=target,
-            num_workers=num_workers, backend=backend, bucket_growth=bucket_growth,
-            stop_below=target if stop_at_target else None, evaluate_every=evaluate_every,
+        config = dist.CensorConfig(
+            mode=mode,
+            learning_rate=learning_rate,
+            xi=xi,
+            window=window,
+            sigma0=sigma0,
+            sigma_decay=sigma_decay,
+            batch0=batch0,
+            batch_growth=batch_growth,
+            batch_max=batch_max,
+            slack_scaling=slack_scaling,
+            move_window=move_window,
+            force_first_upload=force_first_upload,
         )
-    settings = dict(dataset=dataset, pixels=pixels, num_workers=num_workers,
-                    train_size=len(y_train), test_size=len(test_y), shard_size=shard_size,
-                    iterations=iterations, learning_rate=learning_rate, sigma0=sigma0,
-                    sigma_decay=sigma_decay, batch0=batch0, batch_growth=batch_growth,
-                    batch_max=batch_max, xi=xi, window=window, slack_scaling=slack_scaling,
-                    move_window=move_window, force_first_upload=force_first_upload, init=init,
-                    evaluate_every=evaluate_every, stop_at_target=stop_at_target,
-                    seed=seed, backend=backend, bucket_growth=bucket_growth)
+        runs[mode] = _train(
+            loss_fn=loss_fn,
+            params0=params0,
+            config=config,
+            sample=sample,
+            evaluate=evaluate,
+            iterations=iterations,
+            target=target,
+            num_workers=num_workers,
+            backend=backend,
+            bucket_growth=bucket_growth,
+            stop_below=target if stop_at_target else None,
+            evaluate_every=evaluate_every,
+        )
+    settings = dict(
+        dataset=dataset,
+        pixels=pixels,
+        num_workers=num_workers,
+        train_size=len(y_train),
+        test_size=len(test_y),
+        shard_size=shard_size,
+        iterations=iterations,
+        learning_rate=learning_rate,
+        sigma0=sigma0,
+        sigma_decay=sigma_decay,
+        batch0=batch0,
+        batch_growth=batch_growth,
+        batch_max=batch_max,
+        xi=xi,
+        window=window,
+        slack_scaling=slack_scaling,
+        move_window=move_window,
+        force_first_upload=force_first_upload,
+        init=init,
+        evaluate_every=evaluate_every,
+        stop_at_target=stop_at_target,
+        seed=seed,
+        backend=backend,
+        bucket_growth=bucket_growth,
+    )
     return _summarise("softmax_regression", settings, runs, "test error", target, plot_path)
 
 
@@ -501,8 +591,10 @@ def main(argv=None) -> int:
     import argparse
     import json
 
-    parser = argparse.ArgumentParser(prog="python -m aimcjax.experiments.csgd",
-                                     description="CSGD vs LAG-S vs SGD: uploads to a target.")
+    parser = argparse.ArgumentParser(
+        prog="python -m aimcjax.experiments.csgd",
+        description="CSGD vs LAG-S vs SGD: uploads to a target.",
+    )
     parser.add_argument("experiment", choices=("least_squares", "mnist", "digits"))
     parser.add_argument("--iterations", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
@@ -516,8 +608,9 @@ def main(argv=None) -> int:
     if args.experiment == "least_squares":
         results = least_squares(**kwargs)
     else:
-        results = softmax_regression(dataset={"mnist": "mnist5k"}.get(args.experiment, args.experiment),
-                                     **kwargs)
+        results = softmax_regression(
+            dataset={"mnist": "mnist5k"}.get(args.experiment, args.experiment), **kwargs
+        )
     print(results["table"])
     if args.json:
         with open(args.json, "w") as f:

@@ -11,20 +11,26 @@ import numpy as np
 
 from aimcjax.experiments.output import OutputDir, figure
 
-__all__ = ["run", "describe"]
+__all__ = ["describe", "run"]
 
 
 def describe(device) -> dict:
     """Family, bounds, dw_min, number of states and symmetric point of a device."""
     w_min, w_max = float(np.asarray(device.w_min)), float(np.asarray(device.w_max))
     dw_min = float(np.asarray(device.dw_min))
-    return {"family": type(device).__name__, "w_min": w_min, "w_max": w_max, "dw_min": dw_min,
-            "states": int(round((w_max - w_min) / dw_min)),
-            "symmetric_point": float(np.asarray(device.symmetric_point()))}
+    return {
+        "family": type(device).__name__,
+        "w_min": w_min,
+        "w_max": w_max,
+        "dw_min": dw_min,
+        "states": round((w_max - w_min) / dw_min),
+        "symmetric_point": float(np.asarray(device.symmetric_point())),
+    }
 
 
 def _listing():
     from aimcjax import specs
+
     fams = specs._families()
     lines = ["families (spec 'name:param=value,...'):"]
     seen = set()
@@ -34,15 +40,17 @@ def _listing():
             continue
         seen.add(cls)
         aliases = [n for n in specs.FAMILIES if fams[n] is cls]
-        fields = [f for f in specs.family_fields(cls)]
+        fields = list(specs.family_fields(cls))
         lines.append(f"  {'/'.join(aliases):22s} {cls.__name__:13s} {', '.join(fields)}")
     lines.append("presets (spec 'name' or 'name:param=value' to override):")
     presets = {}
     for name, make in specs.presets().items():
         info = describe(make())
         presets[name] = info
-        lines.append(f"  {name:22s} {info['family']:13s} range [{info['w_min']:+.3g}, {info['w_max']:+.3g}]"
-                     f"  dw_min {info['dw_min']:.3g} ({info['states']} states)  w* {info['symmetric_point']:+.3g}")
+        lines.append(
+            f"  {name:22s} {info['family']:13s} range [{info['w_min']:+.3g}, {info['w_max']:+.3g}]"
+            f"  dw_min {info['dw_min']:.3g} ({info['states']} states)  w* {info['symmetric_point']:+.3g}"
+        )
     return "\n".join(lines), presets
 
 
@@ -58,6 +66,7 @@ def run(spec_list, out: OutputDir, echo=print) -> dict:
       The summary: the presets (listing) or one description per spec.
     """
     from aimcjax import specs
+
     if not spec_list:
         text, presets = _listing()
         echo(text)
@@ -67,8 +76,10 @@ def run(spec_list, out: OutputDir, echo=print) -> dict:
     for s, d in zip(spec_list, devices):
         info = describe(d)
         summary[s] = info
-        echo(f"{s}: {info['family']}, range [{info['w_min']:+.3g}, {info['w_max']:+.3g}], dw_min "
-             f"{info['dw_min']:.3g} ({info['states']} states), symmetric point w* = {info['symmetric_point']:+.4f}")
+        echo(
+            f"{s}: {info['family']}, range [{info['w_min']:+.3g}, {info['w_max']:+.3g}], dw_min "
+            f"{info['dw_min']:.3g} ({info['states']} states), symmetric point w* = {info['symmetric_point']:+.4f}"
+        )
     if out.path is not None:
         fig, axes = figure(1, 2, figsize=(10, 4))
         for s, d in zip(spec_list, devices):

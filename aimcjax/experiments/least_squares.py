@@ -23,18 +23,20 @@ from aimcjax import devices, optim, pulse
 __all__ = [
     "FIG2_ALGORITHMS",
     "aihwkit_soft_bounds",
-    "make_problem",
     "fig2_run",
     "fig2_sweep",
-    "penalized_minimiser",
-    "implicit_penalty",
     "granularity_v1_v2",
+    "implicit_penalty",
+    "make_problem",
+    "penalized_minimiser",
 ]
 
 FIG2_ALGORITHMS = ("analog_sgd", "tiki_taka", "residual_learning")
 
 
-def aihwkit_soft_bounds(up_down: float, tau: float = 3.5, dw_min: float = 1e-4) -> devices.SoftBounds:
+def aihwkit_soft_bounds(
+    up_down: float, tau: float = 3.5, dw_min: float = 1e-4
+) -> devices.SoftBounds:
     """aihwkit's soft-bounds device with ``up_down = c`` in our parametrisation.
 
     aihwkit's ``up_down`` reduces only the down step: ``q+ = 1 - w/tau``,
@@ -48,7 +50,9 @@ def aihwkit_soft_bounds(up_down: float, tau: float = 3.5, dw_min: float = 1e-4) 
     return devices.SoftBounds(tau=tau, asymmetry=c / (2 - c), dw_min=dw_min * (1 - c / 2))
 
 
-def make_problem(seed: int = 0, n_samples: int = 100, n_in: int = 50, n_out: int = 1, w_star_scale: float = 0.5):
+def make_problem(
+    seed: int = 0, n_samples: int = 100, n_in: int = 50, n_out: int = 1, w_star_scale: float = 0.5
+):
     """A ~ N(0, 1) of shape (n_samples, n_in), W* ~ w_star_scale N(0, 1), b = A W*."""
     k_a, k_w = jax.random.split(jax.random.PRNGKey(seed))
     A = jax.random.normal(k_a, (n_samples, n_in))
@@ -61,17 +65,36 @@ def _ls_loss(w, A, b):
     return 0.5 * jnp.mean(jnp.sum((A @ w - b) ** 2, axis=-1))
 
 
-def _fig2_optimizer(algorithm: str, device, *, lr, fast_lr, transfer_lr, gamma, bl, transfer_bl, seed):
+def _fig2_optimizer(
+    algorithm: str, device, *, lr, fast_lr, transfer_lr, gamma, bl, transfer_bl, seed
+):
     update = pulse.UpdateConfig(mode="outer", bl=bl)
     transfer_update = pulse.UpdateConfig(mode="outer", bl=transfer_bl)
     if algorithm == "analog_sgd":
         return optim.analog_sgd(lr, device, update=update, key=seed)
     if algorithm == "tiki_taka":
-        return optim.tiki_taka(fast_lr * lr, transfer_lr, device, gamma=gamma, transfer="full",
-                               update=update, transfer_update=transfer_update, key=seed)
+        return optim.tiki_taka(
+            fast_lr * lr,
+            transfer_lr,
+            device,
+            gamma=gamma,
+            transfer="full",
+            update=update,
+            transfer_update=transfer_update,
+            key=seed,
+        )
     if algorithm == "residual_learning":
-        return optim.residual_learning(fast_lr * lr, transfer_lr, device, gamma=gamma, zero_shift=True, transfer="full",
-                                       update=update, transfer_update=transfer_update, key=seed)
+        return optim.residual_learning(
+            fast_lr * lr,
+            transfer_lr,
+            device,
+            gamma=gamma,
+            zero_shift=True,
+            transfer="full",
+            update=update,
+            transfer_update=transfer_update,
+            key=seed,
+        )
     raise ValueError(f"algorithm must be one of {FIG2_ALGORITHMS}, got {algorithm!r}")
 
 
@@ -119,8 +142,17 @@ def fig2_run(
     prob = make_problem(problem_seed)
     A, b = prob["A"], prob["b"]
     n_samples, n_in = A.shape
-    opt = _fig2_optimizer(algorithm, device, lr=lr, fast_lr=fast_lr, transfer_lr=transfer_lr,
-                          gamma=gamma, bl=bl, transfer_bl=transfer_bl, seed=seed)
+    opt = _fig2_optimizer(
+        algorithm,
+        device,
+        lr=lr,
+        fast_lr=fast_lr,
+        transfer_lr=transfer_lr,
+        gamma=gamma,
+        bl=bl,
+        transfer_bl=transfer_bl,
+        seed=seed,
+    )
     params = {"w": jnp.ones((n_in, b.shape[1]))}
     state = opt.init(params)
 
@@ -148,8 +180,18 @@ def fig2_run(
         "final_loss": float(np.mean(losses[-tail:])),
         "losses": losses[::record_every].tolist(),
         "steps": steps,
-        "settings": dict(lr=lr, fast_lr=fast_lr, transfer_lr=transfer_lr, gamma=gamma, tau=tau,
-                         dw_min=dw_min, bl=bl, transfer_bl=transfer_bl, seed=seed, problem_seed=problem_seed),
+        "settings": dict(
+            lr=lr,
+            fast_lr=fast_lr,
+            transfer_lr=transfer_lr,
+            gamma=gamma,
+            tau=tau,
+            dw_min=dw_min,
+            bl=bl,
+            transfer_bl=transfer_bl,
+            seed=seed,
+            problem_seed=problem_seed,
+        ),
     }
 
 
@@ -199,7 +241,7 @@ def penalized_minimiser(A, b, device, sigma_abs, iters: int = 5000, w0=None):
     rhs = A.T @ b / n
     w = np.linalg.solve(H, rhs) if w0 is None else np.asarray(w0, np.float64)
     step = 0.5 / (np.linalg.eigvalsh(H).max() + 2 * float(np.max(sigma_abs)) / _min_F(device))
-    asym_ratio = lambda w: np.asarray(device.G(w) / device.F(w), np.float64)  # noqa: E731
+    asym_ratio = lambda w: np.asarray(device.G(w) / device.F(w), np.float64)
     for _ in range(iters):
         w = w - step * (H @ w - rhs + sigma_abs * asym_ratio(w))
     return w
@@ -275,7 +317,7 @@ def implicit_penalty(
 
     w_analog = np.asarray(run(params, state), np.float64)
     A64, b64 = np.asarray(A, np.float64), np.asarray(b, np.float64)
-    grad_f = lambda w: A64.T @ (A64 @ w - b64) / n_samples  # noqa: E731
+    grad_f = lambda w: A64.T @ (A64 @ w - b64) / n_samples
     noise_only = noise_std * math.sqrt(2 / math.pi)
     w_noise_only = penalized_minimiser(A, b, device, noise_only)
     w_pen, sigma_abs = w_noise_only, np.full_like(w_noise_only, noise_only)
@@ -283,7 +325,7 @@ def implicit_penalty(
         sigma_abs = _mean_abs_normal(grad_f(w_pen), noise_std)
         w_pen = penalized_minimiser(A, b, device, sigma_abs, iters=1000, w0=w_pen)
     w_star = np.linalg.lstsq(A64, b64, rcond=None)[0]
-    dist = lambda u, v: float(np.linalg.norm(u - v))  # noqa: E731
+    dist = lambda u, v: float(np.linalg.norm(u - v))
     return {
         "asymmetry": asymmetry,
         "tau": tau,
@@ -338,14 +380,26 @@ def granularity_v1_v2(
     """
     dw_min = 2 * tau / states
     device = devices.SoftBounds(tau=tau, dw_min=dw_min)
-    residual_device = None if residual_states is None else devices.SoftBounds(tau=tau, dw_min=2 * tau / residual_states)
+    residual_device = (
+        None
+        if residual_states is None
+        else devices.SoftBounds(tau=tau, dw_min=2 * tau / residual_states)
+    )
     prob = make_problem(seed, n_samples=n_samples, n_in=n_in, n_out=1, w_star_scale=0.3)
     A, b = prob["A"], prob["b"]
     results = {}
     for version in (1, 2):
-        opt = optim.residual_learning(lr, transfer_lr, device, gamma=gamma, residual_device=residual_device,
-                                      version=version, read=read_noise,
-                                      update=pulse.UpdateConfig(mode="pulse"), key=seed + 1)
+        opt = optim.residual_learning(
+            lr,
+            transfer_lr,
+            device,
+            gamma=gamma,
+            residual_device=residual_device,
+            version=version,
+            read=read_noise,
+            update=pulse.UpdateConfig(mode="pulse"),
+            key=seed + 1,
+        )
         params = {"w": jnp.zeros((n_in, 1))}
         state = opt.init(params)
 
@@ -365,6 +419,14 @@ def granularity_v1_v2(
         "read_noise": read_noise,
         "final_loss": {f"v{v}": float(np.mean(results[v][-tail:])) for v in results},
         "losses": {f"v{v}": results[v][::10].tolist() for v in results},
-        "settings": dict(steps=steps, lr=lr, transfer_lr=transfer_lr, gamma=gamma, tau=tau,
-                         n_samples=n_samples, n_in=n_in, seed=seed),
+        "settings": dict(
+            steps=steps,
+            lr=lr,
+            transfer_lr=transfer_lr,
+            gamma=gamma,
+            tau=tau,
+            n_samples=n_samples,
+            n_in=n_in,
+            seed=seed,
+        ),
     }

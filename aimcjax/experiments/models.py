@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -28,7 +29,7 @@ import jax.numpy as jnp
 from aimcjax import nn as analog_nn
 from aimcjax.periphery import PeripheryConfig
 
-__all__ = ["Classifier", "MODELS", "get", "cross_entropy", "analog_kernels", "to_device_range"]
+__all__ = ["MODELS", "Classifier", "analog_kernels", "cross_entropy", "get", "to_device_range"]
 
 MODELS = ("fcn", "cnn", "mlp")
 
@@ -48,7 +49,9 @@ def cross_entropy(logits, labels):
 
 def _torch_uniform(fan_in: int):
     bound = 1.0 / math.sqrt(fan_in)
-    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
+        key, shape, dtype, -bound, bound
+    )
 
 
 class Classifier(nn.Module):
@@ -72,17 +75,28 @@ class Classifier(nn.Module):
     def __call__(self, x):
         h = x
         for i, layer in enumerate(self.layers):
-            common = dict(forward=self.forward, backward=self.backward,
-                          weight_scaling_omega=self.omega, name=f"layer{i}")
+            common = dict(
+                forward=self.forward,
+                backward=self.backward,
+                weight_scaling_omega=self.omega,
+                name=f"layer{i}",
+            )
             if layer.kind == "conv":
                 init = _torch_uniform(25 * h.shape[-1])
-                h = analog_nn.AnalogConv(layer.features, (5, 5), padding="VALID", kernel_init=init,
-                                         bias_init=init, **common)(h)
+                h = analog_nn.AnalogConv(
+                    layer.features,
+                    (5, 5),
+                    padding="VALID",
+                    kernel_init=init,
+                    bias_init=init,
+                    **common,
+                )(h)
             else:
                 h = h.reshape(h.shape[0], -1)
                 init = _torch_uniform(h.shape[-1])
-                h = analog_nn.AnalogDense(layer.features, kernel_init=init, bias_init=init,
-                                          **common)(h)
+                h = analog_nn.AnalogDense(
+                    layer.features, kernel_init=init, bias_init=init, **common
+                )(h)
             if layer.act is not None:
                 h = layer.act(h)
             if layer.pool:
@@ -105,13 +119,20 @@ def to_device_range(variables, w_max):
     if "constants" not in variables:
         return variables
     params = jax.tree_util.tree_map_with_path(
-        lambda path, p: p * w_max if path[-1].key == "kernel" else p, variables["params"])
+        lambda path, p: p * w_max if path[-1].key == "kernel" else p, variables["params"]
+    )
     constants = jax.tree.map(lambda s: s / w_max, variables["constants"])
     return {**variables, "params": params, "constants": constants}
 
 
-def get(name: str, input_shape, num_classes: int, forward: PeripheryConfig | None = None,
-        backward: PeripheryConfig | None = None, omega: float | None = None) -> Classifier:
+def get(
+    name: str,
+    input_shape,
+    num_classes: int,
+    forward: PeripheryConfig | None = None,
+    backward: PeripheryConfig | None = None,
+    omega: float | None = None,
+) -> Classifier:
     """Build a classifier for inputs of ``input_shape`` (H, W, C) and ``num_classes`` outputs.
 
     Args:
@@ -132,19 +153,32 @@ def get(name: str, input_shape, num_classes: int, forward: PeripheryConfig | Non
     """
     forward = PeripheryConfig.perfect() if forward is None else forward
     if backward is None:
-        backward = (forward if forward.bound_management == "none"
-                    else dataclasses.replace(forward, bound_management="none"))
+        backward = (
+            forward
+            if forward.bound_management == "none"
+            else dataclasses.replace(forward, bound_management="none")
+        )
     sig = jax.nn.sigmoid
     if name == "fcn":
-        layers = (Layer("dense", 256, sig), Layer("dense", 128, sig), Layer("dense", num_classes, None))
+        layers = (
+            Layer("dense", 256, sig),
+            Layer("dense", 128, sig),
+            Layer("dense", num_classes, None),
+        )
     elif name == "mlp":
         layers = (Layer("dense", 32, sig), Layer("dense", num_classes, None))
     elif name == "cnn":
         if len(input_shape) != 3 or input_shape[0] < 12 or input_shape[1] < 12:
-            raise ValueError(f"model 'cnn' needs images of at least 12x12 pixels (H, W, C), "
-                             f"got input shape {tuple(input_shape)}")
-        layers = (Layer("conv", 16, jnp.tanh, True), Layer("conv", 32, jnp.tanh, True),
-                  Layer("dense", 128, jnp.tanh), Layer("dense", num_classes, None))
+            raise ValueError(
+                f"model 'cnn' needs images of at least 12x12 pixels (H, W, C), "
+                f"got input shape {tuple(input_shape)}"
+            )
+        layers = (
+            Layer("conv", 16, jnp.tanh, True),
+            Layer("conv", 32, jnp.tanh, True),
+            Layer("dense", 128, jnp.tanh),
+            Layer("dense", num_classes, None),
+        )
     else:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     return Classifier(layers, forward, backward, omega or None)

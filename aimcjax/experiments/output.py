@@ -21,8 +21,15 @@ import shutil
 
 import numpy as np
 
-__all__ = ["OutputDir", "RunFolderError", "RunCheckpoints", "to_jsonable", "check_writable",
-           "mean_std", "partial_path"]
+__all__ = [
+    "OutputDir",
+    "RunCheckpoints",
+    "RunFolderError",
+    "check_writable",
+    "mean_std",
+    "partial_path",
+    "to_jsonable",
+]
 
 PARTIAL_SUFFIX = ".partial"
 CHECKPOINTS = "checkpoints"
@@ -51,7 +58,7 @@ def partial_path(path: str) -> str:
 
 
 def _non_empty(path: str) -> bool:
-    return os.path.isdir(path) and bool(os.listdir(path)) or os.path.isfile(path)
+    return (os.path.isdir(path) and bool(os.listdir(path))) or os.path.isfile(path)
 
 
 def to_jsonable(obj):
@@ -118,18 +125,28 @@ class OutputDir:
         if resume:
             if not os.path.isdir(work):
                 if _non_empty(self.final):
-                    raise RunFolderError(f"{self.final} holds a finished run; there is no "
-                                         "interrupted run to resume", "finished")
-                raise RunFolderError(f"no interrupted run to resume at {self.final} "
-                                     f"(expected {work})", "nothing_to_resume")
+                    raise RunFolderError(
+                        f"{self.final} holds a finished run; there is no interrupted run to resume",
+                        "finished",
+                    )
+                raise RunFolderError(
+                    f"no interrupted run to resume at {self.final} (expected {work})",
+                    "nothing_to_resume",
+                )
             self.resumed = True
         else:
             if os.path.isdir(work) and not overwrite:
-                raise RunFolderError(f"{work} holds an interrupted run; continue it or start over "
-                                     "(refusing to discard it)", "interrupted")
+                raise RunFolderError(
+                    f"{work} holds an interrupted run; continue it or start over "
+                    "(refusing to discard it)",
+                    "interrupted",
+                )
             if _non_empty(self.final) and not overwrite:
-                raise RunFolderError(f"output folder {self.final} is not empty (refusing to "
-                                     "overwrite an earlier run)", "exists")
+                raise RunFolderError(
+                    f"output folder {self.final} is not empty (refusing to "
+                    "overwrite an earlier run)",
+                    "exists",
+                )
             if os.path.isdir(work):
                 shutil.rmtree(work)
         self.path = check_writable(work)
@@ -200,6 +217,7 @@ class OutputDir:
     def savefig(self, fig, name):
         """Save a matplotlib figure as PNG (and close it); returns the path or None."""
         import matplotlib.pyplot as plt
+
         path = self.file(name)
         if path is not None:
             fig.savefig(path, dpi=120, bbox_inches="tight")
@@ -219,6 +237,7 @@ def figure(*args, **kwargs):
         raise RuntimeError("plots need matplotlib: pip install 'aimcjax[plots]'") from None
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+
     return plt.subplots(*args, **kwargs)
 
 
@@ -240,7 +259,7 @@ class RunCheckpoints:
         self.folder = folder
         self._count = 0
 
-    def stage(self, name: str) -> "CheckpointStage":
+    def stage(self, name: str) -> CheckpointStage:
         """The next training loop's checkpoints (``name`` labels the folder)."""
         self._count += 1
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
@@ -287,6 +306,7 @@ class CheckpointStage:
         with open(latest) as f:
             epoch = int(f.read().strip())
         import orbax.checkpoint as ocp
+
         with ocp.StandardCheckpointer() as ckpt:
             carry = ckpt.restore(os.path.join(self._epoch_dir(epoch), "carry"), like)
         stacked = _load_npz(os.path.join(self._epoch_dir(epoch), "history.npz"))
@@ -298,6 +318,7 @@ class CheckpointStage:
         """Save the carry after ``epoch`` epochs and the history so far (the previous epoch's
         files are removed once this one is complete)."""
         import orbax.checkpoint as ocp
+
         folder = self._epoch_dir(epoch)
         shutil.rmtree(folder, ignore_errors=True)  # a half-written one from an interruption
         os.makedirs(folder)

@@ -23,22 +23,24 @@ import numpy as np
 
 from aimcjax.experiments.output import OutputDir, figure
 
-__all__ = ["simulate", "step_statistics", "run"]
+__all__ = ["run", "simulate", "step_statistics"]
 
 
 def default_pulses(device) -> int:
     """Pulses per half cycle: enough to sweep the whole range with the nominal step (1.2x)."""
     span = float(np.asarray(device.w_max)) - float(np.asarray(device.w_min))
-    return int(math.ceil(1.2 * span / float(np.asarray(device.dw_min))))
+    return math.ceil(1.2 * span / float(np.asarray(device.dw_min)))
 
 
 @partial(jax.jit, static_argnames=("elements", "pulses", "cycles"))
 def _trace(device, key, *, elements: int, pulses: int, cycles: int):
     from aimcjax import pulse, tile
+
     k_tile, k_pulses = jax.random.split(key)
     t = tile.init(k_tile, device, (elements,))
-    signs = jnp.tile(jnp.concatenate([jnp.ones(pulses, jnp.int32),
-                                      -jnp.ones(pulses, jnp.int32)]), cycles)
+    signs = jnp.tile(
+        jnp.concatenate([jnp.ones(pulses, jnp.int32), -jnp.ones(pulses, jnp.int32)]), cycles
+    )
     keys = jax.random.split(k_pulses, signs.shape[0])
 
     def one_pulse(t, sign_key):
@@ -50,8 +52,9 @@ def _trace(device, key, *, elements: int, pulses: int, cycles: int):
     return jnp.concatenate([t.w[None], ws]), signs
 
 
-def simulate(device, *, seeds=(0, 1, 2), cycles: int = 3, pulses: int | None = None,
-             elements: int = 64):
+def simulate(
+    device, *, seeds=(0, 1, 2), cycles: int = 3, pulses: int | None = None, elements: int = 64
+):
     """Weights of ``elements`` elements through ``cycles`` up/down cycles, for each seed.
 
     Args:
@@ -76,8 +79,10 @@ def simulate(device, *, seeds=(0, 1, 2), cycles: int = 3, pulses: int | None = N
         raise ValueError(f"pulses must be a positive integer, got {pulses!r}")
     if len(seeds) == 0:
         raise ValueError("seeds must name at least one seed")
-    runs = [_trace(device, jax.random.PRNGKey(int(s)), elements=elements, pulses=pulses,
-                   cycles=cycles) for s in seeds]
+    runs = [
+        _trace(device, jax.random.PRNGKey(int(s)), elements=elements, pulses=pulses, cycles=cycles)
+        for s in seeds
+    ]
     return np.stack([np.asarray(w) for w, _ in runs]), np.asarray(runs[0][1])
 
 
@@ -105,13 +110,21 @@ def step_statistics(w, signs, bins: int = 30):
         squares = np.bincount(idx, weights=y * y, minlength=bins)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = total / count
-            std = np.sqrt(np.maximum(squares / count - mean ** 2, 0.0))
+            std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
         out[name] = {"mean": mean, "std": std, "count": count}
     return out
 
 
-def run(spec_list, out: OutputDir, *, cycles: int = 3, pulses: int | None = None,
-        elements: int = 64, seeds=(0, 1, 2), echo=print) -> dict:
+def run(
+    spec_list,
+    out: OutputDir,
+    *,
+    cycles: int = 3,
+    pulses: int | None = None,
+    elements: int = 64,
+    seeds=(0, 1, 2),
+    echo=print,
+) -> dict:
     """Simulate and plot the pulse response of each device spec into ``pulse_response.png``.
 
     Returns:
@@ -119,9 +132,15 @@ def run(spec_list, out: OutputDir, *, cycles: int = 3, pulses: int | None = None
       elements' median min/max) and the mean |Δw| of up and down pulses at the start weight 0.
     """
     from aimcjax import specs
+
     devices = [specs.parse(s) for s in spec_list]
-    fig, axes = figure(len(devices), 2, figsize=(12, 3.6 * len(devices)), squeeze=False,
-                       gridspec_kw={"width_ratios": [2, 1]})
+    fig, axes = figure(
+        len(devices),
+        2,
+        figsize=(12, 3.6 * len(devices)),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [2, 1]},
+    )
     summary = {}
     for row, (spec, device) in enumerate(zip(spec_list, devices)):
         n = default_pulses(device) if pulses is None else pulses
@@ -129,10 +148,17 @@ def run(spec_list, out: OutputDir, *, cycles: int = 3, pulses: int | None = None
         stats = step_statistics(w, signs)
         lo = float(np.mean(np.median(w.min(axis=1), axis=-1)))
         hi = float(np.mean(np.median(w.max(axis=1), axis=-1)))
-        summary[spec] = {"pulses_per_half_cycle": n, "cycles": cycles, "elements": elements,
-                         "seeds": list(seeds), "visited_range": [lo, hi]}
-        echo(f"{spec}: {cycles} cycles of {n} up + {n} down pulses, {elements} elements x "
-             f"{len(seeds)} seeds; weights visit [{lo:+.3g}, {hi:+.3g}]")
+        summary[spec] = {
+            "pulses_per_half_cycle": n,
+            "cycles": cycles,
+            "elements": elements,
+            "seeds": list(seeds),
+            "visited_range": [lo, hi],
+        }
+        echo(
+            f"{spec}: {cycles} cycles of {n} up + {n} down pulses, {elements} elements x "
+            f"{len(seeds)} seeds; weights visit [{lo:+.3g}, {hi:+.3g}]"
+        )
         _plot_trains(axes[row, 0], w, spec, n)
         _plot_steps(axes[row, 1], stats, device, spec)
     fig.tight_layout()
@@ -146,8 +172,7 @@ def _plot_trains(ax, w, spec, n):
     for s in range(w.shape[0]):
         c = colors[s % len(colors)]
         lo, hi = np.percentile(w[s], [5, 95], axis=-1)
-        ax.fill_between(x, lo, hi, color=c, alpha=0.2, lw=0,
-                        label=f"seed {s}: 5-95 % of elements")
+        ax.fill_between(x, lo, hi, color=c, alpha=0.2, lw=0, label=f"seed {s}: 5-95 % of elements")
         ax.plot(x, w[s].mean(axis=-1), color=c, lw=1, label=f"seed {s}: mean")
     ax.plot(x, w[0, :, 0], color="k", lw=0.5, alpha=0.7, label="one element (seed 0)")
     for k in range(n, w.shape[1], n):
@@ -168,8 +193,9 @@ def _plot_steps(ax, stats, device, spec):
     w = np.linspace(float(np.asarray(device.w_min)), float(np.asarray(device.w_max)), 200)
     dw_min = float(np.asarray(device.dw_min))
     ax.plot(w, dw_min * np.asarray(device.q_plus(w)), "k-", lw=0.8, label="nominal +dw_min q+(w)")
-    ax.plot(w, -dw_min * np.asarray(device.q_minus(w)), "k--", lw=0.8,
-            label="nominal -dw_min q-(w)")
+    ax.plot(
+        w, -dw_min * np.asarray(device.q_minus(w)), "k--", lw=0.8, label="nominal -dw_min q-(w)"
+    )
     ax.axhline(0, color="gray", lw=0.5)
     ax.set_xlabel("weight before the pulse, w")
     ax.set_ylabel("weight change of one pulse, Δw")

@@ -30,8 +30,18 @@ def _finish(results, out, echo):
     return summary
 
 
-def csgd_ls(*, full=False, seed=0, out=None, quiet=False, echo=print, simulate=None,
-            iterations=None, batch_max=None, **settings):
+def csgd_ls(
+    *,
+    full=False,
+    seed=0,
+    out=None,
+    quiet=False,
+    echo=print,
+    simulate=None,
+    iterations=None,
+    batch_max=None,
+    **settings,
+):
     """[CSGD] least squares as the authors' script runs it: uploads of CSGD, LAG-S and SGD
     (all workers' uploads on one counter) to ||x - x*|| < 1e-4.
 
@@ -41,20 +51,37 @@ def csgd_ls(*, full=False, seed=0, out=None, quiet=False, echo=print, simulate=N
     :func:`aimcjax.experiments.csgd.least_squares`.
     """
     from aimcjax.experiments import csgd
+
     out = out or OutputDir(None)
     workers, backend = _workers(simulate)
-    kwargs = dict(seed=seed, num_workers=workers, backend=backend,
-                  batch_max=batch_max or (100_000 if full else 1000),
-                  plot_path=out.file("csgd_ls.png"), **settings)
+    kwargs = dict(
+        seed=seed,
+        num_workers=workers,
+        backend=backend,
+        batch_max=batch_max or (100_000 if full else 1000),
+        plot_path=out.file("csgd_ls.png"),
+        **settings,
+    )
     if iterations:
         kwargs["iterations"] = iterations
-    echo(f"CSGD least squares (the authors' 1LS/csgd.py setting): {workers} workers ({backend}), "
-         f"batch cap {kwargs['batch_max']}, seed {seed}")
+    echo(
+        f"CSGD least squares (the authors' 1LS/csgd.py setting): {workers} workers ({backend}), "
+        f"batch cap {kwargs['batch_max']}, seed {seed}"
+    )
     return _finish(csgd.least_squares(**kwargs), out, echo)
 
 
-def csgd_mnist(*, full=False, seed=0, out=None, quiet=False, echo=print, simulate=None,
-               iterations=None, **settings):
+def csgd_mnist(
+    *,
+    full=False,
+    seed=0,
+    out=None,
+    quiet=False,
+    echo=print,
+    simulate=None,
+    iterations=None,
+    **settings,
+):
     """[CSGD] softmax regression on MNIST as the authors' ``2mnist/csgd.py`` runs it, on the
     embedded MNIST-5k: uploads to test error < 10%.
 
@@ -62,11 +89,19 @@ def csgd_mnist(*, full=False, seed=0, out=None, quiet=False, echo=print, simulat
     to :func:`aimcjax.experiments.csgd.softmax_regression`.
     """
     from aimcjax.experiments import csgd
+
     out = out or OutputDir(None)
     workers, backend = _workers(simulate)
-    kwargs = dict(seed=seed, num_workers=workers, backend=backend,
-                  iterations=iterations or (500 if full else 120),
-                  plot_path=out.file("csgd_mnist.png"), **settings)
-    echo(f"CSGD softmax regression on {kwargs.get('dataset', 'mnist5k')}: {workers} workers "
-         f"({backend}), {kwargs['iterations']} iterations, seed {seed}")
+    kwargs = dict(
+        seed=seed,
+        num_workers=workers,
+        backend=backend,
+        iterations=iterations or (500 if full else 120),
+        plot_path=out.file("csgd_mnist.png"),
+        **settings,
+    )
+    echo(
+        f"CSGD softmax regression on {kwargs.get('dataset', 'mnist5k')}: {workers} workers "
+        f"({backend}), {kwargs['iterations']} iterations, seed {seed}"
+    )
     return _finish(csgd.softmax_regression(**kwargs), out, echo)

@@ -15,7 +15,7 @@ import numpy as np
 from aimcjax.experiments import training
 from aimcjax.experiments.output import OutputDir, figure, mean_std
 
-__all__ = ["DEFAULT_LR", "run_grid", "format_table"]
+__all__ = ["DEFAULT_LR", "format_table", "run_grid"]
 
 # [RF §5, FCN]: digital SGD lr 0.1, analog alpha 0.05.
 DEFAULT_LR = {"digital": 0.1}
@@ -26,8 +26,18 @@ def _label(params: dict) -> str:
     return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
-def run_grid(base: training.TrainConfig, algorithms, grid, seeds, dataset, out: OutputDir,
-             lrs=None, chunk_size=0, quiet=False, echo=print):
+def run_grid(
+    base: training.TrainConfig,
+    algorithms,
+    grid,
+    seeds,
+    dataset,
+    out: OutputDir,
+    lrs=None,
+    chunk_size=0,
+    quiet=False,
+    echo=print,
+):
     """Train every algorithm on every grid device with every seed.
 
     Args:
@@ -57,20 +67,41 @@ def run_grid(base: training.TrainConfig, algorithms, grid, seeds, dataset, out: 
         devs = [d for _, d in points for _ in seeds]
         run_seeds = [s for _ in points for s in seeds]
         t0 = time.perf_counter()
-        hist = training.sweep(cfg, dataset, devs, run_seeds, chunk_size=chunk_size, quiet=quiet,
-                              checkpoints=out.checkpoints())
+        hist = training.sweep(
+            cfg,
+            dataset,
+            devs,
+            run_seeds,
+            chunk_size=chunk_size,
+            quiet=quiet,
+            checkpoints=out.checkpoints(),
+        )
         timings[alg] = time.perf_counter() - t0
         for r, ((params, _), seed) in enumerate((p, s) for p in points for s in seeds):
             for e in range(hist["test_acc"].shape[1]):
-                out.log({"algorithm": alg, "device": params, "seed": seed, "epoch": e,
-                         **{k: float(v[r, e]) for k, v in hist.items()}})
-            runs.append({"algorithm": alg, "device": params, "seed": seed, "lr": lr,
-                         "final_test_acc": float(hist["test_acc"][r, -1]),
-                         "final_test_loss": float(hist["test_loss"][r, -1]),
-                         "final_train_loss": float(hist["train_loss"][r, -1])})
+                out.log(
+                    {
+                        "algorithm": alg,
+                        "device": params,
+                        "seed": seed,
+                        "epoch": e,
+                        **{k: float(v[r, e]) for k, v in hist.items()},
+                    }
+                )
+            runs.append(
+                {
+                    "algorithm": alg,
+                    "device": params,
+                    "seed": seed,
+                    "lr": lr,
+                    "final_test_acc": float(hist["test_acc"][r, -1]),
+                    "final_test_loss": float(hist["test_loss"][r, -1]),
+                    "final_train_loss": float(hist["train_loss"][r, -1]),
+                }
+            )
         n = len(seeds)
         for i, (params, _) in enumerate(points):
-            acc = hist["test_acc"][i * n:(i + 1) * n]
+            acc = hist["test_acc"][i * n : (i + 1) * n]
             m, s = mean_std(acc[:, -1])
             table.setdefault(alg, {})[_label(params) or "-"] = {"mean": m, "std": s}
             curves.setdefault(alg, {})[_label(params) or "-"] = acc.mean(0)
@@ -107,8 +138,11 @@ def plot_curves(summary: dict, out: OutputDir, name="curves.png", title=""):
     fig, ax = figure(figsize=(6, 4))
     for alg, points in summary["curves"].items():
         for label, curve in points.items():
-            ax.plot(np.arange(len(curve)), 100 * np.asarray(curve),
-                    label=alg if label == "-" else f"{alg} {label}")
+            ax.plot(
+                np.arange(len(curve)),
+                100 * np.asarray(curve),
+                label=alg if label == "-" else f"{alg} {label}",
+            )
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)

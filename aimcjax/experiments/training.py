@@ -23,11 +23,29 @@ from aimcjax import nn as analog_nn
 from aimcjax.experiments import models as _models
 from aimcjax.periphery import PeripheryConfig
 
-__all__ = ["ALGORITHMS", "UPDATE_MODES", "TrainConfig", "build_optimizer", "Trainer", "get_trainer",
-           "train", "sweep"]
+__all__ = [
+    "ALGORITHMS",
+    "UPDATE_MODES",
+    "TrainConfig",
+    "Trainer",
+    "build_optimizer",
+    "get_trainer",
+    "sweep",
+    "train",
+]
 
-ALGORITHMS = ("digital", "analog-sgd", "tiki-taka", "residual", "residual-v2", "ttv2", "cttv2", "agad",
-              "multi-tile", "mixed-precision")
+ALGORITHMS = (
+    "digital",
+    "analog-sgd",
+    "tiki-taka",
+    "residual",
+    "residual-v2",
+    "ttv2",
+    "cttv2",
+    "agad",
+    "multi-tile",
+    "mixed-precision",
+)
 UPDATE_MODES = ("pulse", "expected", "outer", "ideal")
 
 
@@ -69,16 +87,23 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.model not in _models.MODELS:
-            raise ValueError(f"model must be one of {', '.join(_models.MODELS)}, got {self.model!r}")
+            raise ValueError(
+                f"model must be one of {', '.join(_models.MODELS)}, got {self.model!r}"
+            )
         if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}")
+            raise ValueError(
+                f"algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}"
+            )
         if self.update not in UPDATE_MODES:
-            raise ValueError(f"update must be one of {', '.join(UPDATE_MODES)}, got {self.update!r}")
+            raise ValueError(
+                f"update must be one of {', '.join(UPDATE_MODES)}, got {self.update!r}"
+            )
         for name in ("epochs", "batch_size", "bl"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
         from aimcjax.pulse import MAX_BL
+
         if self.bl > MAX_BL:
             raise ValueError(f"bl must be <= {MAX_BL}, got {self.bl!r}")
         for name in ("lr_decay_epoch", "train_size"):
@@ -94,8 +119,10 @@ class TrainConfig:
         if not (isinstance(self.omega, (int, float)) and 0 <= self.omega <= 1):
             raise ValueError(f"omega must be in [0, 1], got {self.omega!r}")
         if not isinstance(self.periphery, PeripheryConfig):
-            raise TypeError(f"periphery must be an aimcjax.periphery.PeripheryConfig, "
-                            f"got {type(self.periphery).__name__}")
+            raise TypeError(
+                f"periphery must be an aimcjax.periphery.PeripheryConfig, "
+                f"got {type(self.periphery).__name__}"
+            )
 
     @property
     def analog(self) -> bool:
@@ -174,15 +201,22 @@ class Trainer:
         if cfg.train_size:
             x_train, y_train = x_train[: cfg.train_size], y_train[: cfg.train_size]
         if len(x_train) < cfg.batch_size:
-            raise ValueError(f"batch_size {cfg.batch_size} exceeds the {len(x_train)} training samples")
+            raise ValueError(
+                f"batch_size {cfg.batch_size} exceeds the {len(x_train)} training samples"
+            )
         self.x_train = jnp.asarray(x_train)
         self.y_train = jnp.asarray(y_train)
         self.x_test = jnp.asarray(data.x_test)
         self.y_test = jnp.asarray(data.y_test)
         # Digital SGD is the floating-point reference: exact products, no conductance mapping.
         forward = cfg.periphery if cfg.analog else PeripheryConfig.perfect()
-        self.model = _models.get(cfg.model, data.x_train.shape[1:], data.num_classes,
-                                 forward=forward, omega=cfg.omega if cfg.analog else None)
+        self.model = _models.get(
+            cfg.model,
+            data.x_train.shape[1:],
+            data.num_classes,
+            forward=forward,
+            omega=cfg.omega if cfg.analog else None,
+        )
         self.noisy = not (self.model.forward.is_perfect and self.model.backward.is_perfect)
         self.steps_per_epoch = len(x_train) // cfg.batch_size
         self.outer = cfg.analog and cfg.update == "outer"
@@ -209,8 +243,12 @@ class Trainer:
         params, state, constants, key = carry
         x, y, k_step = batch
         loss, grads, factors = analog_nn.grad_and_factors(
-            self.model, lambda logits: _models.cross_entropy(logits, y),
-            {"params": params, **constants}, x, rngs=self._rngs(k_step))
+            self.model,
+            lambda logits: _models.cross_entropy(logits, y),
+            {"params": params, **constants},
+            x,
+            rngs=self._rngs(k_step),
+        )
         opt = self._optimizer(device, k_step)  # same structure; the state carries the tiles
         if self.outer:
             updates, state = opt.update(grads, state, params, factors=factors)
@@ -240,8 +278,10 @@ class Trainer:
         b, s = self.cfg.batch_size, self.steps_per_epoch
         perm = jax.random.permutation(k_perm, self.x_train.shape[0])[: s * b].reshape(s, b)
         batches = (self.x_train[perm], self.y_train[perm], jax.random.split(k_steps, s))
-        step = lambda c, xs: self._step(device, c, xs)  # noqa: E731
-        (params, state, constants, _), losses = jax.lax.scan(step, (params, state, constants, key), batches)
+        step = lambda c, xs: self._step(device, c, xs)
+        (params, state, constants, _), losses = jax.lax.scan(
+            step, (params, state, constants, key), batches
+        )
         test_loss, test_acc = self.evaluate(params, constants, k_eval)
         metrics = {"train_loss": jnp.mean(losses), "test_loss": test_loss, "test_acc": test_acc}
         return (params, state, constants, key), metrics
@@ -280,8 +320,9 @@ def get_trainer(cfg: TrainConfig, data) -> Trainer:
     return hit[1]
 
 
-def _run_batch(trainer, devices, seeds, vmapped: bool, on_epoch=None, desc="train", quiet=True,
-               checkpoint=None):
+def _run_batch(
+    trainer, devices, seeds, vmapped: bool, on_epoch=None, desc="train", quiet=True, checkpoint=None
+):
     """Train runs (stacked devices and seeds when ``vmapped``) and return per-epoch metrics.
 
     ``checkpoint``: an :class:`aimcjax.experiments.output.CheckpointStage` (or None): the
@@ -293,8 +334,13 @@ def _run_batch(trainer, devices, seeds, vmapped: bool, on_epoch=None, desc="trai
             return done
     start, epoch = _compiled(trainer, vmapped)
     carry, (loss0, acc0) = start(devices, seeds)
-    history = [{"train_loss": np.nan * np.asarray(loss0), "test_loss": np.asarray(loss0),
-                "test_acc": np.asarray(acc0)}]
+    history = [
+        {
+            "train_loss": np.nan * np.asarray(loss0),
+            "test_loss": np.asarray(loss0),
+            "test_acc": np.asarray(acc0),
+        }
+    ]
     first = 0
     if checkpoint is not None:
         saved = checkpoint.restore(carry)
@@ -344,12 +390,21 @@ def train(cfg: TrainConfig, data, device=None, seed: int = 0, on_epoch=None, qui
     if cfg.analog and device is None:
         raise ValueError(f"algorithm {cfg.algorithm!r} needs a device")
     trainer = get_trainer(cfg, data)
-    return _run_batch(trainer, device, jnp.asarray(seed, jnp.uint32), False, on_epoch,
-                      cfg.algorithm, quiet)
+    return _run_batch(
+        trainer, device, jnp.asarray(seed, jnp.uint32), False, on_epoch, cfg.algorithm, quiet
+    )
 
 
-def sweep(cfg: TrainConfig, data, devices, seeds, chunk_size: int = 0, on_epoch=None, quiet=True,
-          checkpoints=None):
+def sweep(
+    cfg: TrainConfig,
+    data,
+    devices,
+    seeds,
+    chunk_size: int = 0,
+    on_epoch=None,
+    quiet=True,
+    checkpoints=None,
+):
     """Train every (device, seed) pair of one algorithm in one vmapped program.
 
     Args:
@@ -368,6 +423,7 @@ def sweep(cfg: TrainConfig, data, devices, seeds, chunk_size: int = 0, on_epoch=
       Dict of numpy arrays shaped (runs, epochs + 1), as :func:`train`.
     """
     from aimcjax import devices as _dev
+
     devices, seeds = list(devices), [int(s) for s in seeds]
     if len(devices) != len(seeds):
         raise ValueError(f"devices ({len(devices)}) and seeds ({len(seeds)}) differ in length")
@@ -381,17 +437,33 @@ def sweep(cfg: TrainConfig, data, devices, seeds, chunk_size: int = 0, on_epoch=
     trainer = get_trainer(cfg, data)
     out = []
     for start in range(0, len(devices), chunk):
-        ds = devices[start:start + chunk]
-        ss = jnp.asarray(seeds[start:start + chunk], jnp.uint32)
+        ds = devices[start : start + chunk]
+        ss = jnp.asarray(seeds[start : start + chunk], jnp.uint32)
         stacked = None if ds[0] is None else _dev.stack(ds)
         stage = None if checkpoints is None else checkpoints.stage(f"{cfg.algorithm}-{start}")
         if stacked is None:
             # "digital" ignores the device: vmap over seeds only.
-            trainer_fn = _run_batch(_digital_adapter(trainer), ss, ss, True, on_epoch,
-                                    f"{cfg.algorithm} {start + len(ds)}/{len(devices)}", quiet, stage)
+            trainer_fn = _run_batch(
+                _digital_adapter(trainer),
+                ss,
+                ss,
+                True,
+                on_epoch,
+                f"{cfg.algorithm} {start + len(ds)}/{len(devices)}",
+                quiet,
+                stage,
+            )
         else:
-            trainer_fn = _run_batch(trainer, stacked, ss, True, on_epoch,
-                                    f"{cfg.algorithm} {start + len(ds)}/{len(devices)}", quiet, stage)
+            trainer_fn = _run_batch(
+                trainer,
+                stacked,
+                ss,
+                True,
+                on_epoch,
+                f"{cfg.algorithm} {start + len(ds)}/{len(devices)}",
+                quiet,
+                stage,
+            )
         out.append(trainer_fn)
     return {k: np.concatenate([o[k] for o in out]) for k in out[0]}
 

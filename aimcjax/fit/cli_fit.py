@@ -20,33 +20,60 @@ __all__ = ["report_summary", "run"]
 
 def report_summary(report: FitReport) -> dict:
     """JSON-ready summary: the device, estimates with SEs, the ranking."""
+
     def plain(x):
         arr = np.asarray(x, float)
         return arr.tolist() if arr.ndim else (float(arr) if np.isfinite(arr) else None)
 
-    return {"device": device_to_dict(report.device),
-            "estimates": {k: {"value": plain(e.value), "se": plain(e.se)} for k, e in report.params.items()},
-            "criterion": report.criterion,
-            "ranking": [c._asdict() for c in report.ranking]}
+    return {
+        "device": device_to_dict(report.device),
+        "estimates": {
+            k: {"value": plain(e.value), "se": plain(e.se)} for k, e in report.params.items()
+        },
+        "criterion": report.criterion,
+        "ranking": [c._asdict() for c in report.ranking],
+    }
 
 
-def run(source: str, out, *, families, noises, criterion="bic", max_iter=100, seed=0, quiet=False, echo=print):
+def run(
+    source: str,
+    out,
+    *,
+    families,
+    noises,
+    criterion="bic",
+    max_iter=100,
+    seed=0,
+    quiet=False,
+    echo=print,
+):
     """Fit ``source`` (a traces file or ``"example"``) and write the outputs to ``out``."""
     traces = load_example() if source == "example" else load_traces(source)
     if not quiet:
-        echo(f"{source}: {traces.n_devices} devices, {traces.n_pulses} pulses each, "
-             f"read noise {'fitted' if traces.read_noise is None else traces.read_noise}; "
-             f"{len(families)} families x {len(noises)} noise models")
-    report = fit(traces, families, noises, criterion=criterion, max_iter=max_iter, progress=not quiet)
+        echo(
+            f"{source}: {traces.n_devices} devices, {traces.n_pulses} pulses each, "
+            f"read noise {'fitted' if traces.read_noise is None else traces.read_noise}; "
+            f"{len(families)} families x {len(noises)} noise models"
+        )
+    report = fit(
+        traces, families, noises, criterion=criterion, max_iter=max_iter, progress=not quiet
+    )
     echo(format_report(report))
     summary = report_summary(report)
     if out.path is not None:
         save_device(report.device, out.file("device.json"), {"fit": summary})
-        simulated = simulate_like(report.device, traces, float(report.params["read_noise"].value), seed)
+        simulated = simulate_like(
+            report.device, traces, float(report.params["read_noise"].value), seed
+        )
         top = report.ranking[0]
-        fig = overlay_figure(traces, simulated, f"{source}: best fit {top.family} ({top.noise} noise), "
-                                                f"{traces.n_devices} devices")
+        fig = overlay_figure(
+            traces,
+            simulated,
+            f"{source}: best fit {top.family} ({top.noise} noise), {traces.n_devices} devices",
+        )
         out.savefig(fig, "fit_overlay.png")
         if not quiet:
-            echo(f"device written to {out.file('device.json')} (use --device @{out.file('device.json')})")
+            echo(
+                f"device written to {out.file('device.json')} (use --device @{out.file('device.json')})"
+            )
     return summary

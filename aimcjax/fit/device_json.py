@@ -20,8 +20,16 @@ from aimcjax import devices
 
 __all__ = ["DEVICE_CLASSES", "device_from_dict", "device_to_dict", "load_device", "save_device"]
 
-DEVICE_CLASSES = {cls.__name__: cls for cls in (devices.ConstantStep, devices.SoftBounds, devices.Power,
-                                                devices.Exponential, devices.Piecewise)}
+DEVICE_CLASSES = {
+    cls.__name__: cls
+    for cls in (
+        devices.ConstantStep,
+        devices.SoftBounds,
+        devices.Power,
+        devices.Exponential,
+        devices.Piecewise,
+    )
+}
 
 
 def _plain(value):
@@ -33,7 +41,9 @@ def device_to_dict(device: devices.Device) -> dict:
     """``{"family": class name, "params": constructor keywords}`` of a device."""
     name = type(device).__name__
     if name not in DEVICE_CLASSES:
-        raise TypeError(f"cannot write a {name} device to JSON (supported: {', '.join(DEVICE_CLASSES)})")
+        raise TypeError(
+            f"cannot write a {name} device to JSON (supported: {', '.join(DEVICE_CLASSES)})"
+        )
     params = {f.name: _plain(getattr(device, f.name)) for f in dataclasses.fields(device)}
     return {"family": name, "params": params}
 
@@ -44,7 +54,9 @@ def device_from_dict(data, where: str = "device JSON") -> devices.Device:
         raise ValueError(f"{where}: expected an object with 'family' and 'params'")
     cls = DEVICE_CLASSES.get(data["family"])
     if cls is None:
-        raise ValueError(f"{where}: unknown family {data['family']!r} (expected one of {', '.join(DEVICE_CLASSES)})")
+        raise ValueError(
+            f"{where}: unknown family {data['family']!r} (expected one of {', '.join(DEVICE_CLASSES)})"
+        )
     params = data["params"]
     if not isinstance(params, dict):
         raise ValueError(f"{where}: 'params' must be an object")

@@ -80,6 +80,7 @@ def device_param_names(fam: Family) -> tuple[str, ...]:
 
 # -- starting values -----------------------------------------------------------------------------
 
+
 def _line_fit(x, y, mask):
     """Per-row least-squares intercept and slope of y on x over ``mask``."""
     cnt = np.maximum(mask.sum(1), 1)
@@ -103,19 +104,27 @@ def _starting_values(fam: Family, traces: Traces, noise: str):
     a_up, b_up = _line_fit(x, dr, up)
     a_dn, b_dn = _line_fit(x, dr, down)
     mean_up = np.array([dr[i, up[i]].mean() if up[i].any() else typical for i in range(len(dr))])
-    mean_dn = np.array([-dr[i, down[i]].mean() if down[i].any() else typical for i in range(len(dr))])
+    mean_dn = np.array(
+        [-dr[i, down[i]].mean() if down[i].any() else typical for i in range(len(dr))]
+    )
     if fam.bounded:
         step_up = np.where(a_up > 0, a_up, np.abs(mean_up))
         step_dn = np.where(-a_dn > 0, -a_dn, np.abs(mean_dn))
         w_max = np.where(b_up < 0, -a_up / np.where(b_up < 0, b_up, -1), hi_read + span)
         w_min = np.where(b_dn < 0, a_dn / np.where(b_dn < 0, b_dn, -1) * -1, lo_read - span)
         # Bounds must lie beyond the reads (a soft bound is approached, never passed).
-        w_max = np.clip(w_max, np.maximum(hi_read, 0) + 0.05 * span, np.maximum(hi_read, 0) + 10 * span)
-        w_min = np.clip(w_min, np.minimum(lo_read, 0) - 10 * span, np.minimum(lo_read, 0) - 0.05 * span)
+        w_max = np.clip(
+            w_max, np.maximum(hi_read, 0) + 0.05 * span, np.maximum(hi_read, 0) + 10 * span
+        )
+        w_min = np.clip(
+            w_min, np.minimum(lo_read, 0) - 10 * span, np.minimum(lo_read, 0) - 0.05 * span
+        )
         if fam.cls.__name__ == "Piecewise":  # scale of the step at the shape's largest node
             step_up = step_up * (1 - w_min / w_max) * 1.5
             step_dn = step_dn * (1 - w_max / w_min) * 1.5
-        fitted = np.where(d > 0, a_up[:, None] + b_up[:, None] * x, a_dn[:, None] + b_dn[:, None] * x)
+        fitted = np.where(
+            d > 0, a_up[:, None] + b_up[:, None] * x, a_dn[:, None] + b_dn[:, None] * x
+        )
         scales = np.stack([step_up, step_dn, w_max, -w_min], axis=1)
     else:
         step_up, step_dn = np.abs(mean_up), np.abs(mean_dn)
@@ -174,8 +183,22 @@ def _device_loglik(fam, theta_d, theta_s, settings, scales, reads, direction, va
     dev, shape, s_up, s_dn, read_sd = _natural(fam, theta_d, theta_s, scales, settings)
     w_min = dev.get("w_min", -jnp.inf)
     w_max = dev.get("w_max", jnp.inf)
-    return trace_loglik(fam, settings.multiplicative, reads, direction, valid, dev["step_up"],
-                        dev["step_down"], w_min, w_max, shape, s_up, s_dn, read_sd, settings.var_floor)
+    return trace_loglik(
+        fam,
+        settings.multiplicative,
+        reads,
+        direction,
+        valid,
+        dev["step_up"],
+        dev["step_down"],
+        w_min,
+        w_max,
+        shape,
+        s_up,
+        s_dn,
+        read_sd,
+        settings.var_floor,
+    )
 
 
 @functools.lru_cache(maxsize=32)
@@ -192,20 +215,36 @@ def _programs(fam: Family, max_iter: int):
         objective = lambda p: -total(p, data, settings) / settings.n_obs
         # Backtracking (Armijo) line search: the zoom search's extra branches cost twice the
         # compile time for no gain from these starting values.
-        opt = optax.lbfgs(linesearch=optax.scale_by_backtracking_linesearch(max_backtracking_steps=25, store_grad=True))
+        opt = optax.lbfgs(
+            linesearch=optax.scale_by_backtracking_linesearch(
+                max_backtracking_steps=25, store_grad=True
+            )
+        )
         value_and_grad = optax.value_and_grad_from_state(objective)
 
         def cond(c):
             _, _, it, gnorm, value, gain = c
             # Stop on a small gradient, or when the objective (a float32 mean) no longer
             # improves by more than its own resolution: the Newton polish finishes.
-            return (it < max_iter) & (gnorm > tol) & jnp.isfinite(value) & (gain > tol * (1 + jnp.abs(value)))
+            return (
+                (it < max_iter)
+                & (gnorm > tol)
+                & jnp.isfinite(value)
+                & (gain > tol * (1 + jnp.abs(value)))
+            )
 
         def body(c):
             p, state, it, _, before, _ = c
             value, grad = value_and_grad(p, state=state)
             updates, state = opt.update(grad, state, p, value=value, grad=grad, value_fn=objective)
-            return optax.apply_updates(p, updates), state, it + 1, optax.tree.norm(grad), value, before - value
+            return (
+                optax.apply_updates(p, updates),
+                state,
+                it + 1,
+                optax.tree.norm(grad),
+                value,
+                before - value,
+            )
 
         inf = jnp.float32(jnp.inf)
         init = (params, opt.init(params), jnp.int32(0), inf, jnp.float32(0.0), inf)
@@ -322,8 +361,17 @@ def _warm_start(fam: Family, noise: str, start: FamilyFit, moments):
     return (scales, sig, read_sd, typical), shape0
 
 
-def fit_family(traces: Traces, family="softbounds", noise: str = "additive", *, max_iter: int = 100,
-               tol: float = 1e-6, polish: bool = True, max_newton: int = 20, start: FamilyFit | None = None) -> FamilyFit:
+def fit_family(
+    traces: Traces,
+    family="softbounds",
+    noise: str = "additive",
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    polish: bool = True,
+    max_newton: int = 20,
+    start: FamilyFit | None = None,
+) -> FamilyFit:
     """Fit one response family to all devices of ``traces`` by maximum likelihood.
 
     Args:
@@ -364,22 +412,47 @@ def fit_family(traces: Traces, family="softbounds", noise: str = "additive", *, 
     nd = scales.shape[1]
     multiplicative = noise == "multiplicative"
     read_known = traces.read_noise is not None
-    theta_s0 = list(fam.shape_init if shape0 is None else shape0) + [math.log(sig[0]), math.log(sig[-1]), math.log(read_sd or typical)]
+    theta_s0 = list(fam.shape_init if shape0 is None else shape0) + [
+        math.log(sig[0]),
+        math.log(sig[-1]),
+        math.log(read_sd or typical),
+    ]
     active = np.array([True] * fam.n_shape() + [True, not multiplicative, not read_known])
-    settings = _Settings(jnp.float32(multiplicative), jnp.float32(read_known),
-                         jnp.float32(traces.read_noise or 0.0), jnp.float32((1e-3 * typical) ** 2),
-                         jnp.float32(traces.n_observations))
+    settings = _Settings(
+        jnp.float32(multiplicative),
+        jnp.float32(read_known),
+        jnp.float32(traces.read_noise or 0.0),
+        jnp.float32((1e-3 * typical) ** 2),
+        jnp.float32(traces.n_observations),
+    )
     solve, device_grads, total = _programs(fam, int(max_iter))
-    data = (jnp.asarray(scales, jnp.float32), jnp.asarray(traces.reads, jnp.float32),
-            jnp.asarray(traces.direction, jnp.int8), jnp.asarray(traces.valid))
+    data = (
+        jnp.asarray(scales, jnp.float32),
+        jnp.asarray(traces.reads, jnp.float32),
+        jnp.asarray(traces.direction, jnp.int8),
+        jnp.asarray(traces.valid),
+    )
     params = (jnp.zeros((traces.n_devices, nd), jnp.float32), jnp.asarray(theta_s0, jnp.float32))
     params, n_iter, _ = solve(params, data, settings, jnp.float32(tol))
     loglik = float(total(params, data, settings))
-    params, loglik, left, cov_d, cov_s = _newton(params, loglik, data, settings, device_grads, total, nd,
-                                                 active, max_newton if polish else 0)
+    params, loglik, left, cov_d, cov_s = _newton(
+        params, loglik, data, settings, device_grads, total, nd, active, max_newton if polish else 0
+    )
     theta_d, theta_s = (np.asarray(p, np.float64) for p in params)
-    return _summarise(fam, noise, traces, theta_d, theta_s, scales, cov_d, cov_s, loglik,
-                      int(active.sum()) + theta_d.size, int(n_iter), bool(np.isfinite(loglik) and left < 0.1))
+    return _summarise(
+        fam,
+        noise,
+        traces,
+        theta_d,
+        theta_s,
+        scales,
+        cov_d,
+        cov_s,
+        loglik,
+        int(active.sum()) + theta_d.size,
+        int(n_iter),
+        bool(np.isfinite(loglik) and left < 0.1),
+    )
 
 
 def _newton(params, loglik, data, settings, device_grads, total, nd, active, max_steps):
@@ -395,8 +468,10 @@ def _newton(params, loglik, data, settings, device_grads, total, nd, active, max
         with np.errstate(divide="ignore", invalid="ignore"):
             var_d = np.diagonal(cov_d, axis1=1, axis2=2)
             var_s = np.diagonal(cov_s)[active]
-            left = max(np.nanmax(np.abs(step_d) / np.sqrt(var_d)),
-                       np.nanmax(np.abs(step_s[active]) / np.sqrt(var_s), initial=0))
+            left = max(
+                np.nanmax(np.abs(step_d) / np.sqrt(var_d)),
+                np.nanmax(np.abs(step_s[active]) / np.sqrt(var_s), initial=0),
+            )
         if it == max_steps or (np.isfinite(left) and left < 0.01):
             break
         scale = np.abs(np.diagonal(info, axis1=1, axis2=2)) + 1e-12
@@ -404,7 +479,10 @@ def _newton(params, loglik, data, settings, device_grads, total, nd, active, max
             damped = info + lam * scale[:, :, None] * np.eye(info.shape[1])
             sd, ss, _, _ = _arrow_solve(damped, grads, nd, active)
             if np.isfinite(sd).all() and np.isfinite(ss).all():
-                moved = (params[0] + jnp.asarray(sd, jnp.float32), params[1] + jnp.asarray(ss, jnp.float32))
+                moved = (
+                    params[0] + jnp.asarray(sd, jnp.float32),
+                    params[1] + jnp.asarray(ss, jnp.float32),
+                )
                 new = float(total(moved, data, settings))
                 if np.isfinite(new) and new >= loglik:
                     params, loglik = moved, new
@@ -416,7 +494,9 @@ def _newton(params, loglik, data, settings, device_grads, total, nd, active, max
     return params, loglik, left, cov_d, cov_s
 
 
-def _summarise(fam, noise, traces, theta_d, theta_s, scales, cov_d, cov_s, loglik, n_params, n_iter, converged):
+def _summarise(
+    fam, noise, traces, theta_d, theta_s, scales, cov_d, cov_s, loglik, n_params, n_iter, converged
+):
     """Natural-unit estimates and delta-method SEs from the unconstrained fit."""
     names = device_param_names(fam)
     nat = scales * np.exp(theta_d)
@@ -425,7 +505,13 @@ def _summarise(fam, noise, traces, theta_d, theta_s, scales, cov_d, cov_s, logli
     jac = nat * sign
     per_device = {n: nat[:, i] * sign[i] for i, n in enumerate(names)}
     cov_nat = cov_d * jac[:, :, None] * jac[:, None, :]
-    se_d = np.sqrt(np.where(np.diagonal(cov_nat, axis1=1, axis2=2) > 0, np.diagonal(cov_nat, axis1=1, axis2=2), np.nan))
+    se_d = np.sqrt(
+        np.where(
+            np.diagonal(cov_nat, axis1=1, axis2=2) > 0,
+            np.diagonal(cov_nat, axis1=1, axis2=2),
+            np.nan,
+        )
+    )
     per_device_se = {n: se_d[:, i] for i, n in enumerate(names)}
 
     k = fam.n_shape()
@@ -452,6 +538,19 @@ def _summarise(fam, noise, traces, theta_d, theta_s, scales, cov_d, cov_s, logli
     else:
         shared["read_noise"], shared_se["read_noise"] = float(traces.read_noise), 0.0
     n_obs = traces.n_observations
-    return FamilyFit(fam, noise, per_device, per_device_se, cov_nat, shared, shared_se, loglik, n_params,
-                     n_obs, 2 * n_params - 2 * loglik, n_params * math.log(n_obs) - 2 * loglik, n_iter,
-                     converged)
+    return FamilyFit(
+        fam,
+        noise,
+        per_device,
+        per_device_se,
+        cov_nat,
+        shared,
+        shared_se,
+        loglik,
+        n_params,
+        n_obs,
+        2 * n_params - 2 * loglik,
+        n_params * math.log(n_obs) - 2 * loglik,
+        n_iter,
+        converged,
+    )

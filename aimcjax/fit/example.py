@@ -17,15 +17,24 @@ from aimcjax.fit.traces import Traces, load_traces, save_traces
 __all__ = ["EXAMPLE_PATH", "EXAMPLE_SETTINGS", "load_example", "make_example"]
 
 EXAMPLE_PATH = os.path.join(os.path.dirname(__file__), "data", "example_reram_sb.npz")
-EXAMPLE_SETTINGS = dict(preset="reram_sb", n_devices=8, n_cycles=2, pulses_per_ramp=500, read_noise=2e-3, seed=0)
+EXAMPLE_SETTINGS = dict(
+    preset="reram_sb", n_devices=8, n_cycles=2, pulses_per_ramp=500, read_noise=2e-3, seed=0
+)
 
 
 def make_example(path: str = EXAMPLE_PATH) -> Traces:
     """Simulate the example (:data:`EXAMPLE_SETTINGS`) and write it to ``path``."""
     from aimcjax.devices import presets
+
     s = EXAMPLE_SETTINGS
-    traces = simulate_traces(presets.PRESETS[s["preset"]](), s["n_devices"], s["n_cycles"], s["pulses_per_ramp"],
-                             s["read_noise"], s["seed"])
+    traces = simulate_traces(
+        presets.PRESETS[s["preset"]](),
+        s["n_devices"],
+        s["n_cycles"],
+        s["pulses_per_ramp"],
+        s["read_noise"],
+        s["seed"],
+    )
     traces = traces._replace(read_noise=None)
     save_traces(traces, path)
     return traces

@@ -79,7 +79,9 @@ def _device(fam: Family, shape: dict):
     """A device of the family at unit step and zero asymmetry carrying ``shape`` (leaves
     swapped into a prototype without validation: they may be tracers)."""
     leaves, treedef = jax.tree_util.tree_flatten_with_path(fam.proto)
-    return jax.tree_util.tree_unflatten(treedef, [shape.get(path[-1].name, leaf) for path, leaf in leaves])
+    return jax.tree_util.tree_unflatten(
+        treedef, [shape.get(path[-1].name, leaf) for path, leaf in leaves]
+    )
 
 
 def _gamma_shape(theta):
@@ -95,10 +97,11 @@ def _piecewise_shape(n_nodes: int):
         # Node ratios exp(-softplus(b)) in (0, 1]: up non-increasing from 1 at w_min, down
         # non-decreasing to 1 at w_max (each direction's scale is the per-device step).
         drop_up = jax.nn.softplus(theta[: n_nodes - 1])
-        drop_down = jax.nn.softplus(theta[n_nodes - 1:])
+        drop_down = jax.nn.softplus(theta[n_nodes - 1 :])
         up = jnp.exp(-jnp.concatenate([jnp.zeros(1), jnp.cumsum(drop_up)]))
         down = jnp.exp(-jnp.concatenate([jnp.cumsum(drop_down[::-1])[::-1], jnp.zeros(1)]))
         return {"up": up, "down": down}
+
     return shape_fn
 
 
@@ -111,16 +114,37 @@ def piecewise(n_nodes: int) -> Family:
     # Start from a response that halves across the range (softplus(b) = log(2)/(n-1)).
     b0 = float(np.log(np.expm1(np.log(2.0) / (n - 1))))
     names = tuple(f"up_drop{j}" for j in range(1, n)) + tuple(f"down_drop{j}" for j in range(n - 1))
-    return Family(f"piecewise{n}", devices.Piecewise, True, names, (b0,) * (2 * (n - 1)), _piecewise_shape(n),
-                  devices.Piecewise(up=np.ones(n), down=np.ones(n)), n)
+    return Family(
+        f"piecewise{n}",
+        devices.Piecewise,
+        True,
+        names,
+        (b0,) * (2 * (n - 1)),
+        _piecewise_shape(n),
+        devices.Piecewise(up=np.ones(n), down=np.ones(n)),
+        n,
+    )
 
 
 FAMILIES = {
-    "constant": Family("constant", devices.ConstantStep, False, (), (), _no_shape, devices.ConstantStep()),
-    "softbounds": Family("softbounds", devices.SoftBounds, True, (), (), _no_shape, devices.SoftBounds(tau=1.0)),
-    "power": Family("power", devices.Power, True, ("log_gamma",), (0.0,), _gamma_shape, devices.Power(tau=1.0)),
-    "exp": Family("exp", devices.Exponential, True, ("log_gamma",), (0.0,), _gamma_shape,
-                  devices.Exponential(tau=1.0)),
+    "constant": Family(
+        "constant", devices.ConstantStep, False, (), (), _no_shape, devices.ConstantStep()
+    ),
+    "softbounds": Family(
+        "softbounds", devices.SoftBounds, True, (), (), _no_shape, devices.SoftBounds(tau=1.0)
+    ),
+    "power": Family(
+        "power", devices.Power, True, ("log_gamma",), (0.0,), _gamma_shape, devices.Power(tau=1.0)
+    ),
+    "exp": Family(
+        "exp",
+        devices.Exponential,
+        True,
+        ("log_gamma",),
+        (0.0,),
+        _gamma_shape,
+        devices.Exponential(tau=1.0),
+    ),
 }
 
 
@@ -129,8 +153,14 @@ def family(name) -> Family:
     ``piecewiseN`` (N nodes); a :class:`Family` passes through."""
     if isinstance(name, Family):
         return name
-    if isinstance(name, str) and name.startswith("piecewise") and name[len("piecewise"):].isdigit():
-        return piecewise(int(name[len("piecewise"):]))
+    if (
+        isinstance(name, str)
+        and name.startswith("piecewise")
+        and name[len("piecewise") :].isdigit()
+    ):
+        return piecewise(int(name[len("piecewise") :]))
     if name not in FAMILIES:
-        raise ValueError(f"unknown family {name!r}; choose from {', '.join(FAMILIES)} or piecewiseN")
+        raise ValueError(
+            f"unknown family {name!r}; choose from {', '.join(FAMILIES)} or piecewiseN"
+        )
     return FAMILIES[name]

@@ -60,8 +60,22 @@ def clipped_moments(mean, var, bound, direction):
     return new_mean, var * jnp.clip(rel_var, 1e-6, 1.0)
 
 
-def trace_loglik(fam: Family, multiplicative, reads, direction, valid, step_up, step_down, w_min, w_max,
-                 shape: dict, sigma_up, sigma_down, read_sd, var_floor):
+def trace_loglik(
+    fam: Family,
+    multiplicative,
+    reads,
+    direction,
+    valid,
+    step_up,
+    step_down,
+    w_min,
+    w_max,
+    shape: dict,
+    sigma_up,
+    sigma_down,
+    read_sd,
+    var_floor,
+):
     """Log-likelihood of one device's reads after its first (see the module docstring).
 
     Args:
@@ -110,5 +124,7 @@ def trace_loglik(fam: Family, multiplicative, reads, direction, valid, step_up, 
         return (jnp.where(ok, m_new, m), jnp.where(ok, p_new, p)), jnp.where(ok, ll, 0.0)
 
     s = direction.astype(reads.dtype)
-    _, lls = jax.lax.scan(one_pulse, (reads[0], read_var * jnp.ones_like(reads[0])), (reads[1:], s, valid))
+    _, lls = jax.lax.scan(
+        one_pulse, (reads[0], read_var * jnp.ones_like(reads[0])), (reads[1:], s, valid)
+    )
     return jnp.sum(lls)

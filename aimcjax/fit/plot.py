@@ -16,9 +16,17 @@ _MAX_SHOWN = 1200  # pulses shown in the trace panel
 def simulate_like(device: Device, traces: Traces, read_noise: float, key=0) -> Traces:
     """Traces of ``device`` under the measured protocol: same devices count, same pulse
     directions, each started at its first measured read."""
-    reads = simulate_directions(device, traces.direction, key, read_noise=read_noise, w0=traces.reads[:, 0])
-    return make_traces(reads, traces.direction, valid=traces.valid, read_noise=read_noise,
-                       device_ids=traces.device_ids, where="simulation")
+    reads = simulate_directions(
+        device, traces.direction, key, read_noise=read_noise, w0=traces.reads[:, 0]
+    )
+    return make_traces(
+        reads,
+        traces.direction,
+        valid=traces.valid,
+        read_noise=read_noise,
+        device_ids=traces.device_ids,
+        where="simulation",
+    )
 
 
 def _binned_steps(traces: Traces, direction: int, edges):
@@ -48,13 +56,26 @@ def overlay_figure(measured: Traces, simulated: Traces, title: str = ""):
     fig, (ax_t, ax_s) = figure(1, 2, figsize=(12, 4.5))
     shown = min(measured.n_pulses + 1, _MAX_SHOWN)
     t = np.arange(shown)
-    for tr, label, color in ((measured, "measured", "k"), (simulated, "simulated (fit)", "tab:red")):
+    for tr, label, color in (
+        (measured, "measured", "k"),
+        (simulated, "simulated (fit)", "tab:red"),
+    ):
         mean, sd = tr.reads[:, :shown].mean(0), tr.reads[:, :shown].std(0)
         ax_t.plot(t, mean, color=color, lw=1.2, label=f"{label}: mean over devices")
-        ax_t.fill_between(t, mean - sd, mean + sd, color=color, alpha=0.15, lw=0, label=f"{label}: ±1 std over devices")
+        ax_t.fill_between(
+            t,
+            mean - sd,
+            mean + sd,
+            color=color,
+            alpha=0.15,
+            lw=0,
+            label=f"{label}: ±1 std over devices",
+        )
     ax_t.set_xlabel("pulse number")
     ax_t.set_ylabel("read weight")
-    ax_t.set_title("pulse trains" + ("" if shown > measured.n_pulses else f" (first {shown - 1} pulses)"))
+    ax_t.set_title(
+        "pulse trains" + ("" if shown > measured.n_pulses else f" (first {shown - 1} pulses)")
+    )
     ax_t.legend(fontsize=7, loc="best")
 
     lo, hi = np.percentile(measured.reads, [1, 99])
@@ -65,6 +86,7 @@ def overlay_figure(measured: Traces, simulated: Traces, title: str = ""):
             steps = _binned_steps(tr, direction, edges)
             with np.errstate(invalid="ignore"):
                 import warnings
+
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
                     mean, sd = np.nanmean(steps, 0), np.nanstd(steps, 0)

@@ -54,7 +54,11 @@ def _spread(values, est_var):
     total = values.var(ddof=1) if n > 1 else 0.0
     true_var = max(total - float(np.nanmean(est_var)), 0.0)
     s = math.sqrt(true_var)
-    se = total * math.sqrt(2 / max(n - 1, 1)) / (2 * s) if s > 0 else math.sqrt(total * math.sqrt(2 / max(n - 1, 1)))
+    se = (
+        total * math.sqrt(2 / max(n - 1, 1)) / (2 * s)
+        if s > 0
+        else math.sqrt(total * math.sqrt(2 / max(n - 1, 1)))
+    )
     return s, se
 
 
@@ -84,14 +88,21 @@ def population(fit: FamilyFit, traces: Traces) -> dict:
     a = np.array([1 / (2 * (1 + c)), 1 / (2 * (1 - c))])
     var_g = np.einsum("i,kij,j->k", a, cov[:, :2, :2], a)
     imbalance = (up_scale - down_scale) / (up_scale + down_scale)
-    jac_i = np.stack([2 * down_scale / (up_scale + down_scale) ** 2 / (1 + c),
-                      -2 * up_scale / (up_scale + down_scale) ** 2 / (1 - c)], axis=1)
+    jac_i = np.stack(
+        [
+            2 * down_scale / (up_scale + down_scale) ** 2 / (1 + c),
+            -2 * up_scale / (up_scale + down_scale) ** 2 / (1 - c),
+        ],
+        axis=1,
+    )
     var_i = np.einsum("ki,kij,kj->k", jac_i, cov[:, :2, :2], jac_i)
 
     out = {}
     dw_min, dw_se = _mean(g)
     out["dw_min"] = Estimate(dw_min, dw_se)
-    out["asymmetry"] = Estimate(c, float(imbalance.std(ddof=1) / math.sqrt(len(u))) if len(u) > 1 else float("nan"))
+    out["asymmetry"] = Estimate(
+        c, float(imbalance.std(ddof=1) / math.sqrt(len(u))) if len(u) > 1 else float("nan")
+    )
     out["dw_min_dtod"] = Estimate(*_spread(g / dw_min, var_g / dw_min**2))
     out["up_down_dtod"] = Estimate(*_spread(imbalance, var_i))
     if fit.family.bounded:
@@ -99,7 +110,9 @@ def population(fit: FamilyFit, traces: Traces) -> dict:
             values = fit.per_device[name]
             mean, se = _mean(values)
             out[name] = Estimate(mean, se)
-            out[f"{name}_dtod"] = Estimate(*_spread(values / abs(mean), fit.per_device_se[name] ** 2 / mean**2))
+            out[f"{name}_dtod"] = Estimate(
+                *_spread(values / abs(mean), fit.per_device_se[name] ** 2 / mean**2)
+            )
     else:
         # Hard bounds that the traces do not reach are not identified: the observed range.
         used = np.concatenate([np.ones((traces.n_devices, 1), bool), traces.valid], axis=1)
@@ -127,12 +140,22 @@ def population(fit: FamilyFit, traces: Traces) -> dict:
 def to_device(fit: FamilyFit, params: dict) -> devices.Device:
     """The :class:`~aimcjax.devices.Device` of a fit's :func:`population` estimates."""
     v = {k: e.value for k, e in params.items()}
-    common = dict(dw_min=v["dw_min"], w_min=v["w_min"], w_max=v["w_max"], dw_min_dtod=v["dw_min_dtod"],
-                  up_down_dtod=v["up_down_dtod"], w_max_dtod=v["w_max_dtod"], w_min_dtod=v["w_min_dtod"],
-                  dw_min_std=v["dw_min_std"], noise=fit.noise)
+    common = dict(
+        dw_min=v["dw_min"],
+        w_min=v["w_min"],
+        w_max=v["w_max"],
+        dw_min_dtod=v["dw_min_dtod"],
+        up_down_dtod=v["up_down_dtod"],
+        w_max_dtod=v["w_max_dtod"],
+        w_min_dtod=v["w_min_dtod"],
+        dw_min_std=v["dw_min_std"],
+        noise=fit.noise,
+    )
     cls = fit.family.cls
     if cls is devices.Piecewise:
-        return devices.Piecewise(up=tuple(float(x) for x in v["up"]), down=tuple(float(x) for x in v["down"]), **common)
+        return devices.Piecewise(
+            up=tuple(float(x) for x in v["up"]), down=tuple(float(x) for x in v["down"]), **common
+        )
     if cls is devices.ConstantStep:
         return devices.ConstantStep(asymmetry=v["asymmetry"], **common)
     extra = {"gamma": v["gamma"]} if "gamma" in v else {}

@@ -62,8 +62,15 @@ class FitReport(NamedTuple):
         return self.fits[(top.family, top.noise)]
 
 
-def fit(traces: Traces, families=DEFAULT_FAMILIES, noises=NOISE_MODES, *, criterion: str = "bic",
-        max_iter: int = 100, progress: bool = False) -> FitReport:
+def fit(
+    traces: Traces,
+    families=DEFAULT_FAMILIES,
+    noises=NOISE_MODES,
+    *,
+    criterion: str = "bic",
+    max_iter: int = 100,
+    progress: bool = False,
+) -> FitReport:
     """Fit devices to traces: every family x noise model, ranked by ``criterion``.
 
     Args:
@@ -100,6 +107,7 @@ def fit(traces: Traces, families=DEFAULT_FAMILIES, noises=NOISE_MODES, *, criter
     bar = None
     if progress:
         from tqdm.auto import tqdm
+
         bar = tqdm(total=len(jobs), desc="fitting", unit="model")
     fits = {}
     for fam, noise in jobs:
@@ -114,8 +122,19 @@ def fit(traces: Traces, families=DEFAULT_FAMILIES, noises=NOISE_MODES, *, criter
     score = {k: (f.bic if criterion == "bic" else f.aic) for k, f in fits.items()}
     order = sorted(fits, key=lambda k: score[k] if np.isfinite(score[k]) else np.inf)
     best = score[order[0]]
-    ranking = [Candidate(k[0], k[1], fits[k].loglik, fits[k].n_params, fits[k].aic, fits[k].bic,
-                         score[k] - best, fits[k].converged) for k in order]
+    ranking = [
+        Candidate(
+            k[0],
+            k[1],
+            fits[k].loglik,
+            fits[k].n_params,
+            fits[k].aic,
+            fits[k].bic,
+            score[k] - best,
+            fits[k].converged,
+        )
+        for k in order
+    ]
     params = population(fits[order[0]], traces)
     return FitReport(to_device(fits[order[0]], params), params, ranking, fits, criterion)
 
@@ -132,14 +151,23 @@ def _fmt(e: Estimate) -> str:
 def format_report(report: FitReport) -> str:
     """The fitted parameters with standard errors and the ranking of candidates, as text."""
     top = report.ranking[0]
-    lines = [f"best: {top.family} ({top.noise} noise) -> {report.device!r}", "", "parameter        estimate ± SE"]
+    lines = [
+        f"best: {top.family} ({top.noise} noise) -> {report.device!r}",
+        "",
+        "parameter        estimate ± SE",
+    ]
     for name, e in report.params.items():
         lines.append(f"  {name:14s} {_fmt(e)}")
     crit = report.criterion.upper()
-    lines += ["", f"ranking by {crit} (k = fitted parameters, n = {report.best.n_obs} reads):",
-              f"  {'family':12s} {'noise':15s} {'log L':>12s} {'k':>6s} {'AIC':>12s} {'BIC':>12s} {'Δ' + crit:>9s}"]
+    lines += [
+        "",
+        f"ranking by {crit} (k = fitted parameters, n = {report.best.n_obs} reads):",
+        f"  {'family':12s} {'noise':15s} {'log L':>12s} {'k':>6s} {'AIC':>12s} {'BIC':>12s} {'Δ' + crit:>9s}",
+    ]
     for c in report.ranking:
         flag = "" if c.converged else "  (not converged)"
-        lines.append(f"  {c.family:12s} {c.noise:15s} {c.loglik:12.1f} {c.n_params:6d} {c.aic:12.1f} "
-                     f"{c.bic:12.1f} {c.delta:9.1f}{flag}")
+        lines.append(
+            f"  {c.family:12s} {c.noise:15s} {c.loglik:12.1f} {c.n_params:6d} {c.aic:12.1f} "
+            f"{c.bic:12.1f} {c.delta:9.1f}{flag}"
+        )
     return "\n".join(lines)

@@ -25,8 +25,16 @@ def ramp_directions(n_cycles: int, pulses_per_ramp: int) -> np.ndarray:
     return np.tile(one, n_cycles)
 
 
-def simulate_directions(device: Device, directions, key, *, n_devices: int | None = None,
-                        read_noise: float = 0.0, w0=0.0, return_tile: bool = False):
+def simulate_directions(
+    device: Device,
+    directions,
+    key,
+    *,
+    n_devices: int | None = None,
+    read_noise: float = 0.0,
+    w0=0.0,
+    return_tile: bool = False,
+):
     """Reads of pulse trains with given directions on ``n_devices`` sampled devices.
 
     Args:
@@ -51,7 +59,12 @@ def simulate_directions(device: Device, directions, key, *, n_devices: int | Non
     if not np.isfinite(read_noise) or read_noise < 0:
         raise ValueError(f"read_noise must be a finite number >= 0, got {read_noise}")
     k_tile, k_pulse, k_read = jax.random.split(tile.as_key(key), 3)
-    t = tile.init(k_tile, device, (n_devices,), w0=jnp.broadcast_to(jnp.asarray(w0, jnp.float32), (n_devices,)))
+    t = tile.init(
+        k_tile,
+        device,
+        (n_devices,),
+        w0=jnp.broadcast_to(jnp.asarray(w0, jnp.float32), (n_devices,)),
+    )
     reads = _run(t, device, directions.T, k_pulse)
     reads = reads + read_noise * jax.random.normal(k_read, reads.shape, reads.dtype)
     out = np.asarray(reads, np.float64)
@@ -70,8 +83,16 @@ def _run(t, device, directions_t, key):
     return jnp.concatenate([t.w[:, None], ws.T], axis=1)
 
 
-def simulate_traces(device: Device, n_devices: int, n_cycles: int, pulses_per_ramp: int,
-                    read_noise: float, key, *, w0=0.0) -> Traces:
+def simulate_traces(
+    device: Device,
+    n_devices: int,
+    n_cycles: int,
+    pulses_per_ramp: int,
+    read_noise: float,
+    key,
+    *,
+    w0=0.0,
+) -> Traces:
     """Traces of alternating up/down ramps on ``n_devices`` devices sampled from ``device``.
 
     Args:
@@ -94,10 +115,20 @@ def simulate_traces(device: Device, n_devices: int, n_cycles: int, pulses_per_ra
       >>> tr.reads.shape
       (4, 201)
     """
-    for name, value in (("n_devices", n_devices), ("n_cycles", n_cycles), ("pulses_per_ramp", pulses_per_ramp)):
+    for name, value in (
+        ("n_devices", n_devices),
+        ("n_cycles", n_cycles),
+        ("pulses_per_ramp", pulses_per_ramp),
+    ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     directions = ramp_directions(n_cycles, pulses_per_ramp)
-    reads = simulate_directions(device, directions, key, n_devices=n_devices, read_noise=read_noise, w0=w0)
-    return make_traces(reads, np.broadcast_to(directions, (n_devices, directions.size)),
-                       read_noise=read_noise, where="simulate_traces")
+    reads = simulate_directions(
+        device, directions, key, n_devices=n_devices, read_noise=read_noise, w0=w0
+    )
+    return make_traces(
+        reads,
+        np.broadcast_to(directions, (n_devices, directions.size)),
+        read_noise=read_noise,
+        where="simulate_traces",
+    )

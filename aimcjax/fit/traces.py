@@ -82,7 +82,9 @@ class Traces(NamedTuple):
         return int(self.valid.sum())
 
 
-def make_traces(reads, direction, *, valid=None, read_noise=None, device_ids=None, where="traces") -> Traces:
+def make_traces(
+    reads, direction, *, valid=None, read_noise=None, device_ids=None, where="traces"
+) -> Traces:
     """Validate arrays and build :class:`Traces`.
 
     Args:
@@ -103,15 +105,21 @@ def make_traces(reads, direction, *, valid=None, read_noise=None, device_ids=Non
     reads = np.asarray(reads, dtype=np.float64)
     direction = np.asarray(direction)
     if reads.ndim != 2 or reads.shape[1] < 3:
-        raise TraceError(f"{where}: reads must have shape (n_devices, n_pulses + 1) with n_pulses >= 2, got {reads.shape}")
+        raise TraceError(
+            f"{where}: reads must have shape (n_devices, n_pulses + 1) with n_pulses >= 2, got {reads.shape}"
+        )
     n, t1 = reads.shape
     if direction.shape != (n, t1 - 1):
-        raise TraceError(f"{where}: direction must have shape {(n, t1 - 1)} (one per pulse), got {direction.shape}")
+        raise TraceError(
+            f"{where}: direction must have shape {(n, t1 - 1)} (one per pulse), got {direction.shape}"
+        )
     valid = np.ones((n, t1 - 1), bool) if valid is None else np.asarray(valid, bool)
     if valid.shape != direction.shape:
         raise TraceError(f"{where}: valid must have shape {direction.shape}, got {valid.shape}")
     if (np.diff(valid.astype(np.int8), axis=1) > 0).any():
-        raise TraceError(f"{where}: a trace's valid pulses must come first (padding only at the end)")
+        raise TraceError(
+            f"{where}: a trace's valid pulses must come first (padding only at the end)"
+        )
     if valid.sum(axis=1).min() < 2:
         raise TraceError(f"{where}: every device needs at least 2 pulses")
     used_reads = np.concatenate([np.ones((n, 1), bool), valid], axis=1)
@@ -140,7 +148,9 @@ def _direction(text: str, where: str, line: int) -> int:
         return -1
     if word in _NONE:
         return 0
-    raise TraceError(f"{where}:{line}: unknown direction {text!r} (expected up, down, +1, -1 or none)")
+    raise TraceError(
+        f"{where}:{line}: unknown direction {text!r} (expected up, down, +1, -1 or none)"
+    )
 
 
 def _number(text: str, name: str, where: str, line: int) -> float:
@@ -162,7 +172,9 @@ def _load_csv(path: str) -> Traces:
     header = [h.strip().lower() for h in rows[0]]
     missing = [c for c in CSV_COLUMNS if c not in header]
     if missing:
-        raise TraceError(f"{path}: missing column(s) {', '.join(missing)} (header needs {', '.join(CSV_COLUMNS)}[, read_noise])")
+        raise TraceError(
+            f"{path}: missing column(s) {', '.join(missing)} (header needs {', '.join(CSV_COLUMNS)}[, read_noise])"
+        )
     col = {name: header.index(name) for name in header}
     per_device: dict[str, list] = {}
     noise_values = set()
@@ -173,7 +185,9 @@ def _load_csv(path: str) -> Traces:
         try:
             pulse = int(pulse_text)
         except ValueError:
-            raise TraceError(f"{path}:{line}: pulse index {pulse_text!r} is not an integer") from None
+            raise TraceError(
+                f"{path}:{line}: pulse index {pulse_text!r} is not an integer"
+            ) from None
         direction = _direction(row[col["direction"]], path, line)
         read = _number(row[col["read"]], "read", path, line)
         if "read_noise" in col and row[col["read_noise"]].strip():
@@ -182,7 +196,9 @@ def _load_csv(path: str) -> Traces:
     if not per_device:
         raise TraceError(f"{path}: no data rows")
     if len(noise_values) > 1:
-        raise TraceError(f"{path}: read_noise must be one value for the file, got {sorted(noise_values)[:4]}")
+        raise TraceError(
+            f"{path}: read_noise must be one value for the file, got {sorted(noise_values)[:4]}"
+        )
     read_noise = noise_values.pop() if noise_values else None
     traces = []
     for dev, entries in per_device.items():
@@ -196,10 +212,14 @@ def _load_csv(path: str) -> Traces:
             raise TraceError(f"{path}: device {dev!r} starts at pulse {start} (expected 0 or 1)")
         if pulses != list(range(start, start + len(pulses))):
             gap = next(p for i, p in enumerate(pulses) if p != start + i)
-            raise TraceError(f"{path}: device {dev!r}: pulse indices are not consecutive (jump to {gap})")
+            raise TraceError(
+                f"{path}: device {dev!r}: pulse indices are not consecutive (jump to {gap})"
+            )
         for pulse, direction, _, line in entries:
             if pulse == 0 and direction != 0:
-                raise TraceError(f"{path}:{line}: pulse 0 is the read before any pulse; its direction must be none")
+                raise TraceError(
+                    f"{path}:{line}: pulse 0 is the read before any pulse; its direction must be none"
+                )
             if pulse > 0 and direction == 0:
                 raise TraceError(f"{path}:{line}: pulse {pulse} needs a direction (up or down)")
         reads = [e[2] for e in entries]
@@ -220,8 +240,14 @@ def _pad(traces, read_noise, where) -> Traces:
         reads[i, : len(r)] = r
         direction[i, : len(d)] = d
         valid[i, : len(d)] = True
-    return make_traces(reads, direction, valid=valid, read_noise=read_noise,
-                       device_ids=[t[0] for t in traces], where=where)
+    return make_traces(
+        reads,
+        direction,
+        valid=valid,
+        read_noise=read_noise,
+        device_ids=[t[0] for t in traces],
+        where=where,
+    )
 
 
 def _load_npz(path: str) -> Traces:
@@ -232,19 +258,31 @@ def _load_npz(path: str) -> Traces:
         raise TraceError(f"{path}: not a readable .npz file ({e})") from None
     missing = [k for k in ("reads", "direction") if k not in data]
     if missing:
-        raise TraceError(f"{path}: missing array(s) {', '.join(missing)} (needs reads, direction[, device, n_pulses, read_noise])")
+        raise TraceError(
+            f"{path}: missing array(s) {', '.join(missing)} (needs reads, direction[, device, n_pulses, read_noise])"
+        )
     reads, direction = data["reads"], data["direction"]
     if reads.ndim != 2:
-        raise TraceError(f"{path}: reads must be 2-D (n_devices, n_pulses + 1), got shape {reads.shape}")
+        raise TraceError(
+            f"{path}: reads must be 2-D (n_devices, n_pulses + 1), got shape {reads.shape}"
+        )
     valid = None
     if "n_pulses" in data:
         counts = np.asarray(data["n_pulses"])
-        if counts.shape != (reads.shape[0],) or (counts < 2).any() or (counts > reads.shape[1] - 1).any():
-            raise TraceError(f"{path}: n_pulses must hold one count in [2, {reads.shape[1] - 1}] per device")
+        if (
+            counts.shape != (reads.shape[0],)
+            or (counts < 2).any()
+            or (counts > reads.shape[1] - 1).any()
+        ):
+            raise TraceError(
+                f"{path}: n_pulses must hold one count in [2, {reads.shape[1] - 1}] per device"
+            )
         valid = np.arange(reads.shape[1] - 1)[None, :] < counts[:, None]
     read_noise = float(data["read_noise"]) if "read_noise" in data else None
     ids = data["device"].tolist() if "device" in data else None
-    return make_traces(reads, direction, valid=valid, read_noise=read_noise, device_ids=ids, where=path)
+    return make_traces(
+        reads, direction, valid=valid, read_noise=read_noise, device_ids=ids, where=path
+    )
 
 
 def load_traces(path: str) -> Traces:
@@ -270,7 +308,9 @@ def load_traces(path: str) -> Traces:
         return _load_csv(path)
     if ext == ".npz":
         return _load_npz(path)
-    raise TraceError(f"{path}: unknown traces format {ext or '(no extension)'!r} (expected .csv or .npz)")
+    raise TraceError(
+        f"{path}: unknown traces format {ext or '(no extension)'!r} (expected .csv or .npz)"
+    )
 
 
 def save_traces(traces: Traces, path: str) -> None:
@@ -278,8 +318,14 @@ def save_traces(traces: Traces, path: str) -> None:
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npz":
         extra = {} if traces.read_noise is None else {"read_noise": np.float64(traces.read_noise)}
-        np.savez_compressed(path, reads=traces.reads.astype(np.float32), direction=traces.direction,
-                            device=np.asarray(traces.device_ids), n_pulses=traces.valid.sum(axis=1), **extra)
+        np.savez_compressed(
+            path,
+            reads=traces.reads.astype(np.float32),
+            direction=traces.direction,
+            device=np.asarray(traces.device_ids),
+            n_pulses=traces.valid.sum(axis=1),
+            **extra,
+        )
     elif ext == ".csv":
         with open(path, "w", newline="") as f:
             out = csv.writer(f)
@@ -288,7 +334,14 @@ def save_traces(traces: Traces, path: str) -> None:
             for i, dev in enumerate(traces.device_ids):
                 out.writerow([dev, 0, "none", repr(float(traces.reads[i, 0]))] + noise)
                 for t in range(int(traces.valid[i].sum())):
-                    out.writerow([dev, t + 1, "up" if traces.direction[i, t] > 0 else "down",
-                                  repr(float(traces.reads[i, t + 1]))] + noise)
+                    out.writerow(
+                        [
+                            dev,
+                            t + 1,
+                            "up" if traces.direction[i, t] > 0 else "down",
+                            repr(float(traces.reads[i, t + 1])),
+                        ]
+                        + noise
+                    )
     else:
         raise TraceError(f"{path}: unknown traces format {ext!r} (expected .csv or .npz)")

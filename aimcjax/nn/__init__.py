@@ -12,5 +12,12 @@ from aimcjax.nn.factors import assemble_factors, grad_and_factors
 from aimcjax.nn.linen import AnalogConv, AnalogDense
 from aimcjax.periphery import PeripheryConfig
 
-__all__ = ["AnalogDense", "AnalogConv", "grad_and_factors", "assemble_factors",
-           "PeripheryConfig", "convert_to_analog", "AnalogModel"]
+__all__ = [
+    "AnalogConv",
+    "AnalogDense",
+    "AnalogModel",
+    "PeripheryConfig",
+    "assemble_factors",
+    "convert_to_analog",
+    "grad_and_factors",
+]

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from aimcjax.periphery import PeripheryConfig, analog_matmul
+from aimcjax.periphery import PeripheryConfig
 
 # Names under which the layers record what the "outer" update needs (see aimcjax.nn.factors).
-FACTOR_X = "analog_x"      # sown: the layer's MVM inputs, (samples, in)
-FACTOR_D = "analog_d"      # perturbed: gradient of the loss at the MVM outputs, (samples, out)
+FACTOR_X = "analog_x"  # sown: the layer's MVM inputs, (samples, in)
+FACTOR_D = "analog_d"  # perturbed: gradient of the loss at the MVM outputs, (samples, out)
 
 PERIPHERY_STREAM = "periphery"
 
@@ -26,9 +26,11 @@ def check_layer_config(forward, backward, max_tile, weight_scaling_omega, device
     if max_tile is not None and not (isinstance(max_tile, int) and max_tile >= 1):
         raise ValueError(f"max_tile must be a positive integer or None, got {max_tile!r}")
     if weight_scaling_omega is not None and not (
-            isinstance(weight_scaling_omega, (int, float)) and 0 < weight_scaling_omega <= 1):
-        raise ValueError("weight_scaling_omega must be in (0, 1] or None, "
-                         f"got {weight_scaling_omega!r}")
+        isinstance(weight_scaling_omega, (int, float)) and 0 < weight_scaling_omega <= 1
+    ):
+        raise ValueError(
+            f"weight_scaling_omega must be in (0, 1] or None, got {weight_scaling_omega!r}"
+        )
     if not (isinstance(device_w_max, (int, float)) and device_w_max > 0):
         raise ValueError(f"device_w_max must be > 0, got {device_w_max!r}")
 
@@ -39,8 +41,10 @@ def needs_key(forward: PeripheryConfig, backward: PeripheryConfig) -> bool:
 
 def check_input_width(x: jax.Array, expected: int, what: str = "inputs"):
     if x.ndim < 1 or x.shape[-1] != expected:
-        raise ValueError(f"x has last dimension {x.shape[-1:] or '()'} but the layer's kernel "
-                         f"takes {expected} {what}")
+        raise ValueError(
+            f"x has last dimension {x.shape[-1:] or '()'} but the layer's kernel "
+            f"takes {expected} {what}"
+        )
 
 
 def map_to_conductances(w0: jax.Array, omega: float, device_w_max: float):
@@ -75,8 +79,10 @@ def conv_kernel_size(kernel_size) -> tuple[int, ...]:
     """flax's rule for ``kernel_size``: an int ``k`` is the 1-D window ``(k,)``, a sequence one
     entry per spatial dimension (``(3, 3)`` for images)."""
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, (int, tuple, list)):
-        raise TypeError("kernel_size must be an int (1-D, as flax's Conv) or a tuple of ints, "
-                        f"got {kernel_size!r}")
+        raise TypeError(
+            "kernel_size must be an int (1-D, as flax's Conv) or a tuple of ints, "
+            f"got {kernel_size!r}"
+        )
     n = 1 if isinstance(kernel_size, int) else len(kernel_size)
     return normalize_tuple(kernel_size, n, "kernel_size")
 
@@ -87,16 +93,21 @@ def check_conv_input(x, kernel_size: tuple[int, ...], given, channels: int | Non
     if x.ndim != n + 2:
         hint = ""
         if isinstance(given, int) and x.ndim > 3:
-            hint = (f"; kernel_size={given} (an int) is a 1-D window, as in flax's Conv: for "
-                    f"{x.ndim - 2}-D inputs pass kernel_size={(given,) * (x.ndim - 2)}")
-        raise ValueError(f"x must have shape (batch, {n} spatial dim{'s' if n > 1 else ''}, "
-                         f"channels) for kernel_size {kernel_size}, got shape {x.shape}{hint}")
+            hint = (
+                f"; kernel_size={given} (an int) is a 1-D window, as in flax's Conv: for "
+                f"{x.ndim - 2}-D inputs pass kernel_size={(given,) * (x.ndim - 2)}"
+            )
+        raise ValueError(
+            f"x must have shape (batch, {n} spatial dim{'s' if n > 1 else ''}, "
+            f"channels) for kernel_size {kernel_size}, got shape {x.shape}{hint}"
+        )
     if channels is not None and x.shape[-1] != channels:
         raise ValueError(f"x has {x.shape[-1]} channels but the kernel takes {channels}")
 
 
-def extract_patches(x: jax.Array, kernel_size: Sequence[int], strides: Sequence[int],
-                    padding) -> jax.Array:
+def extract_patches(
+    x: jax.Array, kernel_size: Sequence[int], strides: Sequence[int], padding
+) -> jax.Array:
     """im2col: ``(N, *spatial, C)`` -> ``(N, *out_spatial, prod(kernel_size) * C)``.
 
     The patch features are ordered ``(*kernel_size, C)``, i.e. a flax conv kernel of shape
@@ -106,12 +117,18 @@ def extract_patches(x: jax.Array, kernel_size: Sequence[int], strides: Sequence[
     """
     n = len(kernel_size)
     if x.ndim != n + 2:
-        raise ValueError(f"x must have shape (batch, {n} spatial dims, channels), "
-                         f"got shape {x.shape}")
+        raise ValueError(
+            f"x must have shape (batch, {n} spatial dims, channels), got shape {x.shape}"
+        )
     dims = conv_dimension_numbers(n)
     patches = lax.conv_general_dilated_patches(
-        x, filter_shape=tuple(kernel_size), window_strides=tuple(strides), padding=padding,
-        dimension_numbers=dims, precision=lax.Precision.HIGHEST)
+        x,
+        filter_shape=tuple(kernel_size),
+        window_strides=tuple(strides),
+        padding=padding,
+        dimension_numbers=dims,
+        precision=lax.Precision.HIGHEST,
+    )
     channels = x.shape[-1]
     lead = patches.shape[:-1]
     patches = patches.reshape(lead + (channels, math.prod(kernel_size)))

@@ -29,12 +29,17 @@ from aimcjax.nn import nnx as annx
 from aimcjax.nn.linen import _BACKWARD_DEFAULT
 from aimcjax.periphery import PeripheryConfig
 
-__all__ = ["convert_to_analog", "AnalogModel"]
+__all__ = ["AnalogModel", "convert_to_analog"]
 
 
-def convert_to_analog(module, *, forward: PeripheryConfig = PeripheryConfig(),
-                      backward: PeripheryConfig = _BACKWARD_DEFAULT, max_tile: int | None = None,
-                      rngs: nnx.Rngs | None = None):
+def convert_to_analog(
+    module,
+    *,
+    forward: PeripheryConfig = PeripheryConfig(),
+    backward: PeripheryConfig = _BACKWARD_DEFAULT,
+    max_tile: int | None = None,
+    rngs: nnx.Rngs | None = None,
+):
     """The same model with its dense and convolution layers on analog crossbars.
 
     Args:
@@ -69,6 +74,7 @@ def convert_to_analog(module, *, forward: PeripheryConfig = PeripheryConfig(),
 
 # -- linen: method interception -------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class AnalogModel:
     """A linen module whose ``nn.Dense``/``nn.Conv`` calls run as analog reads.
@@ -92,8 +98,11 @@ class AnalogModel:
 
     def _intercept(self, next_fun, args, kwargs, context):
         layer = context.module
-        if context.method_name != "__call__" or not isinstance(layer, (nn.Dense, nn.Conv)) \
-                or layer.is_initializing():
+        if (
+            context.method_name != "__call__"
+            or not isinstance(layer, (nn.Dense, nn.Conv))
+            or layer.is_initializing()
+        ):
             return next_fun(*args, **kwargs)  # init creates the very same parameters
         if kwargs or len(args) != 1:
             raise ValueError(f"{_name(layer)}: expected one input array")
@@ -102,8 +111,11 @@ class AnalogModel:
         return self._conv(layer, jnp.asarray(args[0]))
 
     def _analog(self, layer, x2d, kernel2d):
-        key = (layer.make_rng(_core.PERIPHERY_STREAM)
-               if _core.needs_key(self.forward, self.backward) else None)
+        key = (
+            layer.make_rng(_core.PERIPHERY_STREAM)
+            if _core.needs_key(self.forward, self.backward)
+            else None
+        )
         layer.sow("intermediates", _core.FACTOR_X, x2d)
         y = _core.analog_matmul(x2d, kernel2d, key, self.forward, self.backward, self.max_tile)
         return layer.perturb(_core.FACTOR_D, y)
@@ -122,14 +134,29 @@ class AnalogModel:
     def _conv(self, layer, x):
         kernel_size = _core.conv_kernel_size(layer.kernel_size)
         n = len(kernel_size)
-        _check_conv_features(layer, n, layer.input_dilation, layer.kernel_dilation,
-                             layer.feature_group_count, layer.padding, layer.mask)
+        _check_conv_features(
+            layer,
+            n,
+            layer.input_dilation,
+            layer.kernel_dilation,
+            layer.feature_group_count,
+            layer.padding,
+            layer.mask,
+        )
         strides = _core.normalize_tuple(layer.strides or 1, n, "strides")
         kernel = layer.get_variable("params", "kernel")
         _core.check_conv_input(x, kernel_size, layer.kernel_size, kernel.shape[-2])
-        return self._tail(layer, _conv_product(
-            lambda x2d, k2d: self._analog(layer, x2d, k2d), x, kernel, kernel_size, strides,
-            layer.padding))
+        return self._tail(
+            layer,
+            _conv_product(
+                lambda x2d, k2d: self._analog(layer, x2d, k2d),
+                x,
+                kernel,
+                kernel_size,
+                strides,
+                layer.padding,
+            ),
+        )
 
 
 def _conv_product(analog, x, kernel, kernel_size, strides, padding):
@@ -146,6 +173,7 @@ def _name(layer) -> str:
 def _check_conv_features(layer, n, input_dilation, kernel_dilation, groups, padding, mask):
     def is_one(v):
         return v is None or (v == 1 if isinstance(v, int) else tuple(v) == (1,) * n)
+
     problems = []
     if not is_one(input_dilation) or not is_one(kernel_dilation):
         problems.append("dilation")
@@ -158,17 +186,23 @@ def _check_conv_features(layer, n, input_dilation, kernel_dilation, groups, padd
     if mask is not None:
         problems.append("a kernel mask")
     if problems:
-        raise ValueError(f"{_name(layer)} uses {', '.join(problems)}, which the analog "
-                         "convolution does not model")
+        raise ValueError(
+            f"{_name(layer)} uses {', '.join(problems)}, which the analog "
+            "convolution does not model"
+        )
 
 
 # -- nnx: module surgery --------------------------------------------------------------------------
 
+
 def _convert_nnx(module, forward, backward, max_tile, rngs):
     noisy = _core.needs_key(forward, backward)
     if noisy and not isinstance(rngs, nnx.Rngs):
-        raise TypeError("rngs must be an nnx.Rngs with a 'periphery' stream when the periphery "
-                        "is noisy (or pass forward/backward=PeripheryConfig.perfect())")
+        raise TypeError(
+            "rngs must be an nnx.Rngs with a 'periphery' stream when the periphery "
+            "is noisy (or pass forward/backward=PeripheryConfig.perfect())"
+        )
+
     def layer_rngs():
         return nnx.Rngs(params=0, periphery=rngs.periphery() if noisy else 0)
 
@@ -191,21 +225,41 @@ def _convert_nnx(module, forward, backward, max_tile, rngs):
 
 def _analog_nnx_layer(layer, forward, backward, max_tile, rngs, path):
     kernel = layer.kernel[...]
-    common = dict(use_bias=layer.bias is not None, forward=forward, backward=backward,
-                  max_tile=max_tile, param_dtype=kernel.dtype, rngs=rngs)
+    common = dict(
+        use_bias=layer.bias is not None,
+        forward=forward,
+        backward=backward,
+        max_tile=max_tile,
+        param_dtype=kernel.dtype,
+        rngs=rngs,
+    )
     if isinstance(layer, nnx.Linear):
         new = annx.AnalogLinear(layer.in_features, layer.out_features, **common)
     else:
         n = len(layer.kernel_size)
-        _check_conv_features(layer, n, layer.input_dilation, layer.kernel_dilation,
-                             layer.feature_group_count, layer.padding, layer.mask)
+        _check_conv_features(
+            layer,
+            n,
+            layer.input_dilation,
+            layer.kernel_dilation,
+            layer.feature_group_count,
+            layer.padding,
+            layer.mask,
+        )
         if kernel.ndim != n + 2:
-            raise ValueError(f"{'/'.join(map(str, path))}: kernel of rank {kernel.ndim} does not "
-                             f"match kernel_size {layer.kernel_size}")
-        new = annx.AnalogConv(layer.in_features, layer.out_features, layer.kernel_size,
-                              strides=layer.strides or 1, padding=layer.padding, **common)
+            raise ValueError(
+                f"{'/'.join(map(str, path))}: kernel of rank {kernel.ndim} does not "
+                f"match kernel_size {layer.kernel_size}"
+            )
+        new = annx.AnalogConv(
+            layer.in_features,
+            layer.out_features,
+            layer.kernel_size,
+            strides=layer.strides or 1,
+            padding=layer.padding,
+            **common,
+        )
     new.kernel[...] = kernel
     if layer.bias is not None:
         new.bias[...] = layer.bias[...]
     return new
-

@@ -16,7 +16,8 @@ The factors pytree has the structure of ``params``; an analog kernel leaf holds 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -53,8 +54,10 @@ def assemble_factors(params: Mapping, intermediates: Mapping, d: Mapping) -> Any
         x = flat_x.get(module + (FACTOR_X,))
         if path[-1] == "kernel" and x is not None:
             if len(x) != 1:
-                raise ValueError(f"analog layer {'/'.join(module)} was called {len(x)} times in "
-                                 "one pass; per-sample factors need one call per layer")
+                raise ValueError(
+                    f"analog layer {'/'.join(module)} was called {len(x)} times in "
+                    "one pass; per-sample factors need one call per layer"
+                )
             d_value = flat_d.get(module + (FACTOR_D,))
             if d_value is None:
                 raise ValueError(f"no perturbation gradient for analog layer {'/'.join(module)}")
@@ -70,8 +73,15 @@ def _as_dict(tree) -> dict:
     return dict(tree)
 
 
-def grad_and_factors(model: nn.Module, loss_fn: Callable[..., Any], variables: Mapping,
-                     *inputs, rngs=None, has_aux: bool = False, **apply_kwargs):
+def grad_and_factors(
+    model: nn.Module,
+    loss_fn: Callable[..., Any],
+    variables: Mapping,
+    *inputs,
+    rngs=None,
+    has_aux: bool = False,
+    **apply_kwargs,
+):
     """One backward pass through a linen model: the loss, the exact gradients and the factors.
 
     Args:
@@ -103,23 +113,34 @@ def grad_and_factors(model: nn.Module, loss_fn: Callable[..., Any], variables: M
     others = {k: v for k, v in variables.items() if k not in ("params",) + _CAPTURE_COLLECTIONS}
 
     def perturbation_shapes(params):
-        _, state = model.apply({"params": params, **others}, *inputs, rngs=rngs,
-                               mutable=["perturbations"], **apply_kwargs)
+        _, state = model.apply(
+            {"params": params, **others},
+            *inputs,
+            rngs=rngs,
+            mutable=["perturbations"],
+            **apply_kwargs,
+        )
         return state.get("perturbations", {})
 
-    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
-                         jax.eval_shape(perturbation_shapes, params))
+    zeros = jax.tree.map(
+        lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(perturbation_shapes, params)
+    )
 
     def loss_with_capture(params, perturbations):
         outputs, state = model.apply(
-            {"params": params, "perturbations": perturbations, **others}, *inputs, rngs=rngs,
-            mutable=["intermediates"], **apply_kwargs)
+            {"params": params, "perturbations": perturbations, **others},
+            *inputs,
+            rngs=rngs,
+            mutable=["intermediates"],
+            **apply_kwargs,
+        )
         result = loss_fn(outputs)
         loss, aux = result if has_aux else (result, None)
         return loss, (aux, state.get("intermediates", {}))
 
     (loss, (aux, intermediates)), (grads, d) = jax.value_and_grad(
-        loss_with_capture, argnums=(0, 1), has_aux=True)(params, zeros)
+        loss_with_capture, argnums=(0, 1), has_aux=True
+    )(params, zeros)
     factors = assemble_factors(params, intermediates, d)
     value = (loss, aux) if has_aux else loss
     return value, grads, factors

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -21,13 +22,17 @@ class _AnalogBase(nn.Module):
     """Shared machinery: kernel (optionally conductance-mapped), output scale, bias, factors."""
 
     def _kernel_and_scale(self, shape: tuple[int, ...], kernel_init: Initializer):
-        _core.check_layer_config(self.forward, self.backward, self.max_tile,
-                                 self.weight_scaling_omega, self.device_w_max)
+        _core.check_layer_config(
+            self.forward, self.backward, self.max_tile, self.weight_scaling_omega, self.device_w_max
+        )
         features = shape[-1]
         if self.weight_scaling_omega is None:
             kernel = self.param("kernel", kernel_init, shape, self.param_dtype)
-            scale = (self.param("out_scale", nn.initializers.ones, (features,), self.param_dtype)
-                     if self.learn_out_scale else None)
+            scale = (
+                self.param("out_scale", nn.initializers.ones, (features,), self.param_dtype)
+                if self.learn_out_scale
+                else None
+            )
             return kernel, scale
         # The kernel is stored in device units; its initial column maxima fix the digital scale.
         mapped = None
@@ -36,17 +41,19 @@ class _AnalogBase(nn.Module):
             mapped = _core.map_to_conductances(w0, self.weight_scaling_omega, self.device_w_max)
         if mapped is None:
             # flax evaluates param initializers abstractly to check shapes on every apply.
-            scale_init = lambda _rng: jnp.ones((features,), self.param_dtype)  # noqa: E731
+            scale_init = lambda _rng: jnp.ones((features,), self.param_dtype)
             kernel_init_mapped = kernel_init
         else:
-            scale_init = lambda _rng: mapped[1]  # noqa: E731
-            kernel_init_mapped = lambda _rng, _shape, _dtype: mapped[0]  # noqa: E731
+            scale_init = lambda _rng: mapped[1]
+            kernel_init_mapped = lambda _rng, _shape, _dtype: mapped[0]
         if self.learn_out_scale:
             scale = self.param("out_scale", scale_init)
         else:
             if mapped is None and not self.has_variable("constants", "out_scale"):
-                raise ValueError("weight_scaling_omega is set but variables lack "
-                                 "constants/out_scale: pass all variables from init to apply")
+                raise ValueError(
+                    "weight_scaling_omega is set but variables lack "
+                    "constants/out_scale: pass all variables from init to apply"
+                )
             scale = self.variable("constants", "out_scale", lambda: mapped[1]).value
         kernel = self.param("kernel", kernel_init_mapped, shape, self.param_dtype)
         return kernel, scale
@@ -55,8 +62,11 @@ class _AnalogBase(nn.Module):
         if self.is_initializing():
             # init only needs shapes: skip the analog read (and its compile/eager cost).
             return jnp.matmul(x2d, kernel2d, precision=jax.lax.Precision.HIGHEST)
-        key = (self.make_rng(_core.PERIPHERY_STREAM)
-               if _core.needs_key(self.forward, self.backward) else None)
+        key = (
+            self.make_rng(_core.PERIPHERY_STREAM)
+            if _core.needs_key(self.forward, self.backward)
+            else None
+        )
         self.sow("intermediates", _core.FACTOR_X, x2d)
         y = _core.analog_matmul(x2d, kernel2d, key, self.forward, self.backward, self.max_tile)
         return self.perturb(_core.FACTOR_D, y)
@@ -177,8 +187,11 @@ class AnalogConv(_AnalogBase):
         x = jnp.asarray(x)
         kernel_size = _core.conv_kernel_size(self.kernel_size)
         strides = _core.normalize_tuple(self.strides, len(kernel_size), "strides")
-        channels = (self.get_variable("params", "kernel").shape[-2]
-                    if self.has_variable("params", "kernel") else None)
+        channels = (
+            self.get_variable("params", "kernel").shape[-2]
+            if self.has_variable("params", "kernel")
+            else None
+        )
         _core.check_conv_input(x, kernel_size, self.kernel_size, channels)
         shape = kernel_size + (x.shape[-1], self.features)
         kernel, scale = self._kernel_and_scale(shape, self.kernel_init)

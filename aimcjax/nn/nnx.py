@@ -15,7 +15,8 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +26,7 @@ from aimcjax.nn import _core
 from aimcjax.nn.factors import assemble_factors
 from aimcjax.periphery import PeripheryConfig
 
-__all__ = ["AnalogLinear", "AnalogConv", "AnalogScale", "grad_and_factors"]
+__all__ = ["AnalogConv", "AnalogLinear", "AnalogScale", "grad_and_factors"]
 
 _BACKWARD_DEFAULT = PeripheryConfig(bound_management="none")
 
@@ -35,12 +36,23 @@ class AnalogScale(nnx.Variable):
 
 
 class _AnalogBase(nnx.Module):
-
-    def _setup(self, kernel_shape, *, use_bias, forward, backward, max_tile,
-               weight_scaling_omega, device_w_max, learn_out_scale, kernel_init, bias_init,
-               param_dtype, rngs):
-        _core.check_layer_config(forward, backward, max_tile, weight_scaling_omega,
-                                 device_w_max)
+    def _setup(
+        self,
+        kernel_shape,
+        *,
+        use_bias,
+        forward,
+        backward,
+        max_tile,
+        weight_scaling_omega,
+        device_w_max,
+        learn_out_scale,
+        kernel_init,
+        bias_init,
+        param_dtype,
+        rngs,
+    ):
+        _core.check_layer_config(forward, backward, max_tile, weight_scaling_omega, device_w_max)
         if not isinstance(rngs, nnx.Rngs):
             raise TypeError(f"rngs must be an nnx.Rngs, got {type(rngs).__name__}")
         features = kernel_shape[-1]
@@ -56,10 +68,12 @@ class _AnalogBase(nnx.Module):
             self.out_scale = None
         else:
             self.out_scale = nnx.Param(scale) if learn_out_scale else AnalogScale(scale)
-        self.bias = (nnx.Param(bias_init(rngs.params(), (features,), param_dtype))
-                     if use_bias else None)
-        self.rngs = (rngs[_core.PERIPHERY_STREAM].fork()
-                     if _core.needs_key(forward, backward) else None)
+        self.bias = (
+            nnx.Param(bias_init(rngs.params(), (features,), param_dtype)) if use_bias else None
+        )
+        self.rngs = (
+            rngs[_core.PERIPHERY_STREAM].fork() if _core.needs_key(forward, backward) else None
+        )
 
     def _analog(self, x2d, kernel2d):
         key = None
@@ -105,23 +119,41 @@ class AnalogLinear(_AnalogBase):
       [AIHWKIT] ``AnalogLinear``; [RF] Table 4.
     """
 
-    def __init__(self, in_features: int, out_features: int, *, use_bias: bool = True,
-                 forward: PeripheryConfig = PeripheryConfig(),
-                 backward: PeripheryConfig = _BACKWARD_DEFAULT, max_tile: int | None = None,
-                 weight_scaling_omega: float | None = None, device_w_max: float = 1.0,
-                 learn_out_scale: bool = False,
-                 kernel_init: Callable = nnx.initializers.lecun_normal(),
-                 bias_init: Callable = nnx.initializers.zeros_init(),
-                 param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        use_bias: bool = True,
+        forward: PeripheryConfig = PeripheryConfig(),
+        backward: PeripheryConfig = _BACKWARD_DEFAULT,
+        max_tile: int | None = None,
+        weight_scaling_omega: float | None = None,
+        device_w_max: float = 1.0,
+        learn_out_scale: bool = False,
+        kernel_init: Callable = nnx.initializers.lecun_normal(),
+        bias_init: Callable = nnx.initializers.zeros_init(),
+        param_dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.in_features, self.out_features = in_features, out_features
-        self._setup((in_features, out_features), use_bias=use_bias, forward=forward,
-                    backward=backward, max_tile=max_tile,
-                    weight_scaling_omega=weight_scaling_omega, device_w_max=device_w_max,
-                    learn_out_scale=learn_out_scale, kernel_init=kernel_init,
-                    bias_init=bias_init, param_dtype=param_dtype, rngs=rngs)
+        self._setup(
+            (in_features, out_features),
+            use_bias=use_bias,
+            forward=forward,
+            backward=backward,
+            max_tile=max_tile,
+            weight_scaling_omega=weight_scaling_omega,
+            device_w_max=device_w_max,
+            learn_out_scale=learn_out_scale,
+            kernel_init=kernel_init,
+            bias_init=bias_init,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = jnp.asarray(x)
@@ -148,26 +180,45 @@ class AnalogConv(_AnalogBase):
       ...                   rngs=nnx.Rngs(params=0, periphery=1))
     """
 
-    def __init__(self, in_features: int, out_features: int,
-                 kernel_size: int | Sequence[int], *, strides: int | Sequence[int] = 1,
-                 padding: str | Sequence[tuple[int, int]] = "SAME", use_bias: bool = True,
-                 forward: PeripheryConfig = PeripheryConfig(),
-                 backward: PeripheryConfig = _BACKWARD_DEFAULT, max_tile: int | None = None,
-                 weight_scaling_omega: float | None = None, device_w_max: float = 1.0,
-                 learn_out_scale: bool = False,
-                 kernel_init: Callable = nnx.initializers.lecun_normal(),
-                 bias_init: Callable = nnx.initializers.zeros_init(),
-                 param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int | Sequence[int],
+        *,
+        strides: int | Sequence[int] = 1,
+        padding: str | Sequence[tuple[int, int]] = "SAME",
+        use_bias: bool = True,
+        forward: PeripheryConfig = PeripheryConfig(),
+        backward: PeripheryConfig = _BACKWARD_DEFAULT,
+        max_tile: int | None = None,
+        weight_scaling_omega: float | None = None,
+        device_w_max: float = 1.0,
+        learn_out_scale: bool = False,
+        kernel_init: Callable = nnx.initializers.lecun_normal(),
+        bias_init: Callable = nnx.initializers.zeros_init(),
+        param_dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
         self.kernel_size = _core.conv_kernel_size(kernel_size)
         self.strides = _core.normalize_tuple(strides, len(self.kernel_size), "strides")
         self._int_kernel_size = kernel_size if isinstance(kernel_size, int) else None
         self.padding = padding
         self.in_features, self.out_features = in_features, out_features
-        self._setup(self.kernel_size + (in_features, out_features), use_bias=use_bias,
-                    forward=forward, backward=backward, max_tile=max_tile,
-                    weight_scaling_omega=weight_scaling_omega, device_w_max=device_w_max,
-                    learn_out_scale=learn_out_scale, kernel_init=kernel_init,
-                    bias_init=bias_init, param_dtype=param_dtype, rngs=rngs)
+        self._setup(
+            self.kernel_size + (in_features, out_features),
+            use_bias=use_bias,
+            forward=forward,
+            backward=backward,
+            max_tile=max_tile,
+            weight_scaling_omega=weight_scaling_omega,
+            device_w_max=device_w_max,
+            learn_out_scale=learn_out_scale,
+            kernel_init=kernel_init,
+            bias_init=bias_init,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = jnp.asarray(x)
@@ -180,8 +231,7 @@ class AnalogConv(_AnalogBase):
         return self._digital_tail(y.reshape(lead + (self.out_features,)))
 
 
-def grad_and_factors(loss_fn: Callable[..., Any], model: nnx.Module, *args,
-                     has_aux: bool = False):
+def grad_and_factors(loss_fn: Callable[..., Any], model: nnx.Module, *args, has_aux: bool = False):
     """One backward pass through an nnx model: loss, exact gradients and per-sample factors.
 
     Args:
@@ -202,6 +252,7 @@ def grad_and_factors(loss_fn: Callable[..., Any], model: nnx.Module, *args,
       ...     return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
       >>> loss, grads, factors = grad_and_factors(loss_fn, model, images, labels)
     """
+
     def perturbation_shapes(model):
         return nnx.capture(loss_fn, nnx.Perturbation)(model, *args)[1]
 
@@ -209,15 +260,18 @@ def grad_and_factors(loss_fn: Callable[..., Any], model: nnx.Module, *args,
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
     def loss_with_capture(model, perturbations):
-        result, intermediates = nnx.capture(loss_fn, nnx.Intermediate,
-                                            init=perturbations)(model, *args)
+        result, intermediates = nnx.capture(loss_fn, nnx.Intermediate, init=perturbations)(
+            model, *args
+        )
         loss, aux = result if has_aux else (result, None)
         return loss, (aux, intermediates)
 
     (loss, (aux, intermediates)), (grads, d) = nnx.value_and_grad(
-        loss_with_capture, argnums=(0, 1), has_aux=True)(model, zeros)
+        loss_with_capture, argnums=(0, 1), has_aux=True
+    )(model, zeros)
     params = nnx.state(model, nnx.Param)
-    factors = assemble_factors(params.to_pure_dict(), intermediates.to_pure_dict(),
-                               d.to_pure_dict())
+    factors = assemble_factors(
+        params.to_pure_dict(), intermediates.to_pure_dict(), d.to_pure_dict()
+    )
     value = (loss, aux) if has_aux else loss
     return value, grads, factors

@@ -82,7 +82,9 @@ def check_positive(name: str, value, allow_zero: bool = False) -> float:
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or arr.ndim != 0:
         raise TypeError(f"{name} must be a float, got {value!r}")
     if not np.isfinite(arr) or arr < 0 or (arr == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value!r}")
+        raise ValueError(
+            f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value!r}"
+        )
     return float(arr)
 
 
@@ -92,7 +94,9 @@ def check_bool(name: str, value) -> bool:
     return value
 
 
-def static_int(name: str, value, allowed: Sequence[int] | None = None, minimum: int | None = None) -> int:
+def static_int(
+    name: str, value, allowed: Sequence[int] | None = None, minimum: int | None = None
+) -> int:
     """An integer that shapes the computation, so it must be known when the optimizer is built.
 
     Under ``optax.inject_hyperparams`` numeric arguments become traced state; name such
@@ -104,7 +108,12 @@ def static_int(name: str, value, allowed: Sequence[int] | None = None, minimum: 
             f"pass static_args=({name!r},))"
         )
     arr = np.asarray(value)
-    if arr.ndim != 0 or arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or arr != np.round(arr):
+    if (
+        arr.ndim != 0
+        or arr.dtype == bool
+        or not np.issubdtype(arr.dtype, np.number)
+        or arr != np.round(arr)
+    ):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     out = int(arr)
     if allowed is not None and out not in allowed:
@@ -136,9 +145,11 @@ def as_raw_key(key) -> jax.Array:
     device variation and pulse noise, which silently correlates runs meant to be independent.
     """
     if key is None:
-        raise TypeError("key is required: pass key= an int seed or a jax PRNG key (typed or raw) for the "
-                        "tiles' device variation and the pulse noise; optimizers meant to be independent "
-                        "need different keys")
+        raise TypeError(
+            "key is required: pass key= an int seed or a jax PRNG key (typed or raw) for the "
+            "tiles' device variation and the pulse noise; optimizers meant to be independent "
+            "need different keys"
+        )
     if isinstance(key, bool):
         raise TypeError(f"key must be an int seed or a jax PRNG key, got {key!r}")
     key = tile_lib.as_key(key)
@@ -176,7 +187,9 @@ def lookup(tree, path, stop: Callable[[Any], bool] = lambda _: False):
 
 def _is_bool(x) -> bool:
     return isinstance(x, (bool, np.bool_)) or (
-        hasattr(x, "dtype") and getattr(x, "shape", None) == () and x.dtype == bool
+        hasattr(x, "dtype")
+        and getattr(x, "shape", None) == ()
+        and x.dtype == bool
         and not isinstance(x, jax.core.Tracer)
     )
 
@@ -199,6 +212,7 @@ def unbox(params):
     depend on flax). nnx.Optimizer passes boxed params to ``init``; a state built on them would
     hold a Variable around each Tile, which nnx.Optimizer flattens into a dict after its first
     update (the leaf would then turn digital). Unboxed, the state holds plain Tiles."""
+
     def is_box(x):
         return hasattr(x, "get_value") and hasattr(x, "get_metadata") and hasattr(x, "set_value")
 
@@ -215,7 +229,9 @@ def analog_flags(params, mask: MaskOrFn) -> list[bool]:
         try:
             flag = lookup(mask_tree, path, stop=_is_bool)
         except (KeyError, IndexError, AttributeError, TypeError):
-            raise ValueError(f"mask has no entry for params leaf {jax.tree_util.keystr(path)}") from None
+            raise ValueError(
+                f"mask has no entry for params leaf {jax.tree_util.keystr(path)}"
+            ) from None
         if not _is_bool(flag):
             raise TypeError(
                 f"mask must hold a bool for params leaf {jax.tree_util.keystr(path)}, got {type(flag).__name__}"
@@ -255,8 +271,10 @@ def leaf_factors(factors, paths, flags, needed: bool) -> list:
     if not needed:
         return [None] * len(paths)
     if factors is None:
-        raise ValueError('factors are required when the update mode is "outer": '
-                         "update(grads, state, params, factors=...) with (x, d) per analog leaf")
+        raise ValueError(
+            'factors are required when the update mode is "outer": '
+            "update(grads, state, params, factors=...) with (x, d) per analog leaf"
+        )
     out = []
     for path, flag in zip(paths, flags):
         if not flag:
@@ -265,7 +283,9 @@ def leaf_factors(factors, paths, flags, needed: bool) -> list:
         try:
             entry = lookup(factors, path)
         except (KeyError, IndexError, AttributeError, TypeError):
-            raise ValueError(f"factors has no (x, d) for analog leaf {jax.tree_util.keystr(path)}") from None
+            raise ValueError(
+                f"factors has no (x, d) for analog leaf {jax.tree_util.keystr(path)}"
+            ) from None
         if not (isinstance(entry, (tuple, list)) and len(entry) == 2):
             raise ValueError(
                 f"factors for analog leaf {jax.tree_util.keystr(path)} must be a pair (x, d), got {type(entry).__name__}"
@@ -279,19 +299,27 @@ def check_factors(path, shape, x, d) -> None:
     where = jax.tree_util.keystr(path)
     x_shape, d_shape = jnp.shape(x), jnp.shape(d)
     if len(x_shape) != 2 or x_shape[1] != n_in:
-        raise ValueError(f"factors x for leaf {where} must have shape (batch, {n_in}) "
-                         f"(kernel {tuple(shape)} viewed as ({n_in}, {n_out})), got {x_shape}")
+        raise ValueError(
+            f"factors x for leaf {where} must have shape (batch, {n_in}) "
+            f"(kernel {tuple(shape)} viewed as ({n_in}, {n_out})), got {x_shape}"
+        )
     if len(d_shape) != 2 or d_shape[1] != n_out:
-        raise ValueError(f"factors d for leaf {where} must have shape (batch, {n_out}) "
-                         f"(kernel {tuple(shape)} viewed as ({n_in}, {n_out})), got {d_shape}")
+        raise ValueError(
+            f"factors d for leaf {where} must have shape (batch, {n_out}) "
+            f"(kernel {tuple(shape)} viewed as ({n_in}, {n_out})), got {d_shape}"
+        )
     if x_shape[0] != d_shape[0]:
-        raise ValueError(f"factors x and d for leaf {where} need the same batch size, got {x_shape[0]} and {d_shape[0]}")
+        raise ValueError(
+            f"factors x and d for leaf {where} need the same batch size, got {x_shape[0]} and {d_shape[0]}"
+        )
 
 
 def check_grad(path, param, grad) -> None:
     if jnp.shape(grad) != jnp.shape(param):
-        raise ValueError(f"grads for leaf {jax.tree_util.keystr(path)} have shape {jnp.shape(grad)}, "
-                         f"params {jnp.shape(param)}")
+        raise ValueError(
+            f"grads for leaf {jax.tree_util.keystr(path)} have shape {jnp.shape(grad)}, "
+            f"params {jnp.shape(param)}"
+        )
 
 
 # ----------------------------------------------------------------------------------------
@@ -359,12 +387,16 @@ def fail_if(pred, message: str, exc: type[Exception] = ValueError) -> None:
 
 
 def _float_arrays(leaves):
-    return [a for a in leaves if hasattr(a, "dtype") and jnp.issubdtype(jnp.result_type(a), jnp.inexact)]
+    return [
+        a for a in leaves if hasattr(a, "dtype") and jnp.issubdtype(jnp.result_type(a), jnp.inexact)
+    ]
 
 
 def all_finite(grad_leaves, per_factors) -> jax.Array:
     """Whether every gradient and every factor is finite (a scalar bool)."""
-    arrays = _float_arrays(grad_leaves) + _float_arrays([a for f in per_factors if f is not None for a in f])
+    arrays = _float_arrays(grad_leaves) + _float_arrays(
+        [a for f in per_factors if f is not None for a in f]
+    )
     if not arrays:
         return jnp.asarray(True)
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in arrays]))
@@ -388,13 +420,18 @@ def check_in_sync(path, param, count, visible) -> None:
     finfo = jnp.finfo(dtype)
     # p + (w - p) rounds at the scale of the update as well as of the weight, and an update
     # can exceed a small weight: the tolerance is relative to the leaf's largest magnitude.
-    tol = 16 * finfo.eps * jnp.maximum(jnp.max(jnp.abs(param)), jnp.max(jnp.abs(visible))) + finfo.tiny
+    tol = (
+        16 * finfo.eps * jnp.maximum(jnp.max(jnp.abs(param)), jnp.max(jnp.abs(visible)))
+        + finfo.tiny
+    )
     drift = jnp.abs(param - visible)
-    fail_if((count > 0) & jnp.any(drift > tol),
-            f"params of analog leaf {jax.tree_util.keystr(path)} differ from the weights on its tiles: "
-            "a transformation chained after the analog one changed its updates (the analog transformation "
-            "must be the last one that changes updates: optax.chain(optax.clip(...), analog) works, "
-            "optax.chain(analog, optax.scale(...)) does not), or params were changed outside the optimizer")
+    fail_if(
+        (count > 0) & jnp.any(drift > tol),
+        f"params of analog leaf {jax.tree_util.keystr(path)} differ from the weights on its tiles: "
+        "a transformation chained after the analog one changed its updates (the analog transformation "
+        "must be the last one that changes updates: optax.chain(optax.clip(...), analog) works, "
+        "optax.chain(analog, optax.scale(...)) does not), or params were changed outside the optimizer",
+    )
 
 
 def check_factors_match(path, grad, factor) -> None:
@@ -407,8 +444,10 @@ def check_factors_match(path, grad, factor) -> None:
     scale = jnp.matmul(jnp.abs(x).T, jnp.abs(d), precision=hi)
     g = jnp.asarray(grad, jnp.float32).reshape(want.shape)
     rtol = max(1e-2, 64 * float(jnp.finfo(jnp.result_type(grad)).eps))
-    fail_if(jnp.any(jnp.abs(g - want) > rtol * scale + jnp.finfo(jnp.float32).tiny),
-            f'grads of analog leaf {jax.tree_util.keystr(path)} are not sum_b x_b d_b^T of its factors: in "outer" '
-            "mode the pulses come from the factors, so a transformation that changes the gradient before the "
-            "analog one (clipping, scaling, optax.MultiSteps averaging over mini-steps) would be silently "
-            "ignored; apply it to the factors, or use a mode other than \"outer\"")
+    fail_if(
+        jnp.any(jnp.abs(g - want) > rtol * scale + jnp.finfo(jnp.float32).tiny),
+        f'grads of analog leaf {jax.tree_util.keystr(path)} are not sum_b x_b d_b^T of its factors: in "outer" '
+        "mode the pulses come from the factors, so a transformation that changes the gradient before the "
+        "analog one (clipping, scaling, optax.MultiSteps averaging over mini-steps) would be silently "
+        'ignored; apply it to the factors, or use a mode other than "outer"',
+    )

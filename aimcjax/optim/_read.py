@@ -42,7 +42,9 @@ def make_reader(read) -> Reader:
         return lambda w, x, key: x @ w
     if isinstance(read, str):
         if read != "aihwkit":
-            raise ValueError(f'read must be None, a read-noise std, a PeripheryConfig, "aihwkit" or a callable, got {read!r}')
+            raise ValueError(
+                f'read must be None, a read-noise std, a PeripheryConfig, "aihwkit" or a callable, got {read!r}'
+            )
         read = AIHWKIT_TRANSFER_READ
     if isinstance(read, periphery.PeripheryConfig):
         return lambda w, x, key: periphery.mvm(w, x, read, key)
@@ -51,7 +53,9 @@ def make_reader(read) -> Reader:
     arr = common.concrete(read)
     if arr is not None:
         if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or arr.ndim != 0:
-            raise TypeError(f"read must be None, a read-noise std, a PeripheryConfig or a callable, got {read!r}")
+            raise TypeError(
+                f"read must be None, a read-noise std, a PeripheryConfig or a callable, got {read!r}"
+            )
         if not np.isfinite(arr) or arr < 0:
             raise ValueError(f"read (read-noise std) must be finite and >= 0, got {read!r}")
 

@@ -26,8 +26,16 @@ from aimcjax.optim import _common as common
 from aimcjax.optim.kernel import analog_kernel
 from aimcjax.optim.transfer import Accumulator, Buffered, Chopped, Direct
 
-__all__ = ["agad", "analog_sgd", "chopped_ttv2", "mixed_precision", "multi_tile_residual", "residual_learning",
-           "tiki_taka", "ttv2"]
+__all__ = [
+    "agad",
+    "analog_sgd",
+    "chopped_ttv2",
+    "mixed_precision",
+    "multi_tile_residual",
+    "residual_learning",
+    "tiki_taka",
+    "ttv2",
+]
 
 _DEFAULT_UPDATE = pulse.UpdateConfig()
 _PULSE_TRANSFER = pulse.UpdateConfig(mode="pulse")
@@ -40,12 +48,20 @@ def _legacy_gamma(name: str, device, old_device, gamma):
     Deprecated: ``gamma`` is keyword-only like in every other alias."""
     if old_device is None:
         if gamma is None:
-            raise TypeError(f"{name}() needs gamma= (the weight of the residual arrays in the visible weights)")
+            raise TypeError(
+                f"{name}() needs gamma= (the weight of the residual arrays in the visible weights)"
+            )
         return device, gamma
     if isinstance(device, Device) or not isinstance(old_device, Device) or gamma is not None:
-        raise TypeError(f"{name}() takes learning_rate, transfer_lr and device positionally; pass gamma= by keyword")
-    warnings.warn(f"{name}(learning_rate, transfer_lr, gamma, device) is deprecated: use "
-                  f"{name}(learning_rate, transfer_lr, device, gamma=...)", DeprecationWarning, stacklevel=3)
+        raise TypeError(
+            f"{name}() takes learning_rate, transfer_lr and device positionally; pass gamma= by keyword"
+        )
+    warnings.warn(
+        f"{name}(learning_rate, transfer_lr, gamma, device) is deprecated: use "
+        f"{name}(learning_rate, transfer_lr, device, gamma=...)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     return old_device, device
 
 
@@ -162,10 +178,22 @@ def residual_learning(
     device, gamma = _legacy_gamma("residual_learning", device, _old_device, gamma)
     version = common.static_int("version", version, allowed=(1, 2))
     return analog_kernel(
-        learning_rate, device, key=key, n_tiles=2, rule=Direct() if version == 1 else Buffered(decay="ema"),
-        transfer_lr=transfer_lr, gamma=gamma, residual_device=residual_device, zero_shift=zero_shift,
-        transfer=transfer, transfer_every=transfer_every, read=read, update=update,
-        transfer_update=transfer_update, gradient_granularity=gradient_granularity, mask=mask,
+        learning_rate,
+        device,
+        key=key,
+        n_tiles=2,
+        rule=Direct() if version == 1 else Buffered(decay="ema"),
+        transfer_lr=transfer_lr,
+        gamma=gamma,
+        residual_device=residual_device,
+        zero_shift=zero_shift,
+        transfer=transfer,
+        transfer_every=transfer_every,
+        read=read,
+        update=update,
+        transfer_update=transfer_update,
+        gradient_granularity=gradient_granularity,
+        mask=mask,
     )
 
 
@@ -205,10 +233,22 @@ def tiki_taka(
       [TTv1] Gokmen & Haensch 2020. [TT24] arXiv:2406.12774.
     """
     return analog_kernel(
-        learning_rate, device, key=key, n_tiles=2, rule=Direct(), transfer_lr=transfer_lr, gamma=gamma,
-        residual_device=residual_device, zero_shift=False, transfer=transfer, transfer_every=transfer_every,
-        read=read, update=update, transfer_update=transfer_update,
-        gradient_granularity=gradient_granularity, mask=mask,
+        learning_rate,
+        device,
+        key=key,
+        n_tiles=2,
+        rule=Direct(),
+        transfer_lr=transfer_lr,
+        gamma=gamma,
+        residual_device=residual_device,
+        zero_shift=False,
+        transfer=transfer,
+        transfer_every=transfer_every,
+        read=read,
+        update=update,
+        transfer_update=transfer_update,
+        gradient_granularity=gradient_granularity,
+        mask=mask,
     )
 
 
@@ -248,10 +288,21 @@ def ttv2(
       [TTv2] Gokmen 2021. [RF] App. D.
     """
     return analog_kernel(
-        learning_rate, device, key=key, n_tiles=2, rule=Buffered(decay="sum"), transfer_lr=transfer_lr,
-        residual_device=residual_device, zero_shift=zero_shift, transfer=transfer, transfer_every=transfer_every,
-        read=read, update=update, transfer_update=transfer_update,
-        gradient_granularity=gradient_granularity, mask=mask,
+        learning_rate,
+        device,
+        key=key,
+        n_tiles=2,
+        rule=Buffered(decay="sum"),
+        transfer_lr=transfer_lr,
+        residual_device=residual_device,
+        zero_shift=zero_shift,
+        transfer=transfer,
+        transfer_every=transfer_every,
+        read=read,
+        update=update,
+        transfer_update=transfer_update,
+        gradient_granularity=gradient_granularity,
+        mask=mask,
     )
 
 
@@ -259,7 +310,9 @@ def _buffered(buffer_granularity, auto_granularity, forget_buffer) -> Buffered:
     return Buffered(
         decay="sum",
         granularity=common.check_positive("buffer_granularity", buffer_granularity),
-        auto_granularity=common.check_positive("auto_granularity", auto_granularity, allow_zero=True),
+        auto_granularity=common.check_positive(
+            "auto_granularity", auto_granularity, allow_zero=True
+        ),
         forget=common.check_bool("forget_buffer", forget_buffer),
     )
 
@@ -324,15 +377,33 @@ def chopped_ttv2(
     References:
       [cTTv2]; [AIHWKIT] ChoppedTransferCompound.
     """
-    inner = Direct() if common.check_bool("no_buffer", no_buffer) else _buffered(
-        buffer_granularity, auto_granularity, forget_buffer)
-    rule = Chopped(inner, common.check_fraction("in_chop_prob", in_chop_prob),
-                   in_chop_random=common.check_bool("in_chop_random", in_chop_random))
+    inner = (
+        Direct()
+        if common.check_bool("no_buffer", no_buffer)
+        else _buffered(buffer_granularity, auto_granularity, forget_buffer)
+    )
+    rule = Chopped(
+        inner,
+        common.check_fraction("in_chop_prob", in_chop_prob),
+        in_chop_random=common.check_bool("in_chop_random", in_chop_random),
+    )
     return analog_kernel(
-        learning_rate, device, key=key, n_tiles=2, rule=rule, transfer_lr=transfer_lr, gamma=gamma,
-        residual_device=residual_device, zero_shift=zero_shift, transfer=transfer, transfer_every=transfer_every,
-        read=read, update=update, transfer_update=transfer_update,
-        gradient_granularity=gradient_granularity, mask=mask,
+        learning_rate,
+        device,
+        key=key,
+        n_tiles=2,
+        rule=rule,
+        transfer_lr=transfer_lr,
+        gamma=gamma,
+        residual_device=residual_device,
+        zero_shift=zero_shift,
+        transfer=transfer,
+        transfer_every=transfer_every,
+        read=read,
+        update=update,
+        transfer_update=transfer_update,
+        gradient_granularity=gradient_granularity,
+        mask=mask,
     )
 
 
@@ -385,15 +456,32 @@ def agad(
     """
     in_chop_prob = common.check_fraction("in_chop_prob", in_chop_prob)
     if in_chop_prob == 0:
-        raise ValueError("in_chop_prob must be > 0 for AGAD: its reference is the previous chopper period")
-    rule = Chopped(_buffered(buffer_granularity, auto_granularity, forget_buffer), in_chop_prob,
-                   in_chop_random=common.check_bool("in_chop_random", in_chop_random), dynamic=True,
-                   tail_weighting=common.check_positive("tail_weighting", tail_weighting))
+        raise ValueError(
+            "in_chop_prob must be > 0 for AGAD: its reference is the previous chopper period"
+        )
+    rule = Chopped(
+        _buffered(buffer_granularity, auto_granularity, forget_buffer),
+        in_chop_prob,
+        in_chop_random=common.check_bool("in_chop_random", in_chop_random),
+        dynamic=True,
+        tail_weighting=common.check_positive("tail_weighting", tail_weighting),
+    )
     return analog_kernel(
-        learning_rate, device, key=key, n_tiles=2, rule=rule, transfer_lr=transfer_lr,
-        residual_device=residual_device, zero_shift=zero_shift, transfer=transfer, transfer_every=transfer_every,
-        read=read, update=update, transfer_update=transfer_update,
-        gradient_granularity=gradient_granularity, mask=mask,
+        learning_rate,
+        device,
+        key=key,
+        n_tiles=2,
+        rule=rule,
+        transfer_lr=transfer_lr,
+        residual_device=residual_device,
+        zero_shift=zero_shift,
+        transfer=transfer,
+        transfer_every=transfer_every,
+        read=read,
+        update=update,
+        transfer_update=transfer_update,
+        gradient_granularity=gradient_granularity,
+        mask=mask,
     )
 
 
@@ -448,10 +536,22 @@ def multi_tile_residual(
     device, gamma = _legacy_gamma("multi_tile_residual", device, _old_device, gamma)
     n_tiles = common.static_int("n_tiles", n_tiles, minimum=2)
     return analog_kernel(
-        learning_rate, device, key=key, n_tiles=n_tiles, rule=Direct(), transfer_lr=transfer_lr, gamma=gamma,
-        residual_device=residual_device, zero_shift=zero_shift, transfer=transfer, transfer_every=transfer_every,
-        read=read, update=update, transfer_update=transfer_update,
-        gradient_granularity=gradient_granularity, mask=mask,
+        learning_rate,
+        device,
+        key=key,
+        n_tiles=n_tiles,
+        rule=Direct(),
+        transfer_lr=transfer_lr,
+        gamma=gamma,
+        residual_device=residual_device,
+        zero_shift=zero_shift,
+        transfer=transfer,
+        transfer_every=transfer_every,
+        read=read,
+        update=update,
+        transfer_update=transfer_update,
+        gradient_granularity=gradient_granularity,
+        mask=mask,
     )
 
 
@@ -510,10 +610,20 @@ def mixed_precision(
         granularity = common.check_positive("granularity", granularity)
     rule = Accumulator(
         granularity=granularity,
-        max_pulses=None if max_pulses is None else common.static_int("max_pulses", max_pulses, minimum=1),
+        max_pulses=None
+        if max_pulses is None
+        else common.static_int("max_pulses", max_pulses, minimum=1),
         n_x_bins=common.static_int("n_x_bins", n_x_bins, minimum=0),
         n_d_bins=common.static_int("n_d_bins", n_d_bins, minimum=0),
         stochastic_rounding=common.check_bool("stochastic_rounding", stochastic_rounding),
     )
-    return analog_kernel(learning_rate, device, key=key, rule=rule, transfer_every=transfer_every, update=update,
-                         transfer_update=transfer_update, mask=mask)
+    return analog_kernel(
+        learning_rate,
+        device,
+        key=key,
+        rule=rule,
+        transfer_every=transfer_every,
+        update=update,
+        transfer_update=transfer_update,
+        mask=mask,
+    )

@@ -39,11 +39,21 @@ def checked(inner: optax.GradientTransformation) -> optax.GradientTransformation
     inner = optax.with_extra_args_support(inner)
 
     def update_fn(updates, state, params=None, **extra_args):
-        named = [(f"updates{jax.tree_util.keystr(p)}", a) for p, a in jax.tree_util.tree_leaves_with_path(updates)]
+        named = [
+            (f"updates{jax.tree_util.keystr(p)}", a)
+            for p, a in jax.tree_util.tree_leaves_with_path(updates)
+        ]
         factors = extra_args.get("factors")
         if factors is not None:
-            named += [(f"factors{jax.tree_util.keystr(p)}", a) for p, a in jax.tree_util.tree_leaves_with_path(factors)]
-        named = [(n, a) for n, a in named if hasattr(a, "dtype") and jnp.issubdtype(jnp.result_type(a), jnp.inexact)]
+            named += [
+                (f"factors{jax.tree_util.keystr(p)}", a)
+                for p, a in jax.tree_util.tree_leaves_with_path(factors)
+            ]
+        named = [
+            (n, a)
+            for n, a in named
+            if hasattr(a, "dtype") and jnp.issubdtype(jnp.result_type(a), jnp.inexact)
+        ]
         if named:
             bad = jnp.stack([~jnp.all(jnp.isfinite(a)) for _, a in named])
             _raise_at_first(bad, [n for n, _ in named])
@@ -56,7 +66,9 @@ def _raise_at_first(bad, names) -> None:
     def raise_if(flags):
         flags = np.asarray(flags).reshape(-1, len(names)).any(axis=0)
         if flags.any():
-            raise FloatingPointError(f"non-finite values in {names[int(np.argmax(flags))]} (the first of them)")
+            raise FloatingPointError(
+                f"non-finite values in {names[int(np.argmax(flags))]} (the first of them)"
+            )
 
     if not isinstance(bad, jax.core.Tracer):
         raise_if(bad)

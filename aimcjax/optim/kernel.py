@@ -81,11 +81,16 @@ def _per_stage(name, value, n_stages, check):
     """A scalar, or one value per transfer stage (stage j moves store j into array j-1)."""
     if isinstance(value, (list, tuple)):
         if len(value) != n_stages:
-            raise ValueError(f"{name} needs one value per transfer stage ({n_stages}), got {len(value)}")
+            raise ValueError(
+                f"{name} needs one value per transfer stage ({n_stages}), got {len(value)}"
+            )
         values = list(value)
     else:
         values = [value] * n_stages
-    return [check(f"{name}[{j}]" if isinstance(value, (list, tuple)) else name, v) for j, v in enumerate(values)]
+    return [
+        check(f"{name}[{j}]" if isinstance(value, (list, tuple)) else name, v)
+        for j, v in enumerate(values)
+    ]
 
 
 def _checked_rate(name, value):
@@ -102,7 +107,9 @@ def _line_rows(count, every: int, n_in: int, transfer: str):
 
 def _aux_view(aux: LeafAux, shape) -> LeafAux:
     """``aux`` with its leaf-shaped fields reshaped (to the 2-D view and back)."""
-    return aux._replace(**{f: getattr(aux, f).reshape(shape) for f in LEAF_SHAPED if getattr(aux, f) is not None})
+    return aux._replace(
+        **{f: getattr(aux, f).reshape(shape) for f in LEAF_SHAPED if getattr(aux, f) is not None}
+    )
 
 
 def _zip_leaves(treedef, n_leaves: int, trees: LeafAux) -> list[LeafAux]:
@@ -186,7 +193,9 @@ def analog_kernel(
     if transfer not in TRANSFERS:
         raise ValueError(f"transfer must be one of {TRANSFERS}, got {transfer!r}")
     if gradient_granularity not in GRANULARITIES:
-        raise ValueError(f"gradient_granularity must be one of {GRANULARITIES}, got {gradient_granularity!r}")
+        raise ValueError(
+            f"gradient_granularity must be one of {GRANULARITIES}, got {gradient_granularity!r}"
+        )
     update = pulse.UpdateConfig() if update is None else update
     common.check_update_config("update", update)
     if transfer_update is None:
@@ -196,8 +205,9 @@ def analog_kernel(
     digital = rule.digital_source
     n_stages = n_tiles - 1 + int(digital)
     betas = _per_stage("transfer_lr", transfer_lr, n_stages, _checked_rate)
-    periods = _per_stage("transfer_every", transfer_every, n_stages,
-                         lambda n, v: common.static_int(n, v, minimum=1))
+    periods = _per_stage(
+        "transfer_every", transfer_every, n_stages, lambda n, v: common.static_int(n, v, minimum=1)
+    )
     reader = make_reader(read)
     devices = [device] + [residual_device] * (n_tiles - 1)
     outer = update.mode == "outer"
@@ -205,7 +215,9 @@ def analog_kernel(
     # Mixed precision uses factors when given (to quantize them); the others in "outer" mode.
     factors_needed = outer or (digital and (rule.n_x_bins > 0 or rule.n_d_bins > 0))
     # The fields of LeafAux this rule keeps (digital leaves hold MaskedNode in exactly these).
-    aux_fields = [f for f, v in rule.init((1, 1), 1, jnp.float32)._asdict().items() if v is not None]
+    aux_fields = [
+        f for f, v in rule.init((1, 1), 1, jnp.float32)._asdict().items() if v is not None
+    ]
 
     def init_fn(params):
         _, leaves, treedef = common.flatten_params(params)
@@ -221,8 +233,15 @@ def analog_kernel(
                 elif i == 0:
                     tiles[i].append(tile_lib.init(tile_keys[0], device, p.shape, w0=p))
                 else:
-                    tiles[i].append(tile_lib.init(tile_keys[i], residual_device, p.shape,
-                                                  w0=jnp.zeros_like(p), zero_shift=zero_shift))
+                    tiles[i].append(
+                        tile_lib.init(
+                            tile_keys[i],
+                            residual_device,
+                            p.shape,
+                            w0=jnp.zeros_like(p),
+                            zero_shift=zero_shift,
+                        )
+                    )
             for j in range(n_stages):
                 if not flag:
                     auxes[j].append(LeafAux(**{f: common.masked_node() for f in aux_fields}))
@@ -253,7 +272,9 @@ def analog_kernel(
     def stage(dst, src, aux, rows, beta, k_stage, j):
         """Transfer stage j: read the lines of store j, let the rule move array j - 1."""
         k_read, k_write = jax.random.split(k_stage)
-        k_chop = jax.random.fold_in(k_stage, 1)  # an extra stream; leaves the read/write keys as they are
+        k_chop = jax.random.fold_in(
+            k_stage, 1
+        )  # an extra stream; leaves the read/write keys as they are
         values = None
         if src is not None:
             one_hot = jax.nn.one_hot(rows, src.w.shape[0], dtype=src.w.dtype)  # (k, in)
@@ -278,8 +299,15 @@ def analog_kernel(
                 if f is not None:
                     x, d = f
                     f = (jnp.asarray(x) * signs[None, :].astype(jnp.result_type(x)), d)
-            T2[-1] = common.write(T2[-1], devices[-1], g2, f, alpha * alpha_scale if alpha_scale != 1.0 else alpha,
-                                  step_keys[0], update)
+            T2[-1] = common.write(
+                T2[-1],
+                devices[-1],
+                g2,
+                f,
+                alpha * alpha_scale if alpha_scale != 1.0 else alpha,
+                step_keys[0],
+                update,
+            )
         for j in range(n_stages, 0, -1):
             every = periods[j - 1]
             rows = _line_rows(count, every, shape2[0], "full" if digital else transfer)
@@ -292,8 +320,12 @@ def analog_kernel(
             if every == 1:
                 T2[j - 1], A2[j - 1] = run((T2[j - 1], src, A2[j - 1]))
             else:
-                T2[j - 1], A2[j - 1] = jax.lax.cond((count + 1) % every == 0, run, lambda o: (o[0], o[2]),
-                                                    (T2[j - 1], src, A2[j - 1]))
+                T2[j - 1], A2[j - 1] = jax.lax.cond(
+                    (count + 1) % every == 0,
+                    run,
+                    lambda o: (o[0], o[2]),
+                    (T2[j - 1], src, A2[j - 1]),
+                )
         new_tiles = [common.reshape_tile(t, p.shape) for t in T2]
         new_auxes = [_aux_view(a, p.shape) for a in A2]
         return new_tiles, new_auxes, visible(T2, A2, p.shape)
@@ -307,8 +339,10 @@ def analog_kernel(
         flags = [common.is_analog(t) for t in per_tile[0]]
         per_aux = [_zip_leaves(treedef, len(leaves), a) for a in state.transfer]
         if factors_needed and factors is None:
-            raise ValueError('factors are required (update mode "outer", or mixed precision with n_x_bins / '
-                             "n_d_bins > 0): update(grads, state, params, factors=...) with (x, d) per analog leaf")
+            raise ValueError(
+                'factors are required (update mode "outer", or mixed precision with n_x_bins / '
+                "n_d_bins > 0): update(grads, state, params, factors=...) with (x, d) per analog leaf"
+            )
         use_factors = outer or (digital and factors is not None)
         per_factors = common.leaf_factors(factors, paths, flags, needed=use_factors)
         for path, p, g, f, flag in zip(paths, leaves, grad_leaves, per_factors, flags):
@@ -319,7 +353,9 @@ def analog_kernel(
         # The NaN/inf policy: a step with a non-finite gradient or factor changes nothing.
         finite = common.all_finite(grad_leaves, per_factors)
         grad_leaves = [common.zero_if(~finite, g) for g in grad_leaves]
-        per_factors = [None if f is None else tuple(common.zero_if(~finite, a) for a in f) for f in per_factors]
+        per_factors = [
+            None if f is None else tuple(common.zero_if(~finite, a) for a in f) for f in per_factors
+        ]
 
         count = state.count
         alpha = common.rate_at(learning_rate, count)
@@ -340,12 +376,18 @@ def analog_kernel(
                 out.append(common.sgd_update(g, alpha, p))
                 continue
             shape2 = tile_lib.matrix_shape(p.shape)
-            before = visible([common.as_matrix(t) for t in tiles_i], [_aux_view(a, shape2) for a in auxes_i],
-                             p.shape, state.gamma.astype(p.dtype))
+            before = visible(
+                [common.as_matrix(t) for t in tiles_i],
+                [_aux_view(a, shape2) for a in auxes_i],
+                p.shape,
+                state.gamma.astype(p.dtype),
+            )
             common.check_in_sync(path, p, count, before)
             if outer and f is not None:
                 common.check_factors_match(path, g, f)
-            tiles_i, auxes_i, after = leaf_step(p, g, tiles_i, auxes_i, f, k, count, alpha, stage_betas)
+            tiles_i, auxes_i, after = leaf_step(
+                p, g, tiles_i, auxes_i, f, k, count, alpha, stage_betas
+            )
             for t in range(n_tiles):
                 new_tiles[t].append(tiles_i[t])
             for j in range(n_stages):
@@ -363,8 +405,9 @@ def analog_kernel(
             notfinite_count=state.notfinite_count,
         )
         new_state = common.select_tree(finite, new_state, state)
-        new_state = new_state._replace(notfinite_count=state.notfinite_count + (~finite).astype(jnp.int32))
+        new_state = new_state._replace(
+            notfinite_count=state.notfinite_count + (~finite).astype(jnp.int32)
+        )
         return treedef.unflatten(out), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-

@@ -86,13 +86,18 @@ def analog_state(opt_state) -> AnalogTiles:
       ...                       is_leaf=lambda t: isinstance(t, aimcjax.tile.Tile))
     """
     types = tuple(_REGISTRY)
-    found = [node for node in jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, types))
-             if isinstance(node, types)]
+    found = [
+        node
+        for node in jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, types))
+        if isinstance(node, types)
+    ]
     if not found:
         names = ", ".join(t.__name__ for t in types)
         raise ValueError(f"opt_state holds no analog optimizer state (registered: {names})")
     if len(found) > 1:
-        raise ValueError(f"opt_state holds {len(found)} analog optimizer states; pass the one you mean")
+        raise ValueError(
+            f"opt_state holds {len(found)} analog optimizer states; pass the one you mean"
+        )
     state = found[0]
     to_tiles = next(fn for t, fn in _REGISTRY.items() if isinstance(state, t))
     return to_tiles(state)

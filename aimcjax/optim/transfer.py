@@ -125,7 +125,9 @@ def fire(dst: Tile, line: Line, h, theta, cap: int | None):
     if line.cfg.mode in ("pulse", "outer"):
         return pulse.apply(dst, line.device, n_all, line.key_write), n
     dw = jnp.asarray(line.device.dw_min, dst.w.dtype)
-    return pulse.update(dst, line.device, n_all.astype(dst.w.dtype) * dw, line.key_write, line.cfg), n
+    return pulse.update(
+        dst, line.device, n_all.astype(dst.w.dtype) * dw, line.key_write, line.cfg
+    ), n
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,7 +206,11 @@ def quantize_factors(v, n_bins: int, key=None):
     scale = jnp.max(jnp.abs(v), axis=-1, keepdims=True) / n_bins
     safe = jnp.where(scale > 0, scale, 1)
     r = v / safe
-    r = jnp.floor(r + jax.random.uniform(key, r.shape, r.dtype)) if key is not None else jnp.round(r)
+    r = (
+        jnp.floor(r + jax.random.uniform(key, r.shape, r.dtype))
+        if key is not None
+        else jnp.round(r)
+    )
     return jnp.where(scale > 0, r * safe, 0.0)
 
 
@@ -248,7 +254,9 @@ class Accumulator:
 
     def transfer(self, dst: Tile, aux: LeafAux, values, line: Line, active=None):
         del values, active  # the accumulator is its own signal
-        eps = jnp.asarray(line.device.dw_min if self.granularity is None else self.granularity, dst.w.dtype)
+        eps = jnp.asarray(
+            line.device.dw_min if self.granularity is None else self.granularity, dst.w.dtype
+        )
         h = aux.buffer[line.rows]
         dst, n = fire(dst, line, h, eps, self.max_pulses)
         return dst, aux._replace(buffer=aux.buffer.at[line.rows].set(h - n * eps))
@@ -289,10 +297,15 @@ class Chopped:
 
     def init(self, shape, n_lines: int, dtype) -> LeafAux:
         aux = self.inner.init(shape, n_lines, dtype)
-        aux = aux._replace(chopper=jnp.ones((n_lines,), dtype), reads=jnp.zeros((n_lines,), jnp.int32))
+        aux = aux._replace(
+            chopper=jnp.ones((n_lines,), dtype), reads=jnp.zeros((n_lines,), jnp.int32)
+        )
         if self.dynamic:
-            aux = aux._replace(running_mean=jnp.zeros(shape, dtype), past_mean=jnp.zeros(shape, dtype),
-                               switched=jnp.zeros((n_lines,), bool))
+            aux = aux._replace(
+                running_mean=jnp.zeros(shape, dtype),
+                past_mean=jnp.zeros(shape, dtype),
+                switched=jnp.zeros((n_lines,), bool),
+            )
         return aux
 
     def signs(self, aux: LeafAux):
@@ -303,12 +316,16 @@ class Chopped:
         sign = aux.chopper[rows][:, None]
         if self.dynamic:
             # First read after a switch: the mean of the period just ended becomes the reference.
-            past_rows = jnp.where(aux.switched[rows][:, None], aux.running_mean[rows], aux.past_mean[rows])
+            past_rows = jnp.where(
+                aux.switched[rows][:, None], aux.running_mean[rows], aux.past_mean[rows]
+            )
             signal = sign * (values - past_rows)
             rate = min(self.tail_weighting / self.period_reads, 1.0)
             aux = aux._replace(
                 past_mean=aux.past_mean.at[rows].set(past_rows),
-                running_mean=aux.running_mean.at[rows].set((1 - rate) * aux.running_mean[rows] + rate * values),
+                running_mean=aux.running_mean.at[rows].set(
+                    (1 - rate) * aux.running_mean[rows] + rate * values
+                ),
             )
             # No reference exists before the first period has ended.
             active = (aux.reads[rows] >= self.period_reads)[:, None]

@@ -17,21 +17,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from aihwkit.nn import AnalogLinear, AnalogSequential  # noqa: E402
-from aihwkit.optim import AnalogSGD  # noqa: E402
-from aihwkit.simulator.configs import (  # noqa: E402
+import common as C
+import torch
+from aihwkit.nn import AnalogLinear, AnalogSequential
+from aihwkit.optim import AnalogSGD
+from aihwkit.simulator.configs import (
     PowStepDevice,
     SingleRPUConfig,
     SoftBoundsDevice,
     TransferCompound,
     UnitCellRPUConfig,
 )
-from aihwkit.simulator.tiles import AnalogTile  # noqa: E402
-
-import common as C  # noqa: E402
+from aihwkit.simulator.tiles import AnalogTile
+from torch import nn
+import itertools
 
 torch.set_num_threads(int(os.environ.get("AIHWKIT_THREADS", "1")))  # set by common.run_aihwkit
 
@@ -40,8 +39,9 @@ NO_VARIATION = dict(dw_min_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0.0, up_down_dto
 
 def softbounds(tau=C.TAU, dw_min=C.DW_MIN, dw_min_std=C.DW_MIN_STD):
     """aimcjax SoftBounds(tau, dw_min, dw_min_std, noise="multiplicative"), no d2d variation."""
-    return SoftBoundsDevice(w_max=tau, w_min=-tau, dw_min=dw_min, dw_min_std=dw_min_std,
-                            mult_noise=True, **NO_VARIATION)
+    return SoftBoundsDevice(
+        w_max=tau, w_min=-tau, dw_min=dw_min, dw_min_std=dw_min_std, mult_noise=True, **NO_VARIATION
+    )
 
 
 def power(gamma=1.0, tau=C.TAU, dw_min=C.DW_MIN, dw_min_std=C.DW_MIN_STD):
@@ -51,9 +51,17 @@ def power(gamma=1.0, tau=C.TAU, dw_min=C.DW_MIN, dw_min_std=C.DW_MIN_STD):
     the full range 2*tau where aimcjax's q_plus = (1 - w/tau)^gamma normalises by tau: the same
     response needs aihwkit dw_min = ours * 2^gamma.
     """
-    return PowStepDevice(w_max=tau, w_min=-tau, dw_min=dw_min * 2.0**gamma, pow_gamma=gamma,
-                         pow_gamma_dtod=0.0, pow_up_down=0.0, pow_up_down_dtod=0.0,
-                         dw_min_std=dw_min_std, **NO_VARIATION)
+    return PowStepDevice(
+        w_max=tau,
+        w_min=-tau,
+        dw_min=dw_min * 2.0**gamma,
+        pow_gamma=gamma,
+        pow_gamma_dtod=0.0,
+        pow_up_down=0.0,
+        pow_up_down_dtod=0.0,
+        dw_min_std=dw_min_std,
+        **NO_VARIATION,
+    )
 
 
 def rpu_config(algo: str, device):
@@ -64,9 +72,15 @@ def rpu_config(algo: str, device):
         # One column (input line) transferred per mini-batch; W_visible = gamma*A + C.
         # Fast array lr = fast_lr*lr = alpha, transfer writes lr = transfer_lr*lr = beta.
         compound = TransferCompound(
-            unit_cell_devices=[device, device], gamma=C.GAMMA, transfer_every=1,
-            units_in_mbatch=True, n_reads_per_transfer=1, transfer_columns=True,
-            fast_lr=1.0, transfer_lr=C.TRANSFER_LR / C.LR, scale_transfer_lr=True,
+            unit_cell_devices=[device, device],
+            gamma=C.GAMMA,
+            transfer_every=1,
+            units_in_mbatch=True,
+            n_reads_per_transfer=1,
+            transfer_columns=True,
+            fast_lr=1.0,
+            transfer_lr=C.TRANSFER_LR / C.LR,
+            scale_transfer_lr=True,
         )
         return UnitCellRPUConfig(device=compound)
     raise ValueError(f"unknown algo {algo!r}")
@@ -75,7 +89,7 @@ def rpu_config(algo: str, device):
 def fcn(config):
     sizes = C.FCN_SIZES
     layers = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(AnalogLinear(n_in, n_out, bias=True, rpu_config=config))
         layers.append(nn.Sigmoid() if i < len(sizes) - 2 else nn.LogSoftmax(dim=1))
     return AnalogSequential(*layers)
@@ -132,8 +146,9 @@ def w3(a):
     """16 runs one after another; per-step time of the whole sweep (construction excluded)."""
     grid = C.w3_grid()
     first, last = (int(v) for v in a.configs.split(":")) if a.configs else (0, len(grid))
-    runs = [trainer(rpu_config("sgd", power(gamma=g, tau=t)), C.W3_BATCH)
-            for g, t in grid[first:last]]
+    runs = [
+        trainer(rpu_config("sgd", power(gamma=g, tau=t)), C.W3_BATCH) for g, t in grid[first:last]
+    ]
 
     def run(n_steps):
         for r in runs:
@@ -153,13 +168,21 @@ def main(argv=None):
     p.add_argument("--gamma", type=float, default=1.0, help="Power exponent for --device power")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--configs", default=None,
-                   help="w3: train configurations FIRST:LAST of the grid only (one process per core)")
+    p.add_argument(
+        "--configs",
+        default=None,
+        help="w3: train configurations FIRST:LAST of the grid only (one process per core)",
+    )
     a = p.parse_args(argv)
     result = {"w1": w1, "w2": w2, "w3": w3}[a.workload](a)
     import aihwkit
-    result.update(library="aihwkit", version=aihwkit.__version__, torch=torch.__version__,
-                  threads=torch.get_num_threads())
+
+    result.update(
+        library="aihwkit",
+        version=aihwkit.__version__,
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+    )
     C.emit(result)
 
 

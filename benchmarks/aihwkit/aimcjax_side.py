@@ -19,10 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import jax
+import jax.numpy as jnp
 
-from aimcjax import devices, pulse, tile  # noqa: E402
+from aimcjax import devices, pulse, tile
 
 
 def _rss_mb():
@@ -34,18 +34,20 @@ def _rss_mb():
 
 BASELINE_RSS_MB = _rss_mb()  # after importing jax: the runtime's own footprint
 
-import common as C  # noqa: E402
-import fcn  # noqa: E402
+import common as C
+import fcn
 
 
 def softbounds(tau=C.TAU):
-    return devices.SoftBounds(tau=tau, dw_min=C.DW_MIN, dw_min_std=C.DW_MIN_STD,
-                              noise="multiplicative")
+    return devices.SoftBounds(
+        tau=tau, dw_min=C.DW_MIN, dw_min_std=C.DW_MIN_STD, noise="multiplicative"
+    )
 
 
 def power(gamma=1.0, tau=C.TAU):
-    return devices.Power(tau=tau, gamma=gamma, dw_min=C.DW_MIN, dw_min_std=C.DW_MIN_STD,
-                         noise="multiplicative")
+    return devices.Power(
+        tau=tau, gamma=gamma, dw_min=C.DW_MIN, dw_min_std=C.DW_MIN_STD, noise="multiplicative"
+    )
 
 
 def block(tree):
@@ -71,6 +73,7 @@ def w2(a):
         def step(t, i):
             k = jax.random.fold_in(key, i)
             return outer(t, dev, xs[i % 8], ds[i % 8], C.LR, k, cfg), None
+
         t, _ = jax.lax.scan(step, t, jnp.arange(n_steps))
         return t
 
@@ -123,7 +126,12 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     a = p.parse_args(argv)
     result = {"w1": w1, "w2": w2, "w3": w3}[a.workload](a)
-    result.update(baseline_rss_mb=BASELINE_RSS_MB, library="aimcjax", jax=jax.__version__, backend=jax.default_backend())
+    result.update(
+        baseline_rss_mb=BASELINE_RSS_MB,
+        library="aimcjax",
+        jax=jax.__version__,
+        backend=jax.default_backend(),
+    )
     C.emit(result)
 
 

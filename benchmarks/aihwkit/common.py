@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+import itertools
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -66,8 +67,12 @@ def time_runs(run, n_steps: int, repeats: int, warmup: int = 1, sync=lambda out:
         sync(run(n_steps))
         times.append((time.perf_counter() - start) / n_steps)
         cpu.append((time.process_time() - start_cpu) / n_steps)
-    return {"median_s": statistics.median(times), "times_s": times,
-            "median_cpu_s": statistics.median(cpu), "cpu_s": cpu}
+    return {
+        "median_s": statistics.median(times),
+        "times_s": times,
+        "median_cpu_s": statistics.median(cpu),
+        "cpu_s": cpu,
+    }
 
 
 def _aihwkit_command(args: list[str], threads: int):
@@ -76,8 +81,12 @@ def _aihwkit_command(args: list[str], threads: int):
             f"aihwkit venv not found at {AIHWKIT_PYTHON}: run benchmarks/aihwkit/setup.sh "
             "or set AIHWKIT_VENV"
         )
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               AIHWKIT_THREADS=str(threads))
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        AIHWKIT_THREADS=str(threads),
+    )
     return [str(AIHWKIT_PYTHON), str(HERE / "aihwkit_side.py"), *args], env
 
 
@@ -87,7 +96,9 @@ def _side_result(stdout: str, stderr: str, returncode: int, side: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-def run_aihwkit(args: list[str], threads: int = 1, processes: int = 1, timeout: float = 3600) -> dict:
+def run_aihwkit(
+    args: list[str], threads: int = 1, processes: int = 1, timeout: float = 3600
+) -> dict:
     """Run aihwkit_side.py in the aihwkit venv with ``threads`` OpenMP/torch threads.
 
     With ``processes`` > 1 (W3 only) the sweep's configurations are split over that many
@@ -102,20 +113,28 @@ def run_aihwkit(args: list[str], threads: int = 1, processes: int = 1, timeout: 
     n = len(w3_grid())
     bounds = [round(i * n / processes) for i in range(processes + 1)]
     procs = []
-    for first, last in zip(bounds[:-1], bounds[1:]):
+    for first, last in itertools.pairwise(bounds):
         command, env = _aihwkit_command([*args, "--configs", f"{first}:{last}"], threads)
-        procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True, env=env))
+        procs.append(
+            subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            )
+        )
     parts = []
     for proc in procs:
         out, err = proc.communicate(timeout=timeout)
         parts.append(_side_result(out, err, proc.returncode, "aihwkit"))
-    return {"median_s": max(r["median_s"] for r in parts),
-            "median_cpu_s": sum(r["median_cpu_s"] for r in parts),
-            "processes": parts, "threads": threads}
+    return {
+        "median_s": max(r["median_s"] for r in parts),
+        "median_cpu_s": sum(r["median_cpu_s"] for r in parts),
+        "processes": parts,
+        "threads": threads,
+    }
 
 
-def run_aihwkit_launches(args: list[str], launches: int, threads: int = 1, processes: int = 1) -> dict:
+def run_aihwkit_launches(
+    args: list[str], launches: int, threads: int = 1, processes: int = 1
+) -> dict:
     """aihwkit's medians over ``launches`` separate launches (median of their medians).
 
     One process's time per step depends on its training trajectory: aihwkit seeds its weights
@@ -123,11 +142,15 @@ def run_aihwkit_launches(args: list[str], launches: int, threads: int = 1, proce
     one and the same case measured 0.0045 and 0.011-0.013 s/step in consecutive launches.
     """
     runs = [run_aihwkit(args, threads, processes) for _ in range(launches)]
-    return {"median_s": statistics.median(r["median_s"] for r in runs),
-            "median_cpu_s": statistics.median(r["median_cpu_s"] for r in runs),
-            "launch_medians_s": [r["median_s"] for r in runs],
-            "launch_medians_cpu_s": [r["median_cpu_s"] for r in runs],
-            "threads": threads, "processes": processes, "launches": runs}
+    return {
+        "median_s": statistics.median(r["median_s"] for r in runs),
+        "median_cpu_s": statistics.median(r["median_cpu_s"] for r in runs),
+        "launch_medians_s": [r["median_s"] for r in runs],
+        "launch_medians_cpu_s": [r["median_cpu_s"] for r in runs],
+        "threads": threads,
+        "processes": processes,
+        "launches": runs,
+    }
 
 
 def aihwkit_settings(spec: str) -> list[tuple[int, int]]:
@@ -149,19 +172,29 @@ def report(workload: str, rows: list[dict], check: bool, tolerance: float = 0.5)
     (timings on a shared 2-core machine wobble by tens of percent, so the default is loose).
     Returns the process exit status.
     """
-    print(f"\n{workload}: median wall / CPU seconds per step; speed-up of aimcjax over aihwkit at "
-          "aihwkit's fastest measured setting (column 'best'); CPU ratio = per-core ratio")
+    print(
+        f"\n{workload}: median wall / CPU seconds per step; speed-up of aimcjax over aihwkit at "
+        "aihwkit's fastest measured setting (column 'best'); CPU ratio = per-core ratio"
+    )
     for row in rows:
-        settings = ", ".join(f"{name} {v['median_s']:.5f} s (CPU {v['median_cpu_s']:.5f})"
-                             for name, v in row.get("aihwkit_settings", {}).items())
-        print(f"  {row['case']}: aihwkit {settings}; best {row.get('aihwkit_best', '?')}; "
-              f"aimcjax compile {row.get('compile_s', float('nan')):.1f} s")
-    print(f"{'case':46s} {'aihwkit':>9s} {'aimcjax':>9s} {'ratio':>6s} {'hw cpu':>9s} "
-          f"{'jx cpu':>9s} {'cpu ratio':>9s}")
+        settings = ", ".join(
+            f"{name} {v['median_s']:.5f} s (CPU {v['median_cpu_s']:.5f})"
+            for name, v in row.get("aihwkit_settings", {}).items()
+        )
+        print(
+            f"  {row['case']}: aihwkit {settings}; best {row.get('aihwkit_best', '?')}; "
+            f"aimcjax compile {row.get('compile_s', float('nan')):.1f} s"
+        )
+    print(
+        f"{'case':46s} {'aihwkit':>9s} {'aimcjax':>9s} {'ratio':>6s} {'hw cpu':>9s} "
+        f"{'jx cpu':>9s} {'cpu ratio':>9s}"
+    )
     for row in rows:
-        print(f"{row['case']:46s} {row['aihwkit_s']:9.5f} {row['aimcjax_s']:9.5f} "
-              f"{row['ratio']:6.2f} {row['aihwkit_cpu_s']:9.5f} {row['aimcjax_cpu_s']:9.5f} "
-              f"{row['cpu_ratio']:9.2f}")
+        print(
+            f"{row['case']:46s} {row['aihwkit_s']:9.5f} {row['aimcjax_s']:9.5f} "
+            f"{row['ratio']:6.2f} {row['aihwkit_cpu_s']:9.5f} {row['aimcjax_cpu_s']:9.5f} "
+            f"{row['cpu_ratio']:9.2f}"
+        )
     status = 0
     if check:
         recorded = json.loads(RECORDED.read_text()).get(workload, {}) if RECORDED.exists() else {}
@@ -171,8 +204,10 @@ def report(workload: str, rows: list[dict], check: bool, tolerance: float = 0.5)
                 print(f"check: no recorded ratio for {row['case']!r}")
                 continue
             ok = row["cpu_ratio"] >= (1 - tolerance) * ref
-            print(f"check: {row['case']:44s} CPU ratio {row['cpu_ratio']:.2f} vs recorded {ref:.2f}: "
-                  f"{'ok' if ok else 'REGRESSED'}")
+            print(
+                f"check: {row['case']:44s} CPU ratio {row['cpu_ratio']:.2f} vs recorded {ref:.2f}: "
+                f"{'ok' if ok else 'REGRESSED'}"
+            )
             status |= 0 if ok else 1
     return status
 
@@ -197,15 +232,23 @@ def run_aimcjax(args: list[str], timeout: float = 3600) -> dict:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run(
         [sys.executable, str(HERE / "aimcjax_side.py"), *args],
-        capture_output=True, text=True, timeout=timeout, env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"aimcjax side failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def side_by_side(workload: str, cases: list[tuple[str, list[str], list[str]]], argv=None,
-                 defaults: list[str] = (), aihwkit_default: str = "1,2") -> int:
+def side_by_side(
+    workload: str,
+    cases: list[tuple[str, list[str], list[str]]],
+    argv=None,
+    defaults: list[str] = (),
+    aihwkit_default: str = "1,2",
+) -> int:
     """The driver of one workload: runs every case in both libraries, prints the table.
 
     Args:
@@ -226,12 +269,19 @@ def side_by_side(workload: str, cases: list[tuple[str, list[str], list[str]]], a
     p.add_argument("--repeats", type=int, default=None, help="timed calls (median taken)")
     p.add_argument("--only", default=None, help="run only cases whose name contains this")
     p.add_argument("--json", default=None, help="also write the rows to this file")
-    p.add_argument("--launches", type=int, default=3,
-                   help="aihwkit processes per case (median of their medians; default 3)")
-    p.add_argument("--aihwkit", default=aihwkit_default,
-                   help=f"aihwkit settings to measure, 'T' threads or 'TxP' T threads x P "
-                        f"processes (W3), comma-separated; the fastest is compared "
-                        f"(default {aihwkit_default})")
+    p.add_argument(
+        "--launches",
+        type=int,
+        default=3,
+        help="aihwkit processes per case (median of their medians; default 3)",
+    )
+    p.add_argument(
+        "--aihwkit",
+        default=aihwkit_default,
+        help=f"aihwkit settings to measure, 'T' threads or 'TxP' T threads x P "
+        f"processes (W3), comma-separated; the fastest is compared "
+        f"(default {aihwkit_default})",
+    )
     a = p.parse_args(argv)
     settings = aihwkit_settings(a.aihwkit)
     if a.launches < 1:
@@ -249,23 +299,38 @@ def side_by_side(workload: str, cases: list[tuple[str, list[str], list[str]]], a
         if hw_key not in aihwkit_runs:  # cases sharing an aihwkit configuration share its run
             aihwkit_runs[hw_key] = {
                 f"{t}t" + (f"x{n}p" if n > 1 else ""): run_aihwkit_launches(
-                    [workload, *defaults, *hw_args, *extra], a.launches, t, n)
-                for t, n in settings}
+                    [workload, *defaults, *hw_args, *extra], a.launches, t, n
+                )
+                for t, n in settings
+            }
         by_setting = aihwkit_runs[hw_key]
         best = min(by_setting, key=lambda k: by_setting[k]["median_s"])
         hw = by_setting[best]
         jx = run_aimcjax([workload, *defaults, *jx_args, *extra])
-        rows.append({"case": name, "aihwkit_s": hw["median_s"], "aimcjax_s": jx["median_s"],
-                     "ratio": hw["median_s"] / jx["median_s"],
-                     "aihwkit_cpu_s": hw["median_cpu_s"], "aimcjax_cpu_s": jx["median_cpu_s"],
-                     "cpu_ratio": hw["median_cpu_s"] / jx["median_cpu_s"],
-                     "aihwkit_best": best, "compile_s": jx.get("compile_s", float("nan")),
-                     "aihwkit_settings": {k: {"median_s": v["median_s"], "median_cpu_s": v["median_cpu_s"]}
-                                          for k, v in by_setting.items()},
-                     "aihwkit": by_setting, "aimcjax": jx})
-        print(f"{name}: aihwkit ({best}) {hw['median_s']:.5f} s, aimcjax {jx['median_s']:.5f} s "
-              f"(compile {jx.get('compile_s', 0):.1f} s), ratio {rows[-1]['ratio']:.2f}",
-              flush=True)
+        rows.append(
+            {
+                "case": name,
+                "aihwkit_s": hw["median_s"],
+                "aimcjax_s": jx["median_s"],
+                "ratio": hw["median_s"] / jx["median_s"],
+                "aihwkit_cpu_s": hw["median_cpu_s"],
+                "aimcjax_cpu_s": jx["median_cpu_s"],
+                "cpu_ratio": hw["median_cpu_s"] / jx["median_cpu_s"],
+                "aihwkit_best": best,
+                "compile_s": jx.get("compile_s", float("nan")),
+                "aihwkit_settings": {
+                    k: {"median_s": v["median_s"], "median_cpu_s": v["median_cpu_s"]}
+                    for k, v in by_setting.items()
+                },
+                "aihwkit": by_setting,
+                "aimcjax": jx,
+            }
+        )
+        print(
+            f"{name}: aihwkit ({best}) {hw['median_s']:.5f} s, aimcjax {jx['median_s']:.5f} s "
+            f"(compile {jx.get('compile_s', 0):.1f} s), ratio {rows[-1]['ratio']:.2f}",
+            flush=True,
+        )
     status = report(workload, rows, a.check)
     if a.record:
         record(workload, rows)

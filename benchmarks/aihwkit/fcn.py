@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import time
 
+import common as C
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -23,8 +24,6 @@ import optax
 
 from aimcjax import optim, pulse
 from aimcjax.nn import AnalogDense, PeripheryConfig, grad_and_factors
-
-import common as C
 
 
 def _torch_linear_init(key, shape, dtype=jnp.float32):
@@ -73,9 +72,17 @@ class Trainer:
     def _optimizer(self, device):
         if self.algo == "sgd":
             return optim.analog_sgd(C.LR, device, update=self.cfg, key=1)
-        return optim.tiki_taka(C.LR, C.TRANSFER_LR, device, gamma=C.GAMMA, transfer="column",
-                               read=PeripheryConfig(), update=self.cfg,
-                               transfer_update=pulse.UpdateConfig(mode="outer", bl=C.BL), key=1)
+        return optim.tiki_taka(
+            C.LR,
+            C.TRANSFER_LR,
+            device,
+            gamma=C.GAMMA,
+            transfer="column",
+            read=PeripheryConfig(),
+            update=self.cfg,
+            transfer_update=pulse.UpdateConfig(mode="outer", bl=C.BL),
+            key=1,
+        )
 
     def _init(self, device):
         params = self.model.init(jax.random.PRNGKey(1), self.xs[0])["params"]
@@ -85,15 +92,19 @@ class Trainer:
         def loss_fn(log_probs):
             return -jnp.mean(jnp.take_along_axis(log_probs, y[:, None], axis=1))
 
-        loss, grads, factors = grad_and_factors(self.model, loss_fn, {"params": state["params"]}, x,
-                                                rngs={"periphery": key})
-        updates, opt_state = self._optimizer(device).update(grads, state["opt"], state["params"],
-                                                            factors=factors)
+        loss, grads, factors = grad_and_factors(
+            self.model, loss_fn, {"params": state["params"]}, x, rngs={"periphery": key}
+        )
+        updates, opt_state = self._optimizer(device).update(
+            grads, state["opt"], state["params"], factors=factors
+        )
         return {"params": optax.apply_updates(state["params"], updates), "opt": opt_state}, loss
 
     def _run(self, device, state, key, xs, n_steps):
         def body(state, i):
-            return self._step(device, state, xs[i % 16], self.ys[i % 16], jax.random.fold_in(key, i))
+            return self._step(
+                device, state, xs[i % 16], self.ys[i % 16], jax.random.fold_in(key, i)
+            )
 
         return jax.lax.scan(body, state, jnp.arange(n_steps))
 
@@ -108,9 +119,11 @@ class Trainer:
                 run = jax.vmap(run, in_axes=(0, 0, None, 0))
             start = time.perf_counter()
             self._compiled[n_steps] = (
-                jax.jit(run, donate_argnums=(1,)).lower(
-                    self.device, self.state, jax.random.PRNGKey(2), self.inputs()).compile(),
-                time.perf_counter() - start)
+                jax.jit(run, donate_argnums=(1,))
+                .lower(self.device, self.state, jax.random.PRNGKey(2), self.inputs())
+                .compile(),
+                time.perf_counter() - start,
+            )
         return self._compiled[n_steps]
 
     def inputs(self):

@@ -53,7 +53,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import common as C  # noqa: E402
+import common as C
 
 N_IN, N_OUT, BATCH = 16, 8, 4
 RECORD_AT = (1, 10, 100)
@@ -64,7 +64,9 @@ SEED = 1234  # aihwkit construction_seed: the devices' d2d draw
 MOVED = 1e-6
 NO_D2D = dict(dw_min_dtod=0.0, up_down_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0.0)
 D2D = dict(dw_min_dtod=0.3, up_down_dtod=0.05, w_max_dtod=0.3, w_min_dtod=0.3)
-PIECEWISE = dict(up=[1.6, 1.3, 0.8, 0.5, 0.3], down=[0.3, 0.5, 0.8, 1.3, 1.6])  # granularity 0.8 dw_min
+PIECEWISE = dict(
+    up=[1.6, 1.3, 0.8, 0.5, 0.3], down=[0.3, 0.5, 0.8, 1.3, 1.6]
+)  # granularity 0.8 dw_min
 
 
 def _dev(family, d2d=NO_D2D, **params):
@@ -79,10 +81,11 @@ CASES = {
     "softbounds_d2d": dict(dev=_dev("softbounds", D2D)),
     "power_g0.5": dict(dev=_dev("power", gamma=0.5)),
     "power_g2": dict(dev=_dev("power", gamma=2.0)),
-    "power_g2_d2d": dict(dev=_dev("power", D2D, gamma=2.0),
-                         jx=dict(range_normalization="aihwkit")),
-    "power_g2_d2d_per_bound": dict(dev=_dev("power", D2D, gamma=2.0),
-                                   note="documented option: per-bound normalisation (aimcjax default) vs PowStep's whole range"),
+    "power_g2_d2d": dict(dev=_dev("power", D2D, gamma=2.0), jx=dict(range_normalization="aihwkit")),
+    "power_g2_d2d_per_bound": dict(
+        dev=_dev("power", D2D, gamma=2.0),
+        note="documented option: per-bound normalisation (aimcjax default) vs PowStep's whole range",
+    ),
     "expstep": dict(dev=_dev("expstep")),
     "expstep_updown_d2d": dict(dev=_dev("expstep", D2D, up_down=0.2)),
     "piecewise": dict(dev=_dev("piecewise", **PIECEWISE)),
@@ -90,13 +93,21 @@ CASES = {
     "constant_step_saturated": dict(dev=_dev("constant"), lr=1.0),
     "softbounds_saturated": dict(dev=_dev("softbounds"), lr=1.0),
     "tiki_taka_softbounds": dict(dev=_dev("softbounds"), fast=_dev("softbounds"), beta=0.1),
-    "tiki_taka_piecewise_power": dict(dev=_dev("power", gamma=2.0), fast=_dev("piecewise", **PIECEWISE), beta=0.1,
-                                      note="B.5 (optim): aihwkit writes A with the mean granularity of A's and C's devices"),
+    "tiki_taka_piecewise_power": dict(
+        dev=_dev("power", gamma=2.0),
+        fast=_dev("piecewise", **PIECEWISE),
+        beta=0.1,
+        note="B.5 (optim): aihwkit writes A with the mean granularity of A's and C's devices",
+    ),
     # aimcjax's P written with aihwkit's granularity (the mean of the two devices'), emulated by
     # scaling the fast device's dw_min to that granularity and its tiles' gains inversely (the
     # same steps): shows that B.5 is the whole difference of the row above.
-    "tiki_taka_piecewise_power_mean_granularity": dict(dev=_dev("power", gamma=2.0), fast=_dev("piecewise", **PIECEWISE),
-                                                       beta=0.1, jx_fast_granularity="mean"),
+    "tiki_taka_piecewise_power_mean_granularity": dict(
+        dev=_dev("power", gamma=2.0),
+        fast=_dev("piecewise", **PIECEWISE),
+        beta=0.1,
+        jx_fast_granularity="mean",
+    ),
     "tiki_taka_saturated_transfer": dict(dev=_dev("softbounds"), fast=_dev("softbounds"), beta=3.0),
 }
 LR, D_STD = 0.1, 0.03  # k = lr max|x| max|d| / dw_min ~ 5-10: BL 5-10, some samples saturate
@@ -117,12 +128,20 @@ def inputs(case, seed=0):
 
 # -- aihwkit side (its own venv) ------------------------------------------------------------------
 
+
 def aihwkit_device(spec):
     from aihwkit.simulator import configs as K
 
     p = dict(spec["params"])
-    common = dict(dw_min=C.DW_MIN, w_max=C.TAU, w_min=-C.TAU, dw_min_std=C.DW_MIN_STD,
-                  up_down=p.pop("up_down", 0.0), construction_seed=SEED, **spec["d2d"])
+    common = dict(
+        dw_min=C.DW_MIN,
+        w_max=C.TAU,
+        w_min=-C.TAU,
+        dw_min_std=C.DW_MIN_STD,
+        up_down=p.pop("up_down", 0.0),
+        construction_seed=SEED,
+        **spec["d2d"],
+    )
     family = spec["family"]
     if family == "constant":
         return K.ConstantStepDevice(**common)
@@ -130,8 +149,13 @@ def aihwkit_device(spec):
         return K.SoftBoundsDevice(mult_noise=True, **common)
     if family == "power":  # aimcjax Power(dw_min=x) is PowStep(dw_min=x 2^gamma)
         g = p["gamma"]
-        return K.PowStepDevice(**dict(common, dw_min=C.DW_MIN * 2.0**g), pow_gamma=g, pow_gamma_dtod=0.0,
-                               pow_up_down=0.0, pow_up_down_dtod=0.0)
+        return K.PowStepDevice(
+            **dict(common, dw_min=C.DW_MIN * 2.0**g),
+            pow_gamma=g,
+            pow_gamma_dtod=0.0,
+            pow_up_down=0.0,
+            pow_up_down_dtod=0.0,
+        )
     if family == "expstep":
         return K.ExpStepDevice(**common, **p)
     if family == "piecewise":
@@ -149,9 +173,12 @@ def _device_arrays(hidden, spec, suffix=""):
     times ours for PowStep) and over the up_down factors the aimcjax device applies itself."""
     dw_min = C.DW_MIN * (2.0 ** spec["params"]["gamma"] if spec["family"] == "power" else 1.0)
     u = spec["params"].get("up_down", 0.0)
-    return {"w_min": hidden["min_bound" + suffix], "w_max": hidden["max_bound" + suffix],
-            "gain_up": hidden["dwmin_up" + suffix] / (dw_min * (1 + min(u, 0.0))),
-            "gain_down": hidden["dwmin_down" + suffix] / (dw_min * (1 - max(u, 0.0)))}
+    return {
+        "w_min": hidden["min_bound" + suffix],
+        "w_max": hidden["max_bound" + suffix],
+        "gain_up": hidden["dwmin_up" + suffix] / (dw_min * (1 + min(u, 0.0))),
+        "gain_down": hidden["dwmin_down" + suffix] / (dw_min * (1 - max(u, 0.0))),
+    }
 
 
 def run_aihwkit_side(name: str, seeds: int, out: Path):
@@ -166,10 +193,17 @@ def run_aihwkit_side(name: str, seeds: int, out: Path):
     slow = aihwkit_device(case["dev"])
     if "fast" in case:
         compound = TransferCompound(
-            unit_cell_devices=[aihwkit_device(case["fast"]), slow], gamma=0.4, transfer_every=1,
-            units_in_mbatch=True, n_reads_per_transfer=1, transfer_columns=True, fast_lr=1.0,
-            transfer_lr=case["beta"] / lr, scale_transfer_lr=True,
-            transfer_forward=IOParameters(is_perfect=True))
+            unit_cell_devices=[aihwkit_device(case["fast"]), slow],
+            gamma=0.4,
+            transfer_every=1,
+            units_in_mbatch=True,
+            n_reads_per_transfer=1,
+            transfer_columns=True,
+            fast_lr=1.0,
+            transfer_lr=case["beta"] / lr,
+            scale_transfer_lr=True,
+            transfer_forward=IOParameters(is_perfect=True),
+        )
         config = UnitCellRPUConfig(device=compound)
     else:
         config = SingleRPUConfig(device=slow)
@@ -189,7 +223,9 @@ def run_aihwkit_side(name: str, seeds: int, out: Path):
         else:
             for k, v in hidden.items():
                 if "bound" in k or "dwmin" in k:
-                    assert np.array_equal(v, devices_seen[k]), f"d2d of {k} differs between repetitions"
+                    assert np.array_equal(v, devices_seen[k]), (
+                        f"d2d of {k} differs between repetitions"
+                    )
         for t in range(STEPS):
             tile.update(torch.from_numpy(xs[t]), torch.from_numpy(ds[t]))
             if t + 1 in RECORD_AT:
@@ -204,17 +240,24 @@ def run_aihwkit_side(name: str, seeds: int, out: Path):
         dev_fast = _device_arrays(devices_seen, case["fast"], "_0")
     else:
         dev_slow, dev_fast = _device_arrays(devices_seen, case["dev"]), {}
-    np.savez(out, **{f"w_{a}": v for a, v in result.items()},
-             **{f"slow_{k}": v for k, v in dev_slow.items()}, **{f"fast_{k}": v for k, v in dev_fast.items()})
+    np.savez(
+        out,
+        **{f"w_{a}": v for a, v in result.items()},
+        **{f"slow_{k}": v for k, v in dev_slow.items()},
+        **{f"fast_{k}": v for k, v in dev_fast.items()},
+    )
 
 
 # -- aimcjax side ----------------------------------------------------------------------------------
+
 
 def aimcjax_device(spec, options=None):
     from aimcjax import devices
 
     p = dict(spec["params"])
-    common = dict(dw_min=C.DW_MIN, w_min=-C.TAU, w_max=C.TAU, dw_min_std=C.DW_MIN_STD, noise="multiplicative")
+    common = dict(
+        dw_min=C.DW_MIN, w_min=-C.TAU, w_max=C.TAU, dw_min_std=C.DW_MIN_STD, noise="multiplicative"
+    )
     family = spec["family"]
     if family == "constant":
         return devices.ConstantStep(**common)
@@ -234,7 +277,9 @@ def _tile(arrays, prefix, w0):
 
     from aimcjax import tile
 
-    f = {k: jnp.asarray(arrays[f"{prefix}_{k}"]) for k in ("w_min", "w_max", "gain_up", "gain_down")}
+    f = {
+        k: jnp.asarray(arrays[f"{prefix}_{k}"]) for k in ("w_min", "w_max", "gain_up", "gain_down")
+    }
     w = jnp.clip(jnp.asarray(w0), f["w_min"], f["w_max"])
     return tile.Tile(w=w, ref=jnp.zeros_like(w), **f)
 
@@ -261,6 +306,7 @@ def run_aimcjax_side(name: str, seeds: int, arrays):
                 x, d, k = inp
                 t = pulse.outer_update(t, slow, x, d, lr, k, cfg)
                 return t, tile.weights(t)
+
             _, ws = jax.lax.scan(step, t0, (xs, ds, jax.random.split(key, STEPS)))
             return {"C": ws[record]}
     else:
@@ -272,19 +318,27 @@ def run_aimcjax_side(name: str, seeds: int, arrays):
             fast = fast.replace(dw_min=fast.dw_min * f)
             for k in ("fast_gain_up", "fast_gain_down"):
                 fast_arrays[k] = arrays[k] / f
-        opt = optim.tiki_taka(lr, case["beta"], slow, residual_device=fast, gamma=0.0, transfer="column",
-                              update=cfg)
+        opt = optim.tiki_taka(
+            lr, case["beta"], slow, residual_device=fast, gamma=0.0, transfer="column", update=cfg
+        )
         params = {"w": jnp.asarray(w0)}
         state0 = opt.init(params)
-        state0 = state0._replace(main={"w": _tile(arrays, "slow", w0)},
-                                 residual={"w": _tile(fast_arrays, "fast", np.zeros_like(w0))})
+        state0 = state0._replace(
+            main={"w": _tile(arrays, "slow", w0)},
+            residual={"w": _tile(fast_arrays, "fast", np.zeros_like(w0))},
+        )
 
         def one_seed(key):
             def step(state, inp):
                 x, d = inp
                 _, state = opt.update({"w": x.T @ d}, state, params, factors={"w": (x, d)})
                 return state, (tile.weights(state.main["w"]), tile.weights(state.residual["w"]))
-            state = state0._replace(key=jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key)
+
+            state = state0._replace(
+                key=jax.random.key_data(key)
+                if jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+                else key
+            )
             _, (cs, as_) = jax.lax.scan(step, state, (xs, ds))
             return {"C": cs[record], "A": as_[record]}
 
@@ -295,11 +349,14 @@ def run_aimcjax_side(name: str, seeds: int, arrays):
 
 # -- statistics ------------------------------------------------------------------------------------
 
+
 def _ks_distance(a, b):
     """Two-sample KS distance of 1-D samples."""
     a, b = np.sort(a), np.sort(b)
     grid = np.concatenate([a, b])
-    return np.abs(np.searchsorted(a, grid, "right") / a.size - np.searchsorted(b, grid, "right") / b.size).max()
+    return np.abs(
+        np.searchsorted(a, grid, "right") / a.size - np.searchsorted(b, grid, "right") / b.size
+    ).max()
 
 
 def pooled_ks(a, b, permutations: int, rng):
@@ -342,7 +399,8 @@ def compare(a: np.ndarray, b: np.ndarray, w0, permutations: int, rng):
         "max_abs_z_std": float(np.abs(z_std).max()),
         "frac_abs_z_std_gt3": float((np.abs(z_std) > 3).mean()),
         "rms_z_std": float(np.sqrt((z_std**2).mean())),
-        "ks": ks, "ks_p": ks_p,
+        "ks": ks,
+        "ks_p": ks_p,
         "mean_drift_aihwkit": float(np.abs(ma - w0).mean()),
         "mean_std_aihwkit": float(sa.mean()),
         "mean_std_aimcjax": float(sb.mean()),
@@ -350,33 +408,49 @@ def compare(a: np.ndarray, b: np.ndarray, w0, permutations: int, rng):
 
 
 def same_law(row) -> bool:
-    return (0.75 <= row["rms_z_mean"] <= 1.3 and 0.75 <= row["rms_z_std"] <= 1.3
-            and row["max_abs_z_mean"] < 4.5 and row["max_abs_z_std"] < 4.5 and row["ks_p"] >= 0.01)
+    return (
+        0.75 <= row["rms_z_mean"] <= 1.3
+        and 0.75 <= row["rms_z_std"] <= 1.3
+        and row["max_abs_z_mean"] < 4.5
+        and row["max_abs_z_std"] < 4.5
+        and row["ks_p"] >= 0.01
+    )
 
 
 def print_table(rows, seeds):
-    print(f"\nfidelity: {N_IN}x{N_OUT} tile, batch {BATCH}, {seeds} repetitions per library; z = difference /"
-          " standard error per element (128 elements); KS p by permutation of repetitions")
-    head = (f"{'case':42s} {'arr':>3s} {'upd':>4s} {'live':>4s} {'max|z|m':>8s} {'>3':>6s} {'rms':>5s} {'max|z|s':>8s} "
-            f"{'>3':>6s} {'rms':>5s} {'KS':>6s} {'KS p':>5s} {'std hw':>8s} {'std jx':>8s}  law")
+    print(
+        f"\nfidelity: {N_IN}x{N_OUT} tile, batch {BATCH}, {seeds} repetitions per library; z = difference /"
+        " standard error per element (128 elements); KS p by permutation of repetitions"
+    )
+    head = (
+        f"{'case':42s} {'arr':>3s} {'upd':>4s} {'live':>4s} {'max|z|m':>8s} {'>3':>6s} {'rms':>5s} {'max|z|s':>8s} "
+        f"{'>3':>6s} {'rms':>5s} {'KS':>6s} {'KS p':>5s} {'std hw':>8s} {'std jx':>8s}  law"
+    )
     print(head)
     for r in rows:
-        print(f"{r['case']:42s} {r['array']:>3s} {r['updates']:4d} {r.get('live_elements', 128):4d} {r['max_abs_z_mean']:8.2f} "
-              f"{r['frac_abs_z_mean_gt3']:6.3f} {r['rms_z_mean']:5.2f} {r['max_abs_z_std']:8.2f} "
-              f"{r['frac_abs_z_std_gt3']:6.3f} {r['rms_z_std']:5.2f} {r['ks']:6.4f} {r['ks_p']:5.2f} "
-              f"{r['mean_std_aihwkit']:8.5f} {r['mean_std_aimcjax']:8.5f}  {'same' if r['same_law'] else 'DIFFERS'}")
+        print(
+            f"{r['case']:42s} {r['array']:>3s} {r['updates']:4d} {r.get('live_elements', 128):4d} {r['max_abs_z_mean']:8.2f} "
+            f"{r['frac_abs_z_mean_gt3']:6.3f} {r['rms_z_mean']:5.2f} {r['max_abs_z_std']:8.2f} "
+            f"{r['frac_abs_z_std_gt3']:6.3f} {r['rms_z_std']:5.2f} {r['ks']:6.4f} {r['ks_p']:5.2f} "
+            f"{r['mean_std_aihwkit']:8.5f} {r['mean_std_aimcjax']:8.5f}  {'same' if r['same_law'] else 'DIFFERS'}"
+        )
 
 
 def markdown(rows) -> str:
     """The rows as a markdown table (RESULTS.md)."""
-    lines = ["| case | array | updates | live | max\\|z\\| mean | >3 | rms z | max\\|z\\| std | >3 | rms z | KS | KS p "
-             "| std aihwkit | std aimcjax | law |", "|" + "---|" * 15]
+    lines = [
+        "| case | array | updates | live | max\\|z\\| mean | >3 | rms z | max\\|z\\| std | >3 | rms z | KS | KS p "
+        "| std aihwkit | std aimcjax | law |",
+        "|" + "---|" * 15,
+    ]
     for r in rows:
-        lines.append(f"| {r['case']} | {r['array']} | {r['updates']} | {r.get('live_elements', 128)} "
-                     f"| {r['max_abs_z_mean']:.2f} | {r['frac_abs_z_mean_gt3']:.3f} | {r['rms_z_mean']:.2f} "
-                     f"| {r['max_abs_z_std']:.2f} | {r['frac_abs_z_std_gt3']:.3f} | {r['rms_z_std']:.2f} "
-                     f"| {r['ks']:.4f} | {r['ks_p']:.2f} | {r['mean_std_aihwkit']:.5f} | {r['mean_std_aimcjax']:.5f} "
-                     f"| {'same' if r['same_law'] else '**differs**'} |")
+        lines.append(
+            f"| {r['case']} | {r['array']} | {r['updates']} | {r.get('live_elements', 128)} "
+            f"| {r['max_abs_z_mean']:.2f} | {r['frac_abs_z_mean_gt3']:.3f} | {r['rms_z_mean']:.2f} "
+            f"| {r['max_abs_z_std']:.2f} | {r['frac_abs_z_std_gt3']:.3f} | {r['rms_z_std']:.2f} "
+            f"| {r['ks']:.4f} | {r['ks_p']:.2f} | {r['mean_std_aihwkit']:.5f} | {r['mean_std_aimcjax']:.5f} "
+            f"| {'same' if r['same_law'] else '**differs**'} |"
+        )
     return "\n".join(lines)
 
 
@@ -391,16 +465,27 @@ def merged_rows(paths):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--side", choices=["driver", "aihwkit"], default="driver")
-    p.add_argument("--case", choices=list(CASES), default=None, help="(aihwkit side) the case to run")
-    p.add_argument("--only", default=None, help="run the cases whose name contains this (comma-separated)")
+    p.add_argument(
+        "--case", choices=list(CASES), default=None, help="(aihwkit side) the case to run"
+    )
+    p.add_argument(
+        "--only", default=None, help="run the cases whose name contains this (comma-separated)"
+    )
     p.add_argument("--seeds", type=int, default=300)
     p.add_argument("--permutations", type=int, default=100)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None)
-    p.add_argument("--markdown", type=Path, nargs="+", default=None,
-                   help="print the rows of these JSON results as one markdown table (later files win per case)")
+    p.add_argument(
+        "--markdown",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="print the rows of these JSON results as one markdown table (later files win per case)",
+    )
     a = p.parse_args(argv)
     if a.markdown:
         print(markdown(merged_rows(a.markdown)))
@@ -414,9 +499,22 @@ def main(argv=None):
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "aihwkit.npz"
-            subprocess.run([str(C.AIHWKIT_PYTHON), __file__, "--side", "aihwkit", "--case", name,
-                            "--seeds", str(a.seeds), "--out", str(out)], check=True,
-                           env=dict(os.environ, OMP_NUM_THREADS="1"))
+            subprocess.run(
+                [
+                    str(C.AIHWKIT_PYTHON),
+                    __file__,
+                    "--side",
+                    "aihwkit",
+                    "--case",
+                    name,
+                    "--seeds",
+                    str(a.seeds),
+                    "--out",
+                    str(out),
+                ],
+                check=True,
+                env=dict(os.environ, OMP_NUM_THREADS="1"),
+            )
             hw = dict(np.load(out))
         hw_s = time.perf_counter() - start
         jx = run_aimcjax_side(name, a.seeds, hw)
@@ -424,15 +522,24 @@ def main(argv=None):
         for array in jx:
             for i, n in enumerate(RECORD_AT):
                 ref = w0 if array == "C" else np.zeros_like(w0)
-                row = {"case": name, "array": array, "updates": n,
-                       **compare(hw[f"w_{array}"][i], jx[array][i], ref, a.permutations, rng)}
+                row = {
+                    "case": name,
+                    "array": array,
+                    "updates": n,
+                    **compare(hw[f"w_{array}"][i], jx[array][i], ref, a.permutations, rng),
+                }
                 row["same_law"] = same_law(row)
                 row["note"] = CASES[name].get("note", "")
                 rows.append(row)
-        print(f"{name}: aihwkit {hw_s:.0f} s, total {time.perf_counter() - start:.0f} s", flush=True)
+        print(
+            f"{name}: aihwkit {hw_s:.0f} s, total {time.perf_counter() - start:.0f} s", flush=True
+        )
     print_table(rows, a.seeds)
     if a.json:
-        a.json.write_text(json.dumps({"seeds": a.seeds, "permutations": a.permutations, "rows": rows}, indent=1) + "\n")
+        a.json.write_text(
+            json.dumps({"seeds": a.seeds, "permutations": a.permutations, "rows": rows}, indent=1)
+            + "\n"
+        )
     return 0
 
 

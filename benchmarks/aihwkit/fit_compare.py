@@ -33,14 +33,20 @@ def main():
     n = 2 * args.pulses * args.cycles
     response = reads[:, : n + 1].mean(0)
     pulses = np.concatenate([direction[0, :n], [0.0]])  # pulse i acts between response i and i+1
-    params = {"dw_min": (0.005, 0.0001, 0.1), "up_down": (0.0, -0.99, 0.99),
-              "w_max": (1.0, 0.05, 5.0), "w_min": (-1.0, -5.0, -0.05)}
+    params = {
+        "dw_min": (0.005, 0.0001, 0.1),
+        "up_down": (0.0, -0.99, 0.99),
+        "w_max": (1.0, 0.05, 5.0),
+        "w_min": (-1.0, -5.0, -0.05),
+    }
     t0 = time.perf_counter()
     result, _, _ = fit_measurements(params, pulses, response, SoftBoundsDevice(), method="powell")
     elapsed = time.perf_counter() - t0
     values = result.params.valuesdict()
-    print(f"aihwkit fit_measurements (powell, mean of {reads.shape[0]} devices, {n} pulses): {elapsed:.1f} s, "
-          f"{result.nfev} evaluations")
+    print(
+        f"aihwkit fit_measurements (powell, mean of {reads.shape[0]} devices, {n} pulses): {elapsed:.1f} s, "
+        f"{result.nfev} evaluations"
+    )
     for k, true in TRUE.items():
         print(f"  {k:8s} {values[k]:.5g}  true {true:.5g}  error {values[k] - true:+.3g}")
     print("  (no standard errors, no device-to-device or cycle-to-cycle parameters)")

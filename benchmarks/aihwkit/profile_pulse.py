@@ -20,12 +20,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import common as C
+import jax
+import jax.numpy as jnp
 
-from aimcjax import devices, pulse, tile  # noqa: E402
-
-import common as C  # noqa: E402
+from aimcjax import devices, pulse, tile
 
 
 def bench(fn, *args, repeats):
@@ -39,8 +38,9 @@ def bench(fn, *args, repeats):
 
 
 def case(name, n_in, n_out, batch, d_std, repeats):
-    dev = devices.SoftBounds(tau=C.TAU, dw_min=C.DW_MIN, dw_min_std=C.DW_MIN_STD,
-                             noise="multiplicative")
+    dev = devices.SoftBounds(
+        tau=C.TAU, dw_min=C.DW_MIN, dw_min_std=C.DW_MIN_STD, noise="multiplicative"
+    )
     cfg = pulse.UpdateConfig(mode="outer", bl=C.BL)
     t0 = tile.init(0, dev, (n_in, n_out))
     kx, kd = jax.random.split(jax.random.PRNGKey(0))
@@ -49,8 +49,12 @@ def case(name, n_in, n_out, batch, d_std, repeats):
     key = jax.random.PRNGKey(1)
 
     full = jax.jit(lambda t, k: pulse.outer_update(t, dev, x, d, C.LR, k, cfg))
-    counts = jax.jit(jax.vmap(lambda xb, db, kb: pulse._sample_pulse_counts(
-        xb, db, C.LR, dev.dw_min, kb, cfg), in_axes=(0, 0, 0)))
+    counts = jax.jit(
+        jax.vmap(
+            lambda xb, db, kb: pulse._sample_pulse_counts(xb, db, C.LR, dev.dw_min, kb, cfg),
+            in_axes=(0, 0, 0),
+        )
+    )
     keys = jax.random.split(key, batch)
     n = counts(x, d, keys)
     loop_iters = int(jnp.sum(jnp.max(jnp.abs(n), axis=(1, 2))))
@@ -61,6 +65,7 @@ def case(name, n_in, n_out, batch, d_std, repeats):
         def body(t, inp):
             nb, kb = inp
             return pulse.apply(t, dev, nb, kb, rng), None
+
         return jax.lax.scan(body, t, (n, jax.random.split(k, batch)))[0]
 
     apply_jit = jax.jit(apply_all, static_argnums=3)
@@ -73,7 +78,9 @@ def case(name, n_in, n_out, batch, d_std, repeats):
         "outer_update (whole batch)": bench(full, t0, key, repeats=repeats),
         "pulse counts of all samples": bench(counts, x, d, keys, repeats=repeats),
         "per-pulse loops, counter noise": bench(apply_jit, t0, n, key, "counter", repeats=repeats),
-        "per-pulse loops, threefry noise": bench(apply_jit, t0, n, key, "threefry", repeats=repeats),
+        "per-pulse loops, threefry noise": bench(
+            apply_jit, t0, n, key, "threefry", repeats=repeats
+        ),
         "one normal draw, counter": bench(normal_counter, key, repeats=repeats),
         "one normal draw, threefry": bench(normal_tf, key, repeats=repeats),
         "one normal draw, rbg": bench(normal_rbg, rbg_key, repeats=repeats),
@@ -81,9 +88,11 @@ def case(name, n_in, n_out, batch, d_std, repeats):
     print(f"\n{name}: {n_in}x{n_out}, batch {batch}, d ~ N(0, {d_std}^2)")
     for label, ms in rows.items():
         print(f"  {label:34s} {ms:9.3f} ms")
-    print(f"  loop iterations (sum of per-sample max|n|): {loop_iters}; pulses fired: {fired} "
-          f"({fired / (batch * n_in * n_out):.4f} per element and sample); "
-          f"max pulses on one element over the batch: {max_total}")
+    print(
+        f"  loop iterations (sum of per-sample max|n|): {loop_iters}; pulses fired: {fired} "
+        f"({fired / (batch * n_in * n_out):.4f} per element and sample); "
+        f"max pulses on one element over the batch: {max_total}"
+    )
     return rows
 
 

@@ -31,9 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import jax  # noqa: E402
-
-import aimcjax_side as S  # noqa: E402
+import aimcjax_side as S
+import jax
 
 # Host-side and bookkeeping events of the trace, and loops/conditionals (containers: their
 # events span their bodies' ops, which are listed themselves).
@@ -56,7 +55,9 @@ def fusion_body(hlo_text: str, name: str) -> str:
     if m is None:
         raise SystemExit(f"no fusion named {name!r} in the module")
     body = re.search(r"\n%" + re.escape(m.group(1)) + r" [^\n]*\{\n(.*?)\n\}", hlo_text, re.S)
-    return "\n".join(re.sub(r", metadata=\{[^}]*\}", "", line).strip() for line in body.group(1).splitlines())
+    return "\n".join(
+        re.sub(r", metadata=\{[^}]*\}", "", line).strip() for line in body.group(1).splitlines()
+    )
 
 
 def op_times(trace_dir: Path) -> collections.Counter:
@@ -73,11 +74,15 @@ def op_times(trace_dir: Path) -> collections.Counter:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("workload", choices=["w1", "w3"])
     p.add_argument("--mode", choices=["outer", "pulse", "expected", "ideal"], default="pulse")
     p.add_argument("--algo", choices=["sgd", "tiki_taka"], default="sgd", help="w1 only")
-    p.add_argument("--device", choices=["softbounds", "power"], default="softbounds", help="w1 only")
+    p.add_argument(
+        "--device", choices=["softbounds", "power"], default="softbounds", help="w1 only"
+    )
     p.add_argument("--batch", type=int, default=10, help="w1 only")
     p.add_argument("--steps", type=int, default=20, help="steps per profiled call")
     p.add_argument("--top", type=int, default=25, help="ops to list")
@@ -109,9 +114,13 @@ def main(argv=None):
 
     hlo = compiled.as_text()
     origins = op_origins(hlo)
-    ops = [(name, us) for name, us in op_times(a.trace_dir).most_common() if not _NOT_OPS.search(name)]
-    print(f"{a.workload} {a.mode}: {wall * 1e3:.2f} ms wall, {cpu * 1e3:.2f} ms CPU per step unprofiled "
-          f"(compile {compile_s:.1f} s); profiled ops sum to {sum(us for _, us in ops) / 1e3 / a.steps:.2f} ms per step")
+    ops = [
+        (name, us) for name, us in op_times(a.trace_dir).most_common() if not _NOT_OPS.search(name)
+    ]
+    print(
+        f"{a.workload} {a.mode}: {wall * 1e3:.2f} ms wall, {cpu * 1e3:.2f} ms CPU per step unprofiled "
+        f"(compile {compile_s:.1f} s); profiled ops sum to {sum(us for _, us in ops) / 1e3 / a.steps:.2f} ms per step"
+    )
     for name, us in ops[: a.top]:
         print(f"{us / 1e3 / a.steps:8.3f} ms  {name[:34]:34s} {origins.get(name, '')[-150:]}")
     if a.hlo:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+import common as C
 
 CASES = []
 for batch in (10, 64):
@@ -19,8 +19,9 @@ for batch in (10, 64):
         for device in ("softbounds", "power"):
             for mode in ("outer", "pulse"):
                 common = ["--batch", str(batch), "--algo", algo, "--device", device]
-                CASES.append((f"b{batch} {algo} {device} {mode}", common,
-                              [*common, "--mode", mode]))
+                CASES.append(
+                    (f"b{batch} {algo} {device} {mode}", common, [*common, "--mode", mode])
+                )
 
 if __name__ == "__main__":
     sys.exit(C.side_by_side("w1", CASES, defaults=["--steps", "30", "--repeats", "5"]))

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+import common as C
 
 STEPS = ["--steps", str(C.W3_STEPS), "--repeats", "2"]
 CASES = [

@@ -43,9 +43,8 @@ def _reset_peak_rss() -> None:
 
 
 def child(mode: str, steps: int) -> dict:
-    import jax
-
     import aimcjax_side as S
+    import jax
 
     rss_import_mb = _status_kb("VmRSS") / 1024
     trainer = S.w3_trainer(mode)
@@ -66,15 +65,21 @@ def child(mode: str, steps: int) -> dict:
     state_mb = state_bytes / 2**20
     growth_mb = max(run_peak_mb - baseline_mb, 0.0)
     return {
-        "mode": mode, "steps": steps, "compile_s": compile_s,
-        "state_mb": state_mb, "rss_after_import_mb": rss_import_mb,
-        "baseline_rss_mb": baseline_mb, "run_peak_rss_mb": run_peak_mb,
-        "run_growth_mb": growth_mb, "sweep_over_state": (state_mb + growth_mb) / state_mb,
+        "mode": mode,
+        "steps": steps,
+        "compile_s": compile_s,
+        "state_mb": state_mb,
+        "rss_after_import_mb": rss_import_mb,
+        "baseline_rss_mb": baseline_mb,
+        "run_peak_rss_mb": run_peak_mb,
+        "run_growth_mb": growth_mb,
+        "sweep_over_state": (state_mb + growth_mb) / state_mb,
         "lifetime_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "xla_arguments_mb": analysis.argument_size_in_bytes / 2**20,
         "xla_aliased_mb": analysis.alias_size_in_bytes / 2**20,
         "xla_temporaries_mb": analysis.temp_size_in_bytes / 2**20,
-        "xla_over_state": (analysis.argument_size_in_bytes + analysis.temp_size_in_bytes) / state_bytes,
+        "xla_over_state": (analysis.argument_size_in_bytes + analysis.temp_size_in_bytes)
+        / state_bytes,
     }
 
 
@@ -90,19 +95,26 @@ def main(argv=None) -> int:
         return 0
     rows = []
     for mode in a.modes:
-        proc = subprocess.run([sys.executable, __file__, "--child", "--steps", str(a.steps), mode],
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", "--steps", str(a.steps), mode],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"w3_memory child ({mode}) failed:\n{proc.stderr[-4000:]}")
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         rows.append(r)
-        print(f"{mode}: state {r['state_mb']:.1f} MiB; RSS before the run {r['baseline_rss_mb']:.0f} "
-              f"MiB (runtime after import {r['rss_after_import_mb']:.0f} MiB), peak during the run "
-              f"{r['run_peak_rss_mb']:.0f} MiB (+{r['run_growth_mb']:.1f}): sweep / state "
-              f"{r['sweep_over_state']:.2f}x; XLA: arguments {r['xla_arguments_mb']:.1f} MiB "
-              f"(aliased {r['xla_aliased_mb']:.1f}) + temporaries {r['xla_temporaries_mb']:.1f} "
-              f"MiB = {r['xla_over_state']:.2f}x state; lifetime peak RSS "
-              f"{r['lifetime_peak_rss_mb']:.0f} MiB (compiler included)", flush=True)
+        print(
+            f"{mode}: state {r['state_mb']:.1f} MiB; RSS before the run {r['baseline_rss_mb']:.0f} "
+            f"MiB (runtime after import {r['rss_after_import_mb']:.0f} MiB), peak during the run "
+            f"{r['run_peak_rss_mb']:.0f} MiB (+{r['run_growth_mb']:.1f}): sweep / state "
+            f"{r['sweep_over_state']:.2f}x; XLA: arguments {r['xla_arguments_mb']:.1f} MiB "
+            f"(aliased {r['xla_aliased_mb']:.1f}) + temporaries {r['xla_temporaries_mb']:.1f} "
+            f"MiB = {r['xla_over_state']:.2f}x state; lifetime peak RSS "
+            f"{r['lifetime_peak_rss_mb']:.0f} MiB (compiler included)",
+            flush=True,
+        )
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1) + "\n")
     return 0
