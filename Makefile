@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum requirements.lock pyproject.toml | s
 export PYTHONPATH := $(CURDIR)
 export MPLBACKEND := Agg
 
-.PHONY: run test bench clean venv docs test-minima
+.PHONY: run test lint bench clean venv docs test-minima
 
 venv: $(STAMP)
 
@@ -20,8 +20,13 @@ $(STAMP): requirements.lock pyproject.toml
 run: venv
 	$(BIN)/python -m aimcjax reproduce main --out runs/main --overwrite
 
-test: venv
+test: venv lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
+# ruff: lint rules and the formatter's check (configured in pyproject.toml).
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict -d site
