@@ -306,6 +306,9 @@ def side_by_side(
         by_setting = aihwkit_runs[hw_key]
         best = min(by_setting, key=lambda k: by_setting[k]["median_s"])
         hw = by_setting[best]
+        # per core: aihwkit's least CPU time over its settings (the fastest wall-clock setting
+        # may burn two cores for it, which would flatter the per-core ratio)
+        hw_cpu = min(v["median_cpu_s"] for v in by_setting.values())
         jx = run_aimcjax([workload, *defaults, *jx_args, *extra])
         rows.append(
             {
@@ -313,9 +316,9 @@ def side_by_side(
                 "aihwkit_s": hw["median_s"],
                 "aimcjax_s": jx["median_s"],
                 "ratio": hw["median_s"] / jx["median_s"],
-                "aihwkit_cpu_s": hw["median_cpu_s"],
+                "aihwkit_cpu_s": hw_cpu,
                 "aimcjax_cpu_s": jx["median_cpu_s"],
-                "cpu_ratio": hw["median_cpu_s"] / jx["median_cpu_s"],
+                "cpu_ratio": hw_cpu / jx["median_cpu_s"],
                 "aihwkit_best": best,
                 "compile_s": jx.get("compile_s", float("nan")),
                 "aihwkit_settings": {
