@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum requirements.lock pyproject.toml | s
 export PYTHONPATH := $(CURDIR)
 export MPLBACKEND := Agg
 
-.PHONY: run test lint bench clean venv docs test-minima
+.PHONY: run test lint typecheck bench clean venv docs test-minima
 
 venv: $(STAMP)
 
@@ -20,13 +20,17 @@ $(STAMP): requirements.lock pyproject.toml
 run: venv
 	$(BIN)/python -m aimcjax reproduce main --out runs/main --overwrite
 
-test: venv lint
+test: venv lint typecheck
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 # ruff: lint rules and the formatter's check (configured in pyproject.toml).
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# mypy on the library's public modules (files and strictness in pyproject.toml's [tool.mypy]).
+typecheck: venv
+	$(BIN)/mypy
 
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict -d site
@@ -43,4 +47,4 @@ bench: venv
 	$(BIN)/python benchmarks/bench_pulse.py
 
 clean:
-	rm -rf $(VENV) $(MIN_VENV) .pytest_cache site
+	rm -rf $(VENV) $(MIN_VENV) .pytest_cache .mypy_cache site

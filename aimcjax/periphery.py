@@ -51,11 +51,13 @@ import dataclasses
 import functools
 import itertools
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from aimcjax._typing import ArrayLike
 
 __all__ = ["PRESETS", "PeripheryConfig", "analog_matmul", "mvm", "preset", "quantize", "tiled_mvm"]
 
@@ -130,7 +132,7 @@ class PeripheryConfig:
     max_bm_factor: int = 1000
     max_bm_res: float = 0.25
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("inp_bound", "out_bound"):
             value = getattr(self, name)
             # An infinite bound has an infinite converter step: every read quantizes to 0.
@@ -237,7 +239,7 @@ class PeripheryConfig:
         return reads
 
 
-def _is_real(value) -> bool:
+def _is_real(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
 
 
@@ -261,7 +263,7 @@ PRESETS = {
 device presets: more output noise, 0.1, over a wider ADC range, +-20)."""
 
 
-def preset(name: str, **overrides) -> PeripheryConfig:
+def preset(name: str, **overrides: Any) -> PeripheryConfig:
     """The named periphery of :data:`PRESETS`, with fields replaced by ``overrides``.
 
     Args:
@@ -275,7 +277,9 @@ def preset(name: str, **overrides) -> PeripheryConfig:
       ValueError: unknown name or an invalid field value; TypeError: unknown field.
 
     Example:
-      >>> preset("default", out_noise=0.1, inp_bits=8)
+      >>> cfg = preset("default", out_noise=0.1, inp_bits=8)
+      >>> cfg.out_noise, cfg.inp_bits, cfg.out_bits
+      (0.1, 8, 9)
     """
     if name not in PRESETS:
         raise ValueError(f"unknown periphery preset {name!r}; choose one of {', '.join(PRESETS)}")
@@ -305,12 +309,13 @@ def quantize(x: jax.Array, res: float | None, key: jax.Array | None = None) -> j
     return steps * jnp.asarray(res, x.dtype)
 
 
-def _check_key(key, cfg: PeripheryConfig):
+def _check_key(key: jax.Array | None, cfg: PeripheryConfig) -> jax.Array:
     if key is None:
         raise ValueError(
             "key must be a PRNG key for a non-perfect periphery "
             "(noise, stochastic rounding); got None"
         )
+    return key
 
 
 def _noise_scale(x: jax.Array, cfg: PeripheryConfig) -> jax.Array:
@@ -328,7 +333,9 @@ def _noise_scale(x: jax.Array, cfg: PeripheryConfig) -> jax.Array:
     return scale
 
 
-def _read(w, x, scale, cfg: PeripheryConfig, key):
+def _read(
+    w: jax.Array, x: jax.Array, scale: jax.Array, cfg: PeripheryConfig, key: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """One managed analog read; returns (clipped output in read units, saturated per sample)."""
     k_dac, k_wnoise, k_onoise, k_adc = jax.random.split(key, 4)
     x_dac = quantize(x / scale, cfg.inp_res, k_dac if cfg.inp_sto_round else None)
@@ -348,7 +355,7 @@ def _read(w, x, scale, cfg: PeripheryConfig, key):
 
 
 def mvm(
-    w: jax.Array, x: jax.Array, cfg: PeripheryConfig, key: jax.Array | None, transpose: bool = False
+    w: ArrayLike, x: ArrayLike, cfg: PeripheryConfig, key: jax.Array | None, transpose: bool = False
 ) -> jax.Array:
     """Analog matrix-vector product ``x @ w`` (or ``x @ w.T``) through the periphery ``cfg``.
 
@@ -364,8 +371,12 @@ def mvm(
       ``(..., out)`` (``(..., in)`` when ``transpose``), dtype of ``x``.
 
     Example:
-      >>> w = jnp.eye(3)
-      >>> y = mvm(w, jnp.ones((5, 3)), PeripheryConfig(), jax.random.key(0))
+      >>> w, x = jnp.eye(3), jnp.ones((5, 3))
+      >>> y = mvm(w, x, PeripheryConfig(), jax.random.key(0))   # 5 reads: x @ w plus noise
+      >>> y.shape, bool(jnp.allclose(y, 1.0, atol=0.3)), bool(jnp.all(y == x))
+      ((5, 3), True, False)
+      >>> bool(jnp.all(mvm(w, x, PeripheryConfig.perfect(), None) == x))
+      True
 
     References:
       [AIHWKIT] ``ForwardBackwardPassIOManaged::forwardVector``; [RF] Table 4.
@@ -387,7 +398,7 @@ def mvm(
     w = w.astype(x.dtype) if jnp.issubdtype(x.dtype, jnp.floating) else w
     if cfg.is_perfect:
         return jnp.matmul(x, w, precision=_HIGHEST)
-    _check_key(key, cfg)
+    key = _check_key(key, cfg)
 
     scale = _noise_scale(x, cfg)
     # With noise management an all-zero vector reads as exactly zero (aihwkit short-cuts it:
@@ -402,14 +413,14 @@ def mvm(
         return jnp.where(silent, 0.0, y * scale).astype(y.dtype)
     done = ~saturated
 
-    def another_read(carry):
+    def another_read(carry: tuple[Any, ...]) -> tuple[Any, ...]:
         i, reduction, y, done = carry
         reduction = jnp.where(done[..., None], reduction, 2.0 * reduction)
         y_new, saturated = _read(w, x, scale * reduction, cfg, jax.random.fold_in(key, i))
         y = jnp.where(done[..., None], y, y_new)
         return i + 1, reduction, y, done | ~saturated
 
-    def not_finished(carry):
+    def not_finished(carry: tuple[Any, ...]) -> jax.Array:
         i, _, _, done = carry
         return (i < reads) & ~jnp.all(done)
 
@@ -427,8 +438,8 @@ def _splits(size: int, max_size: int | None) -> list[tuple[int, int]]:
 
 
 def tiled_mvm(
-    w: jax.Array,
-    x: jax.Array,
+    w: ArrayLike,
+    x: ArrayLike,
     cfg: PeripheryConfig,
     key: jax.Array | None,
     max_tile: int | None = None,
@@ -452,8 +463,10 @@ def tiled_mvm(
       As :func:`mvm`.
 
     Example:
-      >>> y = tiled_mvm(jnp.ones((1024, 10)), jnp.ones((2, 1024)), PeripheryConfig(),
+      >>> y = tiled_mvm(jnp.full((1024, 10), 0.01), jnp.ones((2, 1024)), PeripheryConfig(),
       ...               jax.random.key(0), max_tile=512)     # two arrays, outputs summed
+      >>> y.shape, bool(jnp.allclose(y, 10.24, atol=0.5))
+      ((2, 10), True)
     """
     if max_tile is not None and not (isinstance(max_tile, int) and max_tile >= 1):
         raise ValueError(f"max_tile must be a positive integer or None, got {max_tile!r}")
@@ -474,7 +487,7 @@ def tiled_mvm(
         _check_key(key, cfg)
     n_cols = len(cols)
 
-    def tile_key(i, j):
+    def tile_key(i: int, j: int) -> jax.Array | None:
         return None if key is None else jax.random.fold_in(key, i * n_cols + j)
 
     if not transpose:
@@ -498,8 +511,8 @@ def tiled_mvm(
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
 def analog_matmul(
-    x: jax.Array,
-    w: jax.Array,
+    x: ArrayLike,
+    w: ArrayLike,
     key: jax.Array | None,
     forward: PeripheryConfig,
     backward: PeripheryConfig,
@@ -526,25 +539,41 @@ def analog_matmul(
       ``(..., out)``.
 
     Example:
+      >>> x, w, key = jnp.ones((4, 3)), jnp.eye(3), jax.random.key(0)
       >>> g = jax.grad(lambda w: analog_matmul(x, w, key, PeripheryConfig(),
-      ...                                      PeripheryConfig()).sum())(w)   # == x.T @ ones
+      ...                                      PeripheryConfig()).sum())(w)
+      >>> g.tolist()  # the exact weight gradient x.T @ ones
+      [[4.0, 4.0, 4.0], [4.0, 4.0, 4.0], [4.0, 4.0, 4.0]]
     """
     forward_key, _ = _split_key(key)
     return tiled_mvm(w, x, forward, forward_key, max_tile)
 
 
-def _split_key(key):
+def _split_key(key: jax.Array | None) -> tuple[jax.Array | None, jax.Array | None]:
     if key is None:
         return None, None
     forward_key, backward_key = jax.random.split(key)
     return forward_key, backward_key
 
 
-def _analog_matmul_fwd(x, w, key, forward, backward, max_tile):
+def _analog_matmul_fwd(
+    x: jax.Array,
+    w: jax.Array,
+    key: jax.Array | None,
+    forward: PeripheryConfig,
+    backward: PeripheryConfig,
+    max_tile: int | None,
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array | None]]:
     return analog_matmul(x, w, key, forward, backward, max_tile), (x, w, key)
 
 
-def _analog_matmul_bwd(forward, backward, max_tile, residuals, g):
+def _analog_matmul_bwd(
+    forward: PeripheryConfig,
+    backward: PeripheryConfig,
+    max_tile: int | None,
+    residuals: tuple[jax.Array, jax.Array, jax.Array | None],
+    g: jax.Array,
+) -> tuple[jax.Array, jax.Array, None]:
     x, w, key = residuals
     _, backward_key = _split_key(key)
     dx = tiled_mvm(w, g, backward, backward_key, max_tile, transpose=True).astype(x.dtype)

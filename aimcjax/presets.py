@@ -8,9 +8,15 @@ iterative bound management) and the optax transformation with the preset's updat
 (pulse-train length, transfer writes, chopper probability, granularity).
 
 Example:
-  >>> preset = presets.tiki_taka_reram_sb(0.1, 0.05)
+  >>> import jax, jax.numpy as jnp
+  >>> from aimcjax import presets
+  >>> from aimcjax.nn import AnalogDense
+  >>> preset = presets.tiki_taka_reram_sb(0.1, 0.05, key=0)
   >>> device, periphery, opt = preset
+  >>> type(device).__name__, periphery.out_bound, periphery.out_noise
+  ('SoftBounds', 20.0, 0.1)
   >>> layer = AnalogDense(10, **preset.layer_kwargs())   # forward=periphery, backward=...
+  >>> params = layer.init(jax.random.key(0), jnp.ones((1, 4)))["params"]
   >>> state = opt.init(params)
 
 Where aimcjax has no exact counterpart the docstring says what was approximated.
@@ -25,7 +31,8 @@ import optax
 
 from aimcjax import optim, pulse
 from aimcjax import periphery as periphery_lib
-from aimcjax.devices import Exponential
+from aimcjax._typing import KeyLike
+from aimcjax.devices import Device, Exponential
 from aimcjax.devices import presets as device_presets
 from aimcjax.periphery import PeripheryConfig
 
@@ -52,11 +59,11 @@ class Preset(NamedTuple):
       optimizer: the optax transformation (tiles sampled from its ``key``).
     """
 
-    device: Any
+    device: Device
     periphery: PeripheryConfig
     optimizer: optax.GradientTransformationExtraArgs
 
-    def layer_kwargs(self) -> dict:
+    def layer_kwargs(self) -> dict[str, PeripheryConfig]:
         """``forward``/``backward`` for :class:`aimcjax.nn.AnalogDense` and friends (backward
         without bound management, as aihwkit)."""
         return {
@@ -70,7 +77,7 @@ def preset_periphery() -> PeripheryConfig:
     return periphery_lib.PRESETS["aihwkit_preset"]
 
 
-def _update(mode: str, bl: int, **kwargs) -> pulse.UpdateConfig:
+def _update(mode: str, bl: int, **kwargs: Any) -> pulse.UpdateConfig:
     return pulse.UpdateConfig(mode=mode, bl=bl, **kwargs)
 
 
@@ -80,7 +87,11 @@ def _transfer_update(mode: str) -> pulse.UpdateConfig:
 
 
 def tiki_taka_reram_sb(
-    learning_rate=0.1, transfer_lr=0.05, *, mode: str = "pulse", key=0
+    learning_rate: optax.ScalarOrSchedule = 0.1,
+    transfer_lr: optax.ScalarOrSchedule = 0.05,
+    *,
+    mode: str = "pulse",
+    key: KeyLike = 0,
 ) -> Preset:
     """aihwkit ``TikiTakaReRamSBPreset``: Tiki-Taka on two ReRAM soft-bounds arrays.
 
@@ -100,8 +111,8 @@ def tiki_taka_reram_sb(
     opt = optim.residual_learning(
         learning_rate,
         transfer_lr,
-        0.0,
         device,
+        gamma=0.0,
         zero_shift=True,
         transfer="column",
         update=_update(mode, 31),
@@ -111,7 +122,13 @@ def tiki_taka_reram_sb(
     return Preset(device, preset_periphery(), opt)
 
 
-def ttv2_ecram(learning_rate=0.1, transfer_lr=0.1, *, mode: str = "pulse", key=0) -> Preset:
+def ttv2_ecram(
+    learning_rate: optax.ScalarOrSchedule = 0.1,
+    transfer_lr: optax.ScalarOrSchedule = 0.1,
+    *,
+    mode: str = "pulse",
+    key: KeyLike = 0,
+) -> Preset:
     """aihwkit ``TTv2EcRamPreset``: TTv2 on two ECRAM arrays.
 
     :func:`aimcjax.optim.chopped_ttv2` without choppers (``in_chop_prob=0``, which is
@@ -134,7 +151,13 @@ def ttv2_ecram(learning_rate=0.1, transfer_lr=0.1, *, mode: str = "pulse", key=0
     return Preset(device, preset_periphery(), opt)
 
 
-def chopped_ttv2_ecram(learning_rate=0.1, transfer_lr=0.1, *, mode: str = "pulse", key=0) -> Preset:
+def chopped_ttv2_ecram(
+    learning_rate: optax.ScalarOrSchedule = 0.1,
+    transfer_lr: optax.ScalarOrSchedule = 0.1,
+    *,
+    mode: str = "pulse",
+    key: KeyLike = 0,
+) -> Preset:
     """aihwkit ``ChoppedTTv2EcRamPreset``: c-TTv2 on two ECRAM arrays (chopper probability
     0.01 per read, ``auto_granularity=500``, gradient BL 100, one-pulse transfers)."""
     device = device_presets.ecram()
@@ -152,7 +175,13 @@ def chopped_ttv2_ecram(learning_rate=0.1, transfer_lr=0.1, *, mode: str = "pulse
     return Preset(device, preset_periphery(), opt)
 
 
-def agad_ecram(learning_rate=0.1, transfer_lr=0.1, *, mode: str = "pulse", key=0) -> Preset:
+def agad_ecram(
+    learning_rate: optax.ScalarOrSchedule = 0.1,
+    transfer_lr: optax.ScalarOrSchedule = 0.1,
+    *,
+    mode: str = "pulse",
+    key: KeyLike = 0,
+) -> Preset:
     """aihwkit ``AGADEcRamPreset``: AGAD on ECRAM (chopper probability 0.005,
     ``tail_weighting=50``, ``auto_granularity=750``, gradient BL 31, one-pulse transfers)."""
     device = device_presets.ecram()
@@ -170,14 +199,16 @@ def agad_ecram(learning_rate=0.1, transfer_lr=0.1, *, mode: str = "pulse", key=0
     return Preset(device, preset_periphery(), opt)
 
 
-def mixed_precision_reram_sb(learning_rate=0.1, *, key=0) -> Preset:
+def mixed_precision_reram_sb(
+    learning_rate: optax.ScalarOrSchedule = 0.1, *, key: KeyLike = 0
+) -> Preset:
     """aihwkit ``MixedPrecisionReRamSBPreset``: digital accumulator, whole pulses to ReRAM-SB
     (Nandakumar et al. 2020)."""
     device = device_presets.reram_sb()
     return Preset(device, preset_periphery(), optim.mixed_precision(learning_rate, device, key=key))
 
 
-def pcm_like(**overrides):
+def pcm_like(**overrides: Any) -> Exponential:
     """A PCM-like device: steps that shrink steeply towards the bound they approach.
 
     aihwkit's ``PCMPresetDevice`` (Nandakumar et al. 2020) is one-directional (SET only) and
@@ -186,7 +217,7 @@ def pcm_like(**overrides):
     (``gamma=2.5``), its device-to-device spreads (20 % step, 5 % up/down, 10 % bound) and its
     large cycle-to-cycle noise (60 %, multiplicative).
     """
-    params = dict(
+    params: dict[str, Any] = dict(
         tau=1.0,
         gamma=2.5,
         dw_min=0.01,
@@ -200,7 +231,9 @@ def pcm_like(**overrides):
     return Exponential(**{**params, **overrides})
 
 
-def mixed_precision_pcm_like(learning_rate=0.1, *, key=0) -> Preset:
+def mixed_precision_pcm_like(
+    learning_rate: optax.ScalarOrSchedule = 0.1, *, key: KeyLike = 0
+) -> Preset:
     """aihwkit ``MixedPrecisionPCMPreset`` on :func:`pcm_like` (see there what is approximated)."""
     device = pcm_like()
     return Preset(device, preset_periphery(), optim.mixed_precision(learning_rate, device, key=key))

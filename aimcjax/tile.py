@@ -13,11 +13,12 @@ Tiles keep the shape of the weights they stand for; kernels of rank > 2 are view
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
 
+from aimcjax._typing import ArrayLike, DTypeLike, KeyLike, Shape
 from aimcjax.devices import Device, check_response_range, symmetric_point_bisect
 
 __all__ = ["Tile", "as_key", "init", "matrix_shape", "program", "weights"]
@@ -45,7 +46,7 @@ class Tile(NamedTuple):
     w_max: jax.Array
 
 
-def as_key(key) -> jax.Array:
+def as_key(key: KeyLike) -> jax.Array:
     """Accept an int seed or a PRNG key (typed or raw uint32)."""
     if isinstance(key, (int,)) and not isinstance(key, bool):
         return jax.random.PRNGKey(key)
@@ -53,11 +54,11 @@ def as_key(key) -> jax.Array:
         is_typed_key = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
         if not is_typed_key and jnp.ndim(key) == 0 and jnp.issubdtype(key.dtype, jnp.integer):
             return jax.random.PRNGKey(key)  # an int seed that went through jit
-        return key
+        return cast(jax.Array, key)
     raise TypeError(f"key must be an int seed or a jax PRNG key, got {type(key).__name__}")
 
 
-def matrix_shape(shape) -> tuple[int, int]:
+def matrix_shape(shape: Shape) -> tuple[int, int]:
     """The 2-D ``(inputs, outputs)`` view of a kernel: leading dims are flattened into inputs."""
     shape = tuple(shape)
     if len(shape) == 0:
@@ -67,7 +68,14 @@ def matrix_shape(shape) -> tuple[int, int]:
     return math.prod(shape[:-1]), shape[-1]
 
 
-def init(key, device: Device, shape, w0=None, zero_shift: bool = False, dtype=None) -> Tile:
+def init(
+    key: KeyLike,
+    device: Device,
+    shape: Shape,
+    w0: ArrayLike | None = None,
+    zero_shift: bool = False,
+    dtype: DTypeLike | None = None,
+) -> Tile:
     """Sample a tile's device-to-device variation and program its initial weights.
 
     Args:
@@ -132,7 +140,7 @@ def init(key, device: Device, shape, w0=None, zero_shift: bool = False, dtype=No
     return Tile(cast(w), cast(ref), cast(gain_up), cast(gain_down), cast(w_min), cast(w_max))
 
 
-def _check_device_in_dtype(device: Device, dtype) -> None:
+def _check_device_in_dtype(device: Device, dtype: DTypeLike) -> None:
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype must be a floating dtype, got {jnp.dtype(dtype)}")
     check_response_range(device, dtype)
@@ -143,7 +151,7 @@ def weights(tile: Tile) -> jax.Array:
     return tile.w - tile.ref
 
 
-def program(tile: Tile, w_eff) -> Tile:
+def program(tile: Tile, w_eff: ArrayLike) -> Tile:
     """Program effective weights exactly (e.g. a checkpoint or a hardware re-programming step),
     clipped to each element's bounds."""
     w_eff = jnp.asarray(w_eff, tile.w.dtype)

@@ -1,5 +1,6 @@
 """The documentation site builds with warnings as errors, and README's nnx example runs."""
 
+import doctest
 import os
 import re
 import subprocess
@@ -37,7 +38,13 @@ def test_mkdocs_builds_strict(tmp_path):
 
 
 def _python_blocks(path):
-    return re.findall(r"```python\n(.*?)```", open(path).read(), flags=re.S)
+    """The ```python blocks of a Markdown file as scripts (``>>>`` blocks: their sources)."""
+    with open(path) as f:
+        blocks = re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
+    return [
+        "".join(e.source for e in doctest.DocTestParser().get_examples(b)) if ">>> " in b else b
+        for b in blocks
+    ]
 
 
 @pytest.mark.parametrize("doc", ["README.md", "docs/getting-started.md"])

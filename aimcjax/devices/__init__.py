@@ -22,12 +22,14 @@ References:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, dataclass_transform
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from aimcjax._typing import ArrayLike, DTypeLike
 
 __all__ = [
     "NOISE_MODES",
@@ -56,7 +58,7 @@ VARIATION_FIELDS = (
 )
 
 
-def _concrete(value) -> np.ndarray | None:
+def _concrete(value: object) -> np.ndarray | None:
     """The value as a numpy array when it is known now (not a tracer or placeholder)."""
     if isinstance(value, jax.core.Tracer):
         return None
@@ -68,7 +70,7 @@ def _concrete(value) -> np.ndarray | None:
     return None
 
 
-def _nonneg_power(base, exponent):
+def _nonneg_power(base: jax.Array, exponent: ArrayLike) -> jax.Array:
     """base ** exponent for base >= 0 and exponent > 0. A traced exponent (a device passed
     into jit, a vmapped sweep over gamma) goes through exp(exponent * log(base)): XLA's
     general ``pow`` costs ~3x more on CPU (relative difference ~1e-6 in float32); a concrete
@@ -78,7 +80,7 @@ def _nonneg_power(base, exponent):
     return jnp.exp(exponent * jnp.log(base))  # log(0) = -inf -> 0 for exponent > 0
 
 
-def _check(name: str, value, ok: Callable[[np.ndarray], np.ndarray], must: str) -> None:
+def _check(name: str, value: object, ok: Callable[[np.ndarray], np.ndarray], must: str) -> None:
     """Raise a ValueError naming ``name`` unless the (concrete) value is finite and ``ok``.
 
     Every numeric device parameter must be finite: an infinite step, range or spread turns the
@@ -94,7 +96,7 @@ def _check(name: str, value, ok: Callable[[np.ndarray], np.ndarray], must: str) 
         raise ValueError(f"{name} must be {must}, got {value!r}")
 
 
-def _check_choice(name: str, value, choices) -> None:
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
@@ -106,7 +108,7 @@ def _check_choice(name: str, value, choices) -> None:
 _RESPONSE_HEADROOM = 16.0
 
 
-def _finite_response(q):
+def _finite_response(q: ArrayLike) -> jax.Array:
     """``q`` capped at ``finfo(dtype).max / 16``: a response that overflows (a steep
     Exponential or Power element whose sampled bound came out narrow) stays finite, so a
     zero-gain element times it is 0, not NaN. A no-op for every response below the cap."""
@@ -116,12 +118,12 @@ def _finite_response(q):
     return jnp.minimum(q, jnp.asarray(float(jnp.finfo(q.dtype).max) / _RESPONSE_HEADROOM, q.dtype))
 
 
-def response_cap(dtype) -> float:
+def response_cap(dtype: DTypeLike) -> float:
     """The largest response a ``dtype`` tile represents faithfully (``finfo.max / 16``)."""
     return float(jnp.finfo(dtype).max) / _RESPONSE_HEADROOM
 
 
-def check_response_range(device: Device, dtype=jnp.float32) -> None:
+def check_response_range(device: Device, dtype: DTypeLike = jnp.float32) -> None:
     """The device's responses at its nominal bounds and at 0, evaluated in ``dtype``, must be
     finite and below :func:`response_cap`: a steeper nominal device would be computed with
     overflowing intermediates (an Exponential's e^{gamma (1 + |w_min|/w_max)}; from gamma ~ 43
@@ -132,7 +134,8 @@ def check_response_range(device: Device, dtype=jnp.float32) -> None:
       ValueError: naming the steepness parameter (``gamma``) where the family has one.
     """
     leaves = [device.w_min, device.w_max] + ([device.gamma] if hasattr(device, "gamma") else [])
-    if any(_concrete(v) is None or np.ndim(_concrete(v)) for v in leaves):
+    concrete = [_concrete(v) for v in leaves]
+    if any(c is None or np.ndim(c) for c in concrete):
         return  # traced or batched: each member was checked on its own
     # Concrete parameters: evaluate now even when called while tracing (tile.init under jit).
     with jax.ensure_compile_time_eval():
@@ -155,7 +158,7 @@ def check_response_range(device: Device, dtype=jnp.float32) -> None:
     )
 
 
-def _as_leaf(value):
+def _as_leaf(value: Any) -> Any:
     """Python numbers become float leaves; arrays (and tracers) pass through."""
     if isinstance(value, bool):
         raise TypeError(f"expected a number, got bool {value!r}")
@@ -185,7 +188,12 @@ class Device:
     reference_std: Any = 0.0
     noise: str = "additive"
 
-    def __repr__(self):
+    if TYPE_CHECKING:  # every family has these fields (declared per family, with its defaults)
+        dw_min: Any
+        w_min: Any
+        w_max: Any
+
+    def __repr__(self) -> str:
         # The family's own parameters first; variation parameters only where set.
         shared = {f.name for f in dataclasses.fields(Device)}
         own = [f.name for f in dataclasses.fields(self) if f.name not in shared]
@@ -198,49 +206,52 @@ class Device:
         return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in own + varied + noise)})"
 
     # -- public API ---------------------------------------------------------------------------
-    def response(self, w, w_min, w_max):
+    def response(
+        self, w: ArrayLike, w_min: ArrayLike, w_max: ArrayLike
+    ) -> tuple[jax.Array, jax.Array]:
+        """``(q_plus, q_minus)`` at ``w`` for an element with bounds ``[w_min, w_max]``."""
         raise NotImplementedError
 
-    def q_plus(self, w):
+    def q_plus(self, w: ArrayLike) -> jax.Array:
         """Response to an up pulse (>= 0), relative to ``dw_min``."""
         return self.response(w, self.w_min, self.w_max)[0]
 
-    def q_minus(self, w):
+    def q_minus(self, w: ArrayLike) -> jax.Array:
         """Response to a down pulse (>= 0), relative to ``dw_min``."""
         return self.response(w, self.w_min, self.w_max)[1]
 
-    def F(self, w):
+    def F(self, w: ArrayLike) -> jax.Array:
         """Symmetric component (q_minus + q_plus) / 2 [RF eq. 4]."""
         qp, qm = self.response(w, self.w_min, self.w_max)
         return (qm + qp) / 2
 
-    def G(self, w):
+    def G(self, w: ArrayLike) -> jax.Array:
         """Asymmetric component (q_minus - q_plus) / 2 [RF eq. 4]."""
         qp, qm = self.response(w, self.w_min, self.w_max)
         return (qm - qp) / 2
 
-    def expected_update(self, w, dw):
+    def expected_update(self, w: ArrayLike, dw: ArrayLike) -> jax.Array:
         """Expected analog update ``w + dw*F(w) - |dw|*G(w)`` [RF eq. 5], clipped to bounds."""
         w = jnp.asarray(w)
         new = w + dw * self.F(w) - jnp.abs(dw) * self.G(w)
         return jnp.clip(new, self.w_min, self.w_max)
 
-    def symmetric_point(self):
+    def symmetric_point(self) -> jax.Array:
         """The weight w* with G(w*) = 0, found by bisection over [w_min, w_max]."""
         return symmetric_point_bisect(self, 1.0, 1.0, self.w_min, self.w_max)
 
-    def update_granularity(self):
+    def update_granularity(self) -> jax.Array | float:
         """The weight change one pulse is counted as when "outer" mode balances the x and d
         pulse probabilities (aihwkit's ``calcWeightGranularity``): ``dw_min`` here, the step
         at w = 0 with symmetric bounds; :class:`Piecewise` and :class:`ExpStep` differ."""
         return self.dw_min
 
-    def replace(self, **changes):
+    def replace(self, **changes: Any) -> Device:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
     # -- validation shared by all families ------------------------------------------------------
-    def _validate_common(self):
+    def _validate_common(self) -> None:
         _check("dw_min", self.dw_min, lambda a: a > 0, "> 0")
         _check("w_min", self.w_min, lambda a: a < 0, "< 0 (bounds must straddle 0)")
         _check("w_max", self.w_max, lambda a: a > 0, "> 0 (bounds must straddle 0)")
@@ -249,7 +260,7 @@ class Device:
         if self.noise not in NOISE_MODES:
             raise ValueError(f"noise must be one of {NOISE_MODES}, got {self.noise!r}")
 
-    def _finish_init(self):
+    def _finish_init(self) -> None:
         for f in dataclasses.fields(self):
             if f.name not in self._static:
                 value = getattr(self, f.name)
@@ -258,7 +269,14 @@ class Device:
         self._validate_common()
 
 
-def symmetric_point_bisect(device: Device, gain_up, gain_down, w_min, w_max, iters: int = 64):
+def symmetric_point_bisect(
+    device: Device,
+    gain_up: jax.Array | float,
+    gain_down: jax.Array | float,
+    w_min: ArrayLike,
+    w_max: ArrayLike,
+    iters: int = 64,
+) -> jax.Array:
     """Zero of ``gain_down*q_minus(w) - gain_up*q_plus(w)`` on [w_min, w_max], elementwise.
 
     Where G has no sign change the result is the bound the drift leads to; where G is zero
@@ -267,11 +285,11 @@ def symmetric_point_bisect(device: Device, gain_up, gain_down, w_min, w_max, ite
     lo = jnp.asarray(w_min) * jnp.ones_like(jnp.asarray(gain_up) * 1.0)
     hi = jnp.asarray(w_max) * jnp.ones_like(lo)
 
-    def g(w):
+    def g(w: jax.Array) -> jax.Array:
         qp, qm = device.response(w, w_min, w_max)
         return gain_down * qm - gain_up * qp
 
-    def body(_, bounds):
+    def body(_: jax.Array, bounds: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
         lo, hi = bounds
         mid = (lo + hi) / 2
         gm = g(mid)
@@ -281,21 +299,25 @@ def symmetric_point_bisect(device: Device, gain_up, gain_down, w_min, w_max, ite
         return lo, hi
 
     lo, hi = jax.lax.fori_loop(0, iters, body, (lo, hi))
-    return (lo + hi) / 2
+    return jnp.asarray((lo + hi) / 2)
 
 
-def _device(cls):
+_D = TypeVar("_D", bound=Device)
+
+
+@dataclass_transform(kw_only_default=True, frozen_default=True, eq_default=False)
+def _device(cls: type[_D]) -> type[_D]:
     """Make ``cls`` a frozen dataclass and a pytree (numeric fields are leaves)."""
     cls = dataclasses.dataclass(frozen=True, eq=False, repr=False, kw_only=True)(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     static = [n for n in names if n in cls._static]
     data = [n for n in names if n not in cls._static]
 
-    def flatten_with_keys(obj):
+    def flatten_with_keys(obj: _D) -> tuple[list[tuple[Any, Any]], tuple[Any, ...]]:
         children = [(jax.tree_util.GetAttrKey(n), getattr(obj, n)) for n in data]
         return children, tuple(getattr(obj, n) for n in static)
 
-    def unflatten(aux, children):
+    def unflatten(aux: tuple[Any, ...], children: Any) -> _D:
         obj = object.__new__(cls)
         for n, v in zip(data, children):
             object.__setattr__(obj, n, v)
@@ -334,11 +356,13 @@ class ConstantStep(Device):
 
     __doc__ = (__doc__ or "") + _VARIATION_DOC
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self._finish_init()
         _check("asymmetry", self.asymmetry, lambda a: np.abs(a) < 1, "in (-1, 1)")
 
-    def response(self, w, w_min, w_max):
+    def response(
+        self, w: ArrayLike, w_min: ArrayLike, w_max: ArrayLike
+    ) -> tuple[jax.Array, jax.Array]:
         one = jnp.ones_like(jnp.asarray(w) * 1.0)
         return (1 + self.asymmetry) * one, (1 - self.asymmetry) * one
 
@@ -354,7 +378,7 @@ class _TauFamily(Device):
     w_min: Any = None
     w_max: Any = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _check("tau", self.tau, lambda a: a > 0, "> 0")
         if hasattr(self, "gamma"):
             _check("gamma", self.gamma, lambda a: a > 0, "> 0")
@@ -373,13 +397,15 @@ class SoftBounds(_TauFamily):
 
     __doc__ = (__doc__ or "") + _VARIATION_DOC
 
-    def response(self, w, w_min, w_max):
+    def response(
+        self, w: ArrayLike, w_min: ArrayLike, w_max: ArrayLike
+    ) -> tuple[jax.Array, jax.Array]:
         c = self.asymmetry
         qp = (1 + c) * jnp.maximum(1 - w / w_max, 0)
         qm = (1 - c) * jnp.maximum(1 - w / w_min, 0)
         return qp, qm
 
-    def symmetric_point(self):
+    def symmetric_point(self) -> jax.Array:
         # (1-c)(1 + w/a) = (1+c)(1 - w/b) with a = |w_min|, b = w_max.
         c, a, b = self.asymmetry, -self.w_min, self.w_max
         return 2 * c / ((1 - c) / a + (1 + c) / b)
@@ -409,11 +435,13 @@ class Power(_TauFamily):
 
     __doc__ = (__doc__ or "") + _VARIATION_DOC
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _check_choice("range_normalization", self.range_normalization, RANGE_NORMALIZATIONS)
         super().__post_init__()
 
-    def response(self, w, w_min, w_max):
+    def response(
+        self, w: ArrayLike, w_min: ArrayLike, w_max: ArrayLike
+    ) -> tuple[jax.Array, jax.Array]:
         c = self.asymmetry
         if self.range_normalization == "aihwkit":
             span = (w_max - w_min) / 2
@@ -424,7 +452,7 @@ class Power(_TauFamily):
         qm = (1 - c) * _nonneg_power(jnp.maximum(down, 0), self.gamma)
         return _finite_response(qp), _finite_response(qm)
 
-    def symmetric_point(self):
+    def symmetric_point(self) -> jax.Array:
         # ((1+c)/(1-c))^(1/gamma) = (distance to w_min) / (distance to w_max), each distance
         # in the form's units: linear in w.
         c, a, b = self.asymmetry, -self.w_min, self.w_max
@@ -447,14 +475,16 @@ class Exponential(_TauFamily):
 
     __doc__ = (__doc__ or "") + _VARIATION_DOC
 
-    def response(self, w, w_min, w_max):
+    def response(
+        self, w: ArrayLike, w_min: ArrayLike, w_max: ArrayLike
+    ) -> tuple[jax.Array, jax.Array]:
         c, g = self.asymmetry, self.gamma
         norm = jnp.expm1(g)
         qp = (1 + c) * jnp.expm1(g * jnp.maximum(1 - w / w_max, 0)) / norm
         qm = (1 - c) * jnp.expm1(g * jnp.maximum(1 - w / w_min, 0)) / norm
         return _finite_response(qp), _finite_response(qm)
 
-    def symmetric_point(self):
+    def symmetric_point(self) -> jax.Array:
         symmetric = (jnp.asarray(self.asymmetry) == 0) & (
             jnp.asarray(self.w_min) == -jnp.asarray(self.w_max)
         )
@@ -477,7 +507,7 @@ class Piecewise(Device):
 
     __doc__ = (__doc__ or "") + _VARIATION_DOC
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("up", "down"):
             value = getattr(self, name)
             if isinstance(value, (list, tuple)):
@@ -501,7 +531,9 @@ class Piecewise(Device):
             )
         self._finish_init()
 
-    def response(self, w, w_min, w_max):
+    def response(
+        self, w: ArrayLike, w_min: ArrayLike, w_max: ArrayLike
+    ) -> tuple[jax.Array, jax.Array]:
         up = jnp.asarray(self.up)
         down = jnp.asarray(self.down)
         n = up.shape[-1]
@@ -509,12 +541,12 @@ class Piecewise(Device):
         i0 = jnp.clip(jnp.floor(pos), 0, n - 2).astype(jnp.int32)
         frac = pos - i0
 
-        def interp(nodes):
+        def interp(nodes: jax.Array) -> jax.Array:
             return nodes[i0] * (1 - frac) + nodes[i0 + 1] * frac
 
         return interp(up), interp(down)
 
-    def update_granularity(self):
+    def update_granularity(self) -> jax.Array:
         """aihwkit's PiecewiseStep granularity: ``dw_min`` times the up node at index n // 2
         (the middle node for odd n, the upper of the two middle ones for even n)."""
         up = jnp.asarray(self.up)
@@ -537,6 +569,8 @@ class ExpStep(Device):
     Example:
       >>> dev = ExpStep(dw_min=1e-3, noise="multiplicative")
       >>> qp, qm = dev.response(0.0, dev.w_min, dev.w_max)
+      >>> round(float(qp), 4), round(float(qm), 4)
+      (0.9834, 0.9834)
     """
 
     dw_min: Any = 1e-3
@@ -552,24 +586,26 @@ class ExpStep(Device):
 
     __doc__ = (__doc__ or "") + _VARIATION_DOC
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self._finish_init()
         for name in ("A_up", "A_down", "gamma_up", "gamma_down", "a", "b"):
             _check(name, getattr(self, name), np.isfinite, "finite")
         _check("up_down", self.up_down, lambda v: np.abs(v) < 1, "in (-1, 1)")
         check_response_range(self, jnp.float32)
 
-    def _scales(self):
+    def _scales(self) -> tuple[jax.Array, jax.Array]:
         return 1 + jnp.minimum(self.up_down, 0), 1 - jnp.maximum(self.up_down, 0)
 
-    def response(self, w, w_min, w_max):
+    def response(
+        self, w: ArrayLike, w_min: ArrayLike, w_max: ArrayLike
+    ) -> tuple[jax.Array, jax.Array]:
         z = 2 * self.a * w / (w_max - w_min) + self.b
         scale_up, scale_down = self._scales()
         qp = scale_up * jnp.maximum(1 - self.A_up * jnp.exp(self.gamma_up * z), 0)
         qm = scale_down * jnp.maximum(1 - self.A_down * jnp.exp(-self.gamma_down * z), 0)
         return _finite_response(qp), _finite_response(qm)
 
-    def update_granularity(self):
+    def update_granularity(self) -> jax.Array:
         """aihwkit's ExpStep granularity: the mean of the down step and the down step (sic,
         aihwkit 1.2.0) at w = 0, i.e. ``dw_min`` times q_minus(0); ``dw_min`` where that is 0."""
         g = (
@@ -590,8 +626,8 @@ class Custom(Device):
       0.0
     """
 
-    q_plus_fn: Callable = None
-    q_minus_fn: Callable = None
+    q_plus_fn: Callable[[jax.Array], ArrayLike] = None  # type: ignore[assignment]  # set by __init__
+    q_minus_fn: Callable[[jax.Array], ArrayLike] = None  # type: ignore[assignment]
     w_min: Any = -1.0
     w_max: Any = 1.0
     dw_min: Any = 1e-3
@@ -600,20 +636,20 @@ class Custom(Device):
 
     def __init__(
         self,
-        q_plus,
-        q_minus,
+        q_plus: Callable[[jax.Array], ArrayLike],
+        q_minus: Callable[[jax.Array], ArrayLike],
         *,
-        w_min=-1.0,
-        w_max=1.0,
-        dw_min=1e-3,
-        dw_min_dtod=0.0,
-        up_down_dtod=0.0,
-        w_max_dtod=0.0,
-        w_min_dtod=0.0,
-        dw_min_std=0.0,
-        reference_std=0.0,
-        noise="additive",
-    ):
+        w_min: ArrayLike = -1.0,
+        w_max: ArrayLike = 1.0,
+        dw_min: ArrayLike = 1e-3,
+        dw_min_dtod: ArrayLike = 0.0,
+        up_down_dtod: ArrayLike = 0.0,
+        w_max_dtod: ArrayLike = 0.0,
+        w_min_dtod: ArrayLike = 0.0,
+        dw_min_std: ArrayLike = 0.0,
+        reference_std: ArrayLike = 0.0,
+        noise: str = "additive",
+    ) -> None:
         for name, fn in (("q_plus", q_plus), ("q_minus", q_minus)):
             if not callable(fn):
                 raise TypeError(f"{name} must be a callable of w, got {type(fn).__name__}")
@@ -636,11 +672,13 @@ class Custom(Device):
         self._finish_init()
         _check_custom_responses(self)
 
-    def response(self, w, w_min, w_max):
+    def response(
+        self, w: ArrayLike, w_min: ArrayLike, w_max: ArrayLike
+    ) -> tuple[jax.Array, jax.Array]:
         w = jnp.asarray(w)
         return jnp.asarray(self.q_plus_fn(w)), jnp.asarray(self.q_minus_fn(w))
 
-    def replace(self, **changes):
+    def replace(self, **changes: Any) -> Custom:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         values["q_plus"] = values.pop("q_plus_fn")
         values["q_minus"] = values.pop("q_minus_fn")
@@ -679,14 +717,14 @@ def _check_custom_responses(dev: Custom) -> None:
             )
 
 
-def _default_bounds(dev):
+def _default_bounds(dev: _TauFamily) -> None:
     if dev.w_min is None:
         object.__setattr__(dev, "w_min", -_as_leaf(dev.tau))
     if dev.w_max is None:
         object.__setattr__(dev, "w_max", _as_leaf(dev.tau))
 
 
-def stack(devices):
+def stack(devices: Iterable[_D]) -> _D:
     """Stack devices of one family into one batched device for ``jax.vmap``.
 
     Example:

@@ -9,14 +9,16 @@ changing linearly with w, ``gamma_up/down`` slopes) are two-node :class:`Piecewi
 
 from __future__ import annotations
 
+from typing import Any
+
 from aimcjax.devices import ConstantStep, Piecewise, SoftBounds
 
 __all__ = ["PRESETS", "capacitor", "ecram", "ecram_mo", "gokmen_vlasov", "idealized", "reram_sb"]
 
 
-def idealized(**overrides):
+def idealized(**overrides: Any) -> ConstantStep:
     """Idealized constant step, ~10 000 states (Gokmen & Vlasov 2016, 5x finer steps)."""
-    params = dict(
+    params: dict[str, Any] = dict(
         dw_min=2e-4,
         w_min=-1.0,
         w_max=1.0,
@@ -29,9 +31,9 @@ def idealized(**overrides):
     return ConstantStep(**{**params, **overrides})
 
 
-def gokmen_vlasov(**overrides):
+def gokmen_vlasov(**overrides: Any) -> ConstantStep:
     """Constant step with 1 200 states (Gokmen & Vlasov, Front. Neurosci. 2016)."""
-    params = dict(
+    params: dict[str, Any] = dict(
         dw_min=1.6e-3,
         w_min=-1.0,
         w_max=1.0,
@@ -45,9 +47,9 @@ def gokmen_vlasov(**overrides):
     return ConstantStep(**{**params, **overrides})
 
 
-def reram_sb(**overrides):
+def reram_sb(**overrides: Any) -> SoftBounds:
     """ReRAM, soft bounds, loose fit to Gong et al., Nat. Commun. 2018 (symmetric point at 0)."""
-    params = dict(
+    params: dict[str, Any] = dict(
         dw_min=2e-3,
         w_min=-0.75,
         w_max=1.25,
@@ -63,7 +65,9 @@ def reram_sb(**overrides):
     return SoftBounds(tau=params["w_max"], **params)
 
 
-def _linear_step(dw_min, w_min, w_max, gamma_up, gamma_down, **params):
+def _linear_step(
+    dw_min: float, w_min: float, w_max: float, gamma_up: float, gamma_down: float, **params: Any
+) -> Piecewise:
     # aihwkit LinearStep: up step dw_min*(1 - gamma_up*w/w_max), down step
     # dw_min*(1 + gamma_down*w/|w_min|); linear in w, so two nodes at the bounds are exact.
     up = (1 + gamma_up * (-w_min) / w_max, 1 - gamma_up)
@@ -71,9 +75,9 @@ def _linear_step(dw_min, w_min, w_max, gamma_up, gamma_down, **params):
     return Piecewise(up=up, down=down, w_min=w_min, w_max=w_max, dw_min=dw_min, **params)
 
 
-def capacitor(**overrides):
+def capacitor(**overrides: Any) -> Piecewise:
     """Capacitor cell, linear step fit to Li et al., VLSI 2018 (leakage not modelled)."""
-    params = dict(
+    params: dict[str, Any] = dict(
         dw_min=5e-3,
         w_min=-1.0,
         w_max=1.0,
@@ -89,9 +93,9 @@ def capacitor(**overrides):
     return _linear_step(**{**params, **overrides})
 
 
-def ecram(**overrides):
+def ecram(**overrides: Any) -> Piecewise:
     """Li-based ECRAM, linear step fit to Tang et al., IEDM 2018."""
-    params = dict(
+    params: dict[str, Any] = dict(
         dw_min=2e-3,
         w_min=-0.8276,
         w_max=1.1724,
@@ -107,9 +111,9 @@ def ecram(**overrides):
     return _linear_step(**{**params, **overrides})
 
 
-def ecram_mo(**overrides):
+def ecram_mo(**overrides: Any) -> Piecewise:
     """Metal-oxide ECRAM, linear step, data of Kim et al., IEDM 2019."""
-    params = dict(
+    params: dict[str, Any] = dict(
         dw_min=2.8214e-4,
         w_min=-0.8286,
         w_max=1.1714,

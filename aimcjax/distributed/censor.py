@@ -13,19 +13,21 @@ References:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Hashable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from aimcjax._typing import ArrayLike, PyTree
 from aimcjax.distributed.config import CensorConfig, move_window_length
 
 __all__ = ["CSGDState", "censored_mean", "csgd", "num_workers", "threshold"]
 
 
-def num_workers(axis_name) -> int:
+def num_workers(axis_name: Hashable) -> int:
     """Size of the bound mapped axis ``axis_name``; a clear error when it is not bound."""
     try:
         return jax.lax.axis_size(axis_name)
@@ -36,12 +38,12 @@ def num_workers(axis_name) -> int:
         ) from None
 
 
-def _squared_norm(tree) -> jax.Array:
+def _squared_norm(tree: PyTree) -> jax.Array | int:
     leaves = jax.tree.leaves(tree)
     return sum(jnp.sum(jnp.square(x)) for x in leaves)
 
 
-def _check_threshold(tau) -> None:
+def _check_threshold(tau: ArrayLike) -> None:
     """A known threshold must be a number, not NaN: ``innovation > NaN`` is always False, so a
     NaN threshold would censor every upload for good without a word."""
     if isinstance(tau, jax.core.Tracer):
@@ -55,7 +57,14 @@ def _check_threshold(tau) -> None:
         raise ValueError("tau must not be NaN (a NaN threshold censors every upload)")
 
 
-def censored_mean(grads, g_hat, tau, axis_name="workers", *, force=False):
+def censored_mean(
+    grads: PyTree,
+    g_hat: PyTree,
+    tau: ArrayLike,
+    axis_name: Hashable = "workers",
+    *,
+    force: ArrayLike = False,
+) -> tuple[PyTree, PyTree, jax.Array]:
     """Mean over workers of the gradients the server holds after a censored upload round.
 
     Each worker uploads ``grads`` only if ``||grads - g_hat||^2 > tau`` (or ``force``);
@@ -81,7 +90,8 @@ def censored_mean(grads, g_hat, tau, axis_name="workers", *, force=False):
     """
     num_workers(axis_name)
     _check_threshold(tau)
-    if jax.tree.structure(grads) != jax.tree.structure(g_hat):
+    structure: Any = jax.tree.structure(grads)  # (PyTreeDef's stub has no comparison)
+    if structure != jax.tree.structure(g_hat):
         raise ValueError("grads and g_hat must have the same pytree structure")
     innovation = _squared_norm(jax.tree.map(jnp.subtract, grads, g_hat))
     sent = jnp.logical_or(innovation > tau, force)
@@ -92,7 +102,9 @@ def censored_mean(grads, g_hat, tau, axis_name="workers", *, force=False):
     return mean, new_g_hat, sent
 
 
-def threshold(config: CensorConfig, recent_sq_moves, count, num_workers_: int):
+def threshold(
+    config: CensorConfig, recent_sq_moves: jax.Array, count: jax.Array, num_workers_: int
+) -> jax.Array:
     """The censoring threshold tau^k of iteration ``count`` = k (see :class:`CensorConfig`).
 
     Default (the authors' code): tau^k = (xi/(alpha^2 D) * [k >= D-1] *
@@ -112,7 +124,7 @@ def threshold(config: CensorConfig, recent_sq_moves, count, num_workers_: int):
     if config.move_window == "authors":
         # The authors' window list fills up to D iterates before its sum is used at all.
         moves = jnp.where(count >= config.window - 1, moves, 0.0)
-    slack = 0.0
+    slack: jax.Array | float = 0.0
     if config.mode != "lag":
         slack = config.sigma0 * jnp.power(
             jnp.float32(config.sigma_decay), count.astype(jnp.float32)
@@ -123,7 +135,7 @@ def threshold(config: CensorConfig, recent_sq_moves, count, num_workers_: int):
     return moves * scale + slack
 
 
-def _push(ring, value):
+def _push(ring: jax.Array, value: ArrayLike) -> jax.Array:
     """Newest-first ring buffer of fixed length (length 0 stays empty)."""
     if ring.shape[0] == 0:
         return ring
@@ -144,7 +156,7 @@ class CSGDState(NamedTuple):
       sent: whether this worker uploaded at the last iteration (per worker).
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # (a field named like tuple.count)
     recent_sq_moves: jax.Array
     inner_state: optax.OptState
     held_grads: optax.Updates
@@ -160,7 +172,7 @@ PER_WORKER_FIELDS = ("held_grads", "staleness", "uploads", "sent")
 def csgd(
     optimizer: optax.GradientTransformation,
     config: CensorConfig,
-    axis_name="workers",
+    axis_name: Hashable = "workers",
 ) -> optax.GradientTransformationExtraArgs:
     """Communication-censored distributed SGD around any optax server update [CSGD].
 
@@ -190,7 +202,7 @@ def csgd(
         raise TypeError(f"config must be a CensorConfig, got {type(config).__name__}")
     optimizer = optax.with_extra_args_support(optimizer)
 
-    def init_fn(params):
+    def init_fn(params: optax.Params) -> CSGDState:
         zeros = jax.tree.map(jnp.zeros_like, params)
         return CSGDState(
             count=jnp.zeros([], jnp.int32),
@@ -202,7 +214,12 @@ def csgd(
             sent=jnp.zeros([], jnp.bool_),
         )
 
-    def update_fn(grads, state, params=None, **extra_args):
+    def update_fn(
+        grads: optax.Updates,
+        state: CSGDState,
+        params: optax.Params | None = None,
+        **extra_args: Any,
+    ) -> tuple[optax.Updates, CSGDState]:
         workers = num_workers(axis_name)
         force = jnp.logical_and(config.force_first_upload, state.count == 0)
         if config.mode == "sgd":

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MODES = ("csgd", "lag", "sgd")
 SLACK_SCALINGS = ("workers_squared", "none")
@@ -16,7 +20,7 @@ MOVE_WINDOWS = ("authors", "lag")
 _FLOAT32_MAX = 3.4028234663852886e38
 
 
-def _check_finite_number(name: str, value) -> float:
+def _check_finite_number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     value = float(value)
@@ -25,13 +29,13 @@ def _check_finite_number(name: str, value) -> float:
     return value
 
 
-def _check_rate(name: str, value) -> None:
-    value = _check_finite_number(name, value)
-    if not (0.0 < value < math.inf):
-        raise ValueError(f"{name} must lie in (0, inf), got {value}")
+def _check_rate(name: str, value: object) -> None:
+    number = _check_finite_number(name, value)
+    if not (0.0 < number < math.inf):
+        raise ValueError(f"{name} must lie in (0, inf), got {number}")
 
 
-def _check_rule_options(config) -> None:
+def _check_rule_options(config: CensorConfig) -> None:
     """The threshold-rule options of :class:`CensorConfig` (see there)."""
     if config.slack_scaling not in SLACK_SCALINGS:
         raise ValueError(
@@ -45,7 +49,7 @@ def _check_rule_options(config) -> None:
         )
 
 
-def move_window_length(config) -> int:
+def move_window_length(config: CensorConfig) -> int:
     """How many parameter moves the threshold's window sums: D - 1 (authors) or D (LAG)."""
     return config.window - 1 if config.move_window == "authors" else config.window
 
@@ -116,7 +120,7 @@ class CensorConfig:
     move_window: str = "authors"
     force_first_upload: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         _check_rate("learning_rate", self.learning_rate)
@@ -166,14 +170,20 @@ class CensorConfig:
         _check_rule_options(self)
 
 
+def _batch_max(config: CensorConfig) -> int:
+    """B_max (``CensorConfig.__post_init__`` replaces None by ``floor(batch0)``)."""
+    return cast(int, config.batch_max)
+
+
 def batch_size(config: CensorConfig, k: int) -> int:
     """B^k = min(B_max, floor(B^0 * eta_1^k)) for iteration k >= 0 (host-side, exact)."""
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
+    batch_max = _batch_max(config)
     log_b = math.log(config.batch0) + k * math.log(config.batch_growth)
-    if log_b >= math.log(config.batch_max):
-        return config.batch_max
-    return max(1, min(config.batch_max, math.floor(math.exp(log_b) * (1 + 1e-12))))
+    if log_b >= math.log(batch_max):
+        return batch_max
+    return max(1, min(batch_max, math.floor(math.exp(log_b) * (1 + 1e-12))))
 
 
 def padded_batch_size(config: CensorConfig, k: int, bucket_growth: int = 2) -> int:
@@ -190,10 +200,12 @@ def padded_batch_size(config: CensorConfig, k: int, bucket_growth: int = 2) -> i
     padded = 1
     while padded < b:
         padded *= bucket_growth
-    return min(config.batch_max, padded)
+    return min(_batch_max(config), padded)
 
 
-def batch_mask(config: CensorConfig, k: int, num_workers: int, bucket_growth: int = 2):
+def batch_mask(
+    config: CensorConfig, k: int, num_workers: int, bucket_growth: int = 2
+) -> np.ndarray:
     """Boolean mask of shape (num_workers, padded_batch_size) marking the B^k real examples."""
     import numpy as np
 

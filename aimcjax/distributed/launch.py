@@ -24,7 +24,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from typing import NamedTuple
+from types import TracebackType
+from typing import NamedTuple, NoReturn, cast
 
 from aimcjax.distributed.multihost import (
     ENV_COORDINATOR,
@@ -53,7 +54,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def check_port(port, host: str = "127.0.0.1") -> int:
+def check_port(port: object, host: str = "127.0.0.1") -> int:
     """``port`` if it is a TCP port number (1..65535) that ``host`` can bind now.
 
     Raises:
@@ -89,14 +90,16 @@ def exit_promptly_on_failure() -> None:
                 stream.flush()
         os._exit(code)
 
-    def excepthook(kind, value, tb):
+    def excepthook(
+        kind: type[BaseException], value: BaseException, tb: TracebackType | None
+    ) -> None:
         if issubclass(kind, SystemExit):
-            _on_system_exit(value)
+            _on_system_exit(cast(SystemExit, value))
             return
         traceback.print_exception(kind, value, tb)
         leave(1)
 
-    def _on_system_exit(value):
+    def _on_system_exit(value: SystemExit) -> None:
         code = value.code
         if code is None or code == 0:
             return
@@ -107,7 +110,7 @@ def exit_promptly_on_failure() -> None:
 
     original_exit = sys.exit
 
-    def exit_(code=0):
+    def exit_(code: str | int | None = 0) -> NoReturn:
         try:
             original_exit(code)
         except SystemExit as stop:
@@ -118,7 +121,7 @@ def exit_promptly_on_failure() -> None:
     sys.exit = exit_  # (a top-level ``raise SystemExit(3)`` still waits in the barrier)
 
 
-def _stop(processes, grace_s: float = 5.0) -> None:
+def _stop(processes: Sequence[subprocess.Popen[bytes]], grace_s: float = 5.0) -> None:
     for proc in processes:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -138,7 +141,7 @@ def launch(
     local_devices: int = 1,
     timeout_s: float = 300.0,
     port: int | None = None,
-    env: dict | None = None,
+    env: dict[str, str] | None = None,
 ) -> LaunchResult:
     """Run ``command`` as ``num_processes`` cooperating JAX processes on this machine.
 
@@ -215,7 +218,7 @@ def launch(
         raise
 
 
-def _split_command(argv):
+def _split_command(argv: list[str]) -> tuple[list[str], list[str]]:
     """Launcher options end at ``--``, at ``-m MODULE`` or at the first positional token."""
     for i, token in enumerate(argv):
         if token == "--":

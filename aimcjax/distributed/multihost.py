@@ -27,7 +27,7 @@ ENV_PROCESS_ID = "AIMCJAX_PROCESS_ID"
 ENV_LOCAL_DEVICES = "AIMCJAX_LOCAL_DEVICES"
 
 
-def _env_int(name):
+def _env_int(name: str) -> int | None:
     value = os.environ.get(name)
     if value is None:
         return None
@@ -80,7 +80,15 @@ def initialize(
       RuntimeError: JAX's backends were initialised before this call.
 
     Example:
-      >>> initialize("10.0.0.1:1234", num_processes=4, process_id=rank)  # doctest: +SKIP
+      In each process of a 4-process job (``rank`` its index)::
+
+        initialize("10.0.0.1:1234", num_processes=4, process_id=rank)
+
+      Inconsistent arguments fail before anything connects:
+
+      >>> initialize("10.0.0.1:1234", num_processes=4, process_id=4)
+      Traceback (most recent call last):
+      ValueError: process_id must lie in [0, 4), got 4
     """
     coordinator_address = coordinator_address or os.environ.get(ENV_COORDINATOR)
     num_processes = num_processes if num_processes is not None else _env_int(ENV_NUM_PROCESSES)

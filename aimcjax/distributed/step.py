@@ -18,7 +18,7 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
 import jax
@@ -27,6 +27,7 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from aimcjax._typing import PyTree
 from aimcjax.distributed.censor import PER_WORKER_FIELDS, CSGDState, num_workers
 
 __all__ = [
@@ -78,21 +79,21 @@ class TrainStep(NamedTuple):
       backend, axis_name, mesh: as configured (mesh is None except for ``"shard_map"``).
     """
 
-    init: Callable
-    step: Callable
-    server_params: Callable
+    init: Callable[..., Any]
+    step: Callable[..., Any]
+    server_params: Callable[..., Any]
     num_workers: int
     backend: str
     axis_name: Any
     mesh: Any
 
 
-def logical_bytes(tree) -> int:
+def logical_bytes(tree: PyTree) -> int:
     """Bytes of a pytree of arrays as sent over the wire (size x itemsize, no framing)."""
     return int(sum(np.size(x) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)))
 
 
-def split_among_workers(tree, num_workers_: int):
+def split_among_workers(tree: PyTree, num_workers_: int) -> PyTree:
     """Reshape every leaf from (N, ...) to (M, N / M, ...): contiguous blocks per worker.
 
     Shuffle first (with a seeded, stratified permutation when the data is ordered by class)
@@ -115,7 +116,7 @@ def split_among_workers(tree, num_workers_: int):
     return jax.tree.map(lambda x: x.reshape((num_workers_, n // num_workers_) + x.shape[1:]), tree)
 
 
-def _find_csgd_state(opt_state) -> CSGDState:
+def _find_csgd_state(opt_state: optax.OptState) -> CSGDState:
     found = [
         s
         for s in jax.tree.leaves(opt_state, is_leaf=lambda s: isinstance(s, CSGDState))
@@ -129,14 +130,14 @@ def _find_csgd_state(opt_state) -> CSGDState:
     return found[0]
 
 
-def state_partition_specs(opt_state, axis_name):
+def state_partition_specs(opt_state: optax.OptState, axis_name: Hashable) -> PyTree:
     """PartitionSpecs for an optimizer state containing :class:`CSGDState`.
 
     Per-worker fields get ``PartitionSpec(axis_name)`` (a leading worker axis), everything
     else ``PartitionSpec()`` (replicated).
     """
 
-    def spec(node):
+    def spec(node: Any) -> Any:
         if isinstance(node, CSGDState):
             fields = {}
             for name, value in node._asdict().items():
@@ -150,7 +151,9 @@ def state_partition_specs(opt_state, axis_name):
     return jax.tree.map(spec, opt_state, is_leaf=lambda s: isinstance(s, CSGDState))
 
 
-def _per_worker_metrics(loss, opt_state, params, axis_name) -> StepMetrics:
+def _per_worker_metrics(
+    loss: jax.Array, opt_state: optax.OptState, params: optax.Params, axis_name: Hashable
+) -> StepMetrics:
     """Gather per-worker numbers onto every worker (a one-hot psum: invariant everywhere)."""
     workers = num_workers(axis_name)
     onehot = jax.nn.one_hot(jax.lax.axis_index(axis_name), workers, dtype=jnp.int32)
@@ -176,11 +179,11 @@ def _per_worker_metrics(loss, opt_state, params, axis_name) -> StepMetrics:
 
 
 def make_train_step(
-    loss_fn: Callable,
+    loss_fn: Callable[[Any, Any], jax.Array],
     optimizer: optax.GradientTransformation,
     *,
     backend: str = "pmap",
-    axis_name="workers",
+    axis_name: str = "workers",
     num_workers: int | None = None,
     mesh: jax.sharding.Mesh | None = None,
 ) -> TrainStep:
@@ -245,8 +248,14 @@ def make_train_step(
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"num_workers must be a positive int, got {workers!r}")
 
-    def local_step(params, opt_state, batch, mask, vary):
-        def batch_loss(p):
+    def local_step(
+        params: optax.Params,
+        opt_state: optax.OptState,
+        batch: PyTree,
+        mask: jax.Array,
+        vary: bool,
+    ) -> tuple[optax.Params, optax.OptState, StepMetrics]:
+        def batch_loss(p: optax.Params) -> jax.Array:
             losses = jax.vmap(loss_fn, in_axes=(None, 0))(p, batch)
             weights = mask.astype(losses.dtype)
             return jnp.sum(weights * losses) / jnp.maximum(jnp.sum(weights), 1)
@@ -264,7 +273,7 @@ def make_train_step(
         metrics = _per_worker_metrics(loss, opt_state, params, axis_name)
         return new_params, opt_state, metrics
 
-    def check_batch(batch, mask):
+    def check_batch(batch: PyTree, mask: Any) -> None:
         mask_shape = np.shape(mask)
         if len(mask_shape) != 2 or mask_shape[0] != workers:
             raise ValueError(
@@ -278,33 +287,40 @@ def make_train_step(
                 )
 
     if backend in ("vmap", "pmap"):
-        mapped = lambda p, s, b, m: local_step(p, s, b, m, vary=False)
+        mapped: Callable[..., Any] = lambda p, s, b, m: local_step(p, s, b, m, vary=False)
         if backend == "vmap":
             mapped = jax.jit(jax.vmap(mapped, axis_name=axis_name))
         else:
             mapped = jax.pmap(mapped, axis_name=axis_name, devices=jax.local_devices()[:workers])
 
-        def init(params):
+        def mapped_init(params: optax.Params) -> tuple[optax.Params, optax.OptState]:
             opt_state = optimizer.init(params)
             _find_csgd_state(opt_state)
             stack = lambda x: jnp.broadcast_to(x, (workers,) + jnp.shape(x))
             return jax.tree.map(stack, params), jax.tree.map(stack, opt_state)
 
-        def step(params, opt_state, batch, mask):
+        def mapped_step(
+            params: optax.Params, opt_state: optax.OptState, batch: PyTree, mask: Any
+        ) -> tuple[optax.Params, optax.OptState, StepMetrics]:
             check_batch(batch, mask)
             params, opt_state, metrics = mapped(params, opt_state, batch, mask)
             return params, opt_state, jax.tree.map(lambda x: x[0], metrics)
 
-        def server_params(params):
+        def mapped_server_params(params: optax.Params) -> PyTree:
             return jax.tree.map(lambda x: np.asarray(x[0]), params)
 
-        step.compiled = mapped  # exposes the jitted function (cache size, lowering)
-        return TrainStep(init, step, server_params, workers, backend, axis_name, None)
+        # exposes the jitted function (cache size, lowering)
+        mapped_step.compiled = mapped  # type: ignore[attr-defined]
+        return TrainStep(
+            mapped_init, mapped_step, mapped_server_params, workers, backend, axis_name, None
+        )
+
+    assert mesh is not None  # made above for "shard_map"
 
     replicated = NamedSharding(mesh, PartitionSpec())
     by_worker = NamedSharding(mesh, PartitionSpec(axis_name))
 
-    def place(x, sharding):
+    def place(x: Any, sharding: jax.sharding.Sharding) -> jax.Array:
         if isinstance(x, jax.Array) and not x.is_fully_addressable:
             return x
         if jax.process_count() == 1:
@@ -312,22 +328,24 @@ def make_train_step(
         host = np.asarray(x)  # every process holds the same full host copy
         return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
-    def squeeze_worker(tree, specs):
+    def squeeze_worker(tree: PyTree, specs: PyTree) -> PyTree:
         return jax.tree.map(lambda x, s: x[0] if s == PartitionSpec(axis_name) else x, tree, specs)
 
-    def expand_worker(tree, specs):
+    def expand_worker(tree: PyTree, specs: PyTree) -> PyTree:
         return jax.tree.map(
             lambda x, s: x[None] if s == PartitionSpec(axis_name) else x, tree, specs
         )
 
-    compiled = {}
+    compiled: dict[Any, Callable[..., Any]] = {}
 
-    def mapped_for(opt_state):
+    def mapped_for(opt_state: optax.OptState) -> tuple[Callable[..., Any], PyTree]:
         specs = state_partition_specs(opt_state, axis_name)
         key = jax.tree.structure(opt_state)
         if key not in compiled:
 
-            def body(params, opt_state, batch, mask):
+            def body(
+                params: optax.Params, opt_state: optax.OptState, batch: PyTree, mask: jax.Array
+            ) -> tuple[optax.Params, optax.OptState, StepMetrics]:
                 local_state = squeeze_worker(opt_state, specs)
                 params, local_state, metrics = local_step(
                     params, local_state, jax.tree.map(lambda x: x[0], batch), mask[0], vary=True
@@ -349,7 +367,7 @@ def make_train_step(
             )
         return compiled[key], specs
 
-    def init(params):
+    def init(params: optax.Params) -> tuple[optax.Params, optax.OptState]:
         opt_state = optimizer.init(params)
         _find_csgd_state(opt_state)
         specs = state_partition_specs(opt_state, axis_name)
@@ -360,14 +378,16 @@ def make_train_step(
         opt_state = jax.tree.map(lambda x, s: place(x, NamedSharding(mesh, s)), opt_state, specs)
         return jax.tree.map(lambda x: place(x, replicated), params), opt_state
 
-    def step(params, opt_state, batch, mask):
+    def step(
+        params: optax.Params, opt_state: optax.OptState, batch: PyTree, mask: Any
+    ) -> tuple[optax.Params, optax.OptState, StepMetrics]:
         check_batch(batch, mask)
         fn, _ = mapped_for(opt_state)
         batch = jax.tree.map(lambda x: place(x, by_worker), batch)
         return fn(params, opt_state, batch, place(mask, by_worker))
 
-    def server_params(params):
+    def server_params(params: optax.Params) -> PyTree:
         return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), params)
 
-    step.compiled = compiled
+    step.compiled = compiled  # type: ignore[attr-defined]
     return TrainStep(init, step, server_params, workers, "shard_map", axis_name, mesh)

@@ -7,6 +7,9 @@ with ``--out`` writes ``device.json`` (usable as ``--device @DIR/device.json``),
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import numpy as np
 
 from aimcjax.fit.device_json import device_to_dict, save_device
@@ -18,10 +21,10 @@ from aimcjax.fit.traces import load_traces
 __all__ = ["report_summary", "run"]
 
 
-def report_summary(report: FitReport) -> dict:
+def report_summary(report: FitReport) -> dict[str, Any]:
     """JSON-ready summary: the device, estimates with SEs, the ranking."""
 
-    def plain(x):
+    def plain(x: Any) -> Any:
         arr = np.asarray(x, float)
         return arr.tolist() if arr.ndim else (float(arr) if np.isfinite(arr) else None)
 
@@ -37,16 +40,16 @@ def report_summary(report: FitReport) -> dict:
 
 def run(
     source: str,
-    out,
+    out: Any,  # the CLI's output folder (``path``, ``file``, ``savefig``)
     *,
-    families,
-    noises,
-    criterion="bic",
-    max_iter=100,
-    seed=0,
-    quiet=False,
-    echo=print,
-):
+    families: Sequence[str],
+    noises: Sequence[str],
+    criterion: str = "bic",
+    max_iter: int = 100,
+    seed: int = 0,
+    quiet: bool = False,
+    echo: Callable[[str], Any] = print,
+) -> dict[str, Any]:
     """Fit ``source`` (a traces file or ``"example"``) and write the outputs to ``out``."""
     traces = load_example() if source == "example" else load_traces(source)
     if not quiet:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any
 
 import numpy as np
 
@@ -32,12 +33,12 @@ DEVICE_CLASSES = {
 }
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     arr = np.asarray(value)
     return arr.tolist() if arr.ndim else (value if isinstance(value, str) else float(arr))
 
 
-def device_to_dict(device: devices.Device) -> dict:
+def device_to_dict(device: devices.Device) -> dict[str, Any]:
     """``{"family": class name, "params": constructor keywords}`` of a device."""
     name = type(device).__name__
     if name not in DEVICE_CLASSES:
@@ -48,7 +49,7 @@ def device_to_dict(device: devices.Device) -> dict:
     return {"family": name, "params": params}
 
 
-def device_from_dict(data, where: str = "device JSON") -> devices.Device:
+def device_from_dict(data: Any, where: str = "device JSON") -> devices.Device:
     """The device of a :func:`device_to_dict` dict (ValueError naming ``where`` if malformed)."""
     if not isinstance(data, dict) or "family" not in data or "params" not in data:
         raise ValueError(f"{where}: expected an object with 'family' and 'params'")
@@ -64,14 +65,14 @@ def device_from_dict(data, where: str = "device JSON") -> devices.Device:
     unknown = sorted(set(params) - known)
     if unknown:
         raise ValueError(f"{where}: {cls.__name__} has no parameter {', '.join(unknown)}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
     try:
         return cls(**values)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{where}: {e}") from None
 
 
-def save_device(device: devices.Device, path: str, extra: dict | None = None) -> None:
+def save_device(device: devices.Device, path: str, extra: dict[str, Any] | None = None) -> None:
     """Write a device (and optional ``extra`` entries, e.g. the fit report) as JSON."""
     data = device_to_dict(device)
     if extra:

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -81,7 +82,7 @@ def device_param_names(fam: Family) -> tuple[str, ...]:
 # -- starting values -----------------------------------------------------------------------------
 
 
-def _line_fit(x, y, mask):
+def _line_fit(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-row least-squares intercept and slope of y on x over ``mask``."""
     cnt = np.maximum(mask.sum(1), 1)
     mx = (x * mask).sum(1) / cnt
@@ -92,7 +93,7 @@ def _line_fit(x, y, mask):
     return my - slope * mx, slope
 
 
-def _starting_values(fam: Family, traces: Traces, noise: str):
+def _starting_values(fam: Family, traces: Traces, noise: str) -> tuple[Any, Any, Any, Any]:
     """Per-device scales and shared noise levels from moments of the steps (numpy)."""
     reads, valid = traces.reads, traces.valid
     d = traces.direction
@@ -165,7 +166,9 @@ class _Settings(NamedTuple):
     n_obs: jax.Array
 
 
-def _natural(fam: Family, theta_d, theta_s, scales, settings: _Settings):
+def _natural(
+    fam: Family, theta_d: jax.Array, theta_s: jax.Array, scales: jax.Array, settings: _Settings
+) -> tuple[dict[str, jax.Array], dict[str, jax.Array], jax.Array, jax.Array, jax.Array]:
     """Unconstrained (per-device, shared) -> natural parameters."""
     nat = scales * jnp.exp(theta_d)
     out = {"step_up": nat[..., 0], "step_down": nat[..., 1]}
@@ -179,7 +182,16 @@ def _natural(fam: Family, theta_d, theta_s, scales, settings: _Settings):
     return out, shape, sig_up, sig_down, read_sd
 
 
-def _device_loglik(fam, theta_d, theta_s, settings, scales, reads, direction, valid):
+def _device_loglik(
+    fam: Family,
+    theta_d: jax.Array,
+    theta_s: jax.Array,
+    settings: _Settings,
+    scales: jax.Array,
+    reads: jax.Array,
+    direction: jax.Array,
+    valid: jax.Array,
+) -> jax.Array:
     dev, shape, s_up, s_dn, read_sd = _natural(fam, theta_d, theta_s, scales, settings)
     w_min = dev.get("w_min", -jnp.inf)
     w_max = dev.get("w_max", jnp.inf)
@@ -202,16 +214,16 @@ def _device_loglik(fam, theta_d, theta_s, settings, scales, reads, direction, va
 
 
 @functools.lru_cache(maxsize=32)
-def _programs(fam: Family, max_iter: int):
+def _programs(fam: Family, max_iter: int) -> tuple[Callable[..., Any], ...]:
     """Jitted (solver, per-device gradients, total log-likelihood) of one family."""
     per_device = functools.partial(_device_loglik, fam)
     batched = jax.vmap(per_device, in_axes=(0, None, None, 0, 0, 0, 0))
 
-    def total(params, data, settings):
+    def total(params: Any, data: Any, settings: _Settings) -> jax.Array:
         theta_d, theta_s = params
         return jnp.sum(batched(theta_d, theta_s, settings, *data))
 
-    def solve(params, data, settings, tol):
+    def solve(params: Any, data: Any, settings: _Settings, tol: float) -> Any:
         objective = lambda p: -total(p, data, settings) / settings.n_obs
         # Backtracking (Armijo) line search: the zoom search's extra branches cost twice the
         # compile time for no gain from these starting values.
@@ -222,7 +234,7 @@ def _programs(fam: Family, max_iter: int):
         )
         value_and_grad = optax.value_and_grad_from_state(objective)
 
-        def cond(c):
+        def cond(c: tuple[Any, ...]) -> jax.Array:
             _, _, it, gnorm, value, gain = c
             # Stop on a small gradient, or when the objective (a float32 mean) no longer
             # improves by more than its own resolution: the Newton polish finishes.
@@ -233,7 +245,7 @@ def _programs(fam: Family, max_iter: int):
                 & (gain > tol * (1 + jnp.abs(value)))
             )
 
-        def body(c):
+        def body(c: tuple[Any, ...]) -> tuple[Any, ...]:
             p, state, it, _, before, _ = c
             value, grad = value_and_grad(p, state=state)
             updates, state = opt.update(grad, state, p, value=value, grad=grad, value_fn=objective)
@@ -251,11 +263,17 @@ def _programs(fam: Family, max_iter: int):
         p, _, it, gnorm, _, _ = jax.lax.while_loop(cond, body, init)
         return p, it, gnorm
 
-    def device_grads(z, data, settings):
+    def device_grads(z: jax.Array, data: Any, settings: _Settings) -> jax.Array:
         # z: (n, nd + ns), each device with its own copy of the shared entries.
         nd = data[0].shape[1]
 
-        def joint(zk, scales, reads, direction, valid):
+        def joint(
+            zk: jax.Array,
+            scales: jax.Array,
+            reads: jax.Array,
+            direction: jax.Array,
+            valid: jax.Array,
+        ) -> jax.Array:
             return per_device(zk[:nd], zk[nd:], settings, scales, reads, direction, valid)
 
         return jax.vmap(jax.grad(joint))(z, *data)
@@ -263,7 +281,13 @@ def _programs(fam: Family, max_iter: int):
     return jax.jit(solve), jax.jit(device_grads), jax.jit(total)
 
 
-def _information(device_grads, params, data, settings, step: float = 1e-3):
+def _information(
+    device_grads: Callable[..., Any],
+    params: Any,
+    data: Any,
+    settings: _Settings,
+    step: float = 1e-3,
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-device gradients and observed information blocks (n, p, p), p = nd + ns.
 
     Central differences of the per-device gradients: moving entry j of *every* device's z at
@@ -287,7 +311,7 @@ def _information(device_grads, params, data, settings, step: float = 1e-3):
     return grads, -hess
 
 
-def _inverse(m):
+def _inverse(m: np.ndarray) -> np.ndarray:
     """Inverse of (a batch of) symmetric matrices; a singular one (a parameter the data do
     not identify) gets the pseudo-inverse, so its direction gets no step and zero variance
     instead of stopping the fit."""
@@ -297,7 +321,9 @@ def _inverse(m):
         return np.linalg.pinv(m, hermitian=True)
 
 
-def _arrow_solve(info, grads, nd, active):
+def _arrow_solve(
+    info: np.ndarray, grads: np.ndarray, nd: int, active: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Newton step and covariance from per-device information blocks (arrow structure).
 
     Args:
@@ -329,7 +355,9 @@ def _arrow_solve(info, grads, nd, active):
     return step_d, step_s, cov_d, cov_s
 
 
-def _warm_start(fam: Family, noise: str, start: FamilyFit, moments):
+def _warm_start(
+    fam: Family, noise: str, start: FamilyFit, moments: tuple[Any, Any, Any, Any]
+) -> tuple[tuple[Any, Any, Any, Any], list[float] | None]:
     """Starting values from a fit of a bounded family (typically SoftBounds): its devices'
     steps and bounds (Power starts at gamma = 1, which *is* SoftBounds; Exponential at a
     nearly linear gamma; Piecewise at linear nodes) and its noise levels where the noise
@@ -363,7 +391,7 @@ def _warm_start(fam: Family, noise: str, start: FamilyFit, moments):
 
 def fit_family(
     traces: Traces,
-    family="softbounds",
+    family: str | Family = "softbounds",
     noise: str = "additive",
     *,
     max_iter: int = 100,
@@ -455,7 +483,17 @@ def fit_family(
     )
 
 
-def _newton(params, loglik, data, settings, device_grads, total, nd, active, max_steps):
+def _newton(
+    params: Any,
+    loglik: float,
+    data: Any,
+    settings: _Settings,
+    device_grads: Callable[..., Any],
+    total: Callable[..., Any],
+    nd: int,
+    active: np.ndarray,
+    max_steps: int,
+) -> tuple[Any, float, float, np.ndarray, np.ndarray]:
     """Levenberg-Marquardt-damped Newton steps on the arrow-structured information.
 
     Returns (params, loglik, remaining step in SEs, cov_d, cov_s) at the last point; the
@@ -495,8 +533,19 @@ def _newton(params, loglik, data, settings, device_grads, total, nd, active, max
 
 
 def _summarise(
-    fam, noise, traces, theta_d, theta_s, scales, cov_d, cov_s, loglik, n_params, n_iter, converged
-):
+    fam: Family,
+    noise: str,
+    traces: Traces,
+    theta_d: np.ndarray,
+    theta_s: np.ndarray,
+    scales: np.ndarray,
+    cov_d: np.ndarray,
+    cov_s: np.ndarray,
+    loglik: float,
+    n_params: int,
+    n_iter: int,
+    converged: bool,
+) -> FamilyFit:
     """Natural-unit estimates and delta-method SEs from the unconstrained fit."""
     names = device_param_names(fam)
     nat = scales * np.exp(theta_d)
@@ -515,7 +564,8 @@ def _summarise(
     per_device_se = {n: se_d[:, i] for i, n in enumerate(names)}
 
     k = fam.n_shape()
-    shared, shared_se = {}, {}
+    shared: dict[str, Any] = {}
+    shared_se: dict[str, Any] = {}
     var_s = np.diagonal(cov_s) if cov_s.size else np.zeros(0)
     sd_s = np.sqrt(np.where(var_s > 0, var_s, np.nan))
     if k:

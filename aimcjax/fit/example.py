@@ -10,6 +10,7 @@ regenerates it (seed 0).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from aimcjax.fit.simulate import simulate_traces
 from aimcjax.fit.traces import Traces, load_traces, save_traces
@@ -17,7 +18,7 @@ from aimcjax.fit.traces import Traces, load_traces, save_traces
 __all__ = ["EXAMPLE_PATH", "EXAMPLE_SETTINGS", "load_example", "make_example"]
 
 EXAMPLE_PATH = os.path.join(os.path.dirname(__file__), "data", "example_reram_sb.npz")
-EXAMPLE_SETTINGS = dict(
+EXAMPLE_SETTINGS: dict[str, Any] = dict(
     preset="reram_sb", n_devices=8, n_cycles=2, pulses_per_ramp=500, read_noise=2e-3, seed=0
 )
 

@@ -23,12 +23,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from aimcjax import devices
+from aimcjax._typing import ArrayLike
 
 __all__ = ["FAMILIES", "Family", "family", "piecewise"]
 
@@ -63,7 +65,9 @@ class Family:
     proto: devices.Device
     n_nodes: int = 0
 
-    def response(self, shape: dict, w, w_min, w_max):
+    def response(
+        self, shape: dict[str, Any], w: jax.Array, w_min: ArrayLike, w_max: ArrayLike
+    ) -> tuple[jax.Array, jax.Array]:
         """(f_plus, f_minus) at w for bounds (w_min, w_max): the family's response at zero
         asymmetry (Piecewise nodes normalised to 1 at their largest end)."""
         if self.bounded:
@@ -75,7 +79,7 @@ class Family:
         return len(self.shape_init)
 
 
-def _device(fam: Family, shape: dict):
+def _device(fam: Family, shape: dict[str, Any]) -> devices.Device:
     """A device of the family at unit step and zero asymmetry carrying ``shape`` (leaves
     swapped into a prototype without validation: they may be tracers)."""
     leaves, treedef = jax.tree_util.tree_flatten_with_path(fam.proto)
@@ -84,16 +88,16 @@ def _device(fam: Family, shape: dict):
     )
 
 
-def _gamma_shape(theta):
+def _gamma_shape(theta: jax.Array) -> dict[str, jax.Array]:
     return {"gamma": jnp.exp(theta[0])}
 
 
-def _no_shape(theta):
+def _no_shape(theta: jax.Array) -> dict[str, jax.Array]:
     return {}
 
 
-def _piecewise_shape(n_nodes: int):
-    def shape_fn(theta):
+def _piecewise_shape(n_nodes: int) -> Callable[[jax.Array], dict[str, jax.Array]]:
+    def shape_fn(theta: jax.Array) -> dict[str, jax.Array]:
         # Node ratios exp(-softplus(b)) in (0, 1]: up non-increasing from 1 at w_min, down
         # non-decreasing to 1 at w_max (each direction's scale is the per-device step).
         drop_up = jax.nn.softplus(theta[: n_nodes - 1])
@@ -148,7 +152,7 @@ FAMILIES = {
 }
 
 
-def family(name) -> Family:
+def family(name: str | Family) -> Family:
     """A :class:`Family` by name: ``constant``, ``softbounds``, ``power``, ``exp`` or
     ``piecewiseN`` (N nodes); a :class:`Family` passes through."""
     if isinstance(name, Family):

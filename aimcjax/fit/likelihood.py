@@ -34,11 +34,13 @@ The first read starts the filter: w_0 ~ N(r_0, sigma_r^2) (the first read is con
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtr
 
+from aimcjax._typing import ArrayLike
 from aimcjax.fit.families import Family
 
 __all__ = ["clipped_moments", "trace_loglik"]
@@ -47,7 +49,9 @@ _LOG_2PI = math.log(2 * math.pi)
 _ONE_OVER_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 
 
-def clipped_moments(mean, var, bound, direction):
+def clipped_moments(
+    mean: jax.Array, var: jax.Array, bound: ArrayLike, direction: ArrayLike
+) -> tuple[jax.Array, jax.Array]:
     """Mean and variance of X ~ N(mean, var) clipped at ``bound`` on the side of ``direction``
     (+1: min(X, bound); -1: max(X, bound)), in forms that stay accurate in float32 far from
     the bound (they reduce to mean, var there)."""
@@ -62,20 +66,20 @@ def clipped_moments(mean, var, bound, direction):
 
 def trace_loglik(
     fam: Family,
-    multiplicative,
-    reads,
-    direction,
-    valid,
-    step_up,
-    step_down,
-    w_min,
-    w_max,
-    shape: dict,
-    sigma_up,
-    sigma_down,
-    read_sd,
-    var_floor,
-):
+    multiplicative: ArrayLike,
+    reads: jax.Array,
+    direction: jax.Array,
+    valid: jax.Array,
+    step_up: ArrayLike,
+    step_down: ArrayLike,
+    w_min: ArrayLike,
+    w_max: ArrayLike,
+    shape: dict[str, Any],
+    sigma_up: ArrayLike,
+    sigma_down: ArrayLike,
+    read_sd: ArrayLike,
+    var_floor: ArrayLike,
+) -> jax.Array:
     """Log-likelihood of one device's reads after its first (see the module docstring).
 
     Args:
@@ -95,14 +99,16 @@ def trace_loglik(
     """
     read_var = read_sd**2
 
-    def one_pulse(carry, inputs):
+    def one_pulse(
+        carry: tuple[Any, Any], inputs: tuple[jax.Array, jax.Array, jax.Array]
+    ) -> tuple[tuple[Any, Any], jax.Array]:
         m, p = carry
         r, s, ok = inputs
         up = s > 0
         amp = jnp.where(up, step_up, step_down)
         sig = jnp.where(up, sigma_up, sigma_down)
 
-        def directed(w):
+        def directed(w: jax.Array) -> jax.Array:
             qp, qm = fam.response(shape, w, w_min, w_max)
             return jnp.where(up, qp, qm)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from aimcjax._typing import KeyLike
 from aimcjax.devices import Device
 from aimcjax.fit.simulate import simulate_directions
 from aimcjax.fit.traces import Traces, make_traces
@@ -13,7 +16,7 @@ __all__ = ["overlay_figure", "simulate_like"]
 _MAX_SHOWN = 1200  # pulses shown in the trace panel
 
 
-def simulate_like(device: Device, traces: Traces, read_noise: float, key=0) -> Traces:
+def simulate_like(device: Device, traces: Traces, read_noise: float, key: KeyLike = 0) -> Traces:
     """Traces of ``device`` under the measured protocol: same devices count, same pulse
     directions, each started at its first measured read."""
     reads = simulate_directions(
@@ -29,7 +32,7 @@ def simulate_like(device: Device, traces: Traces, read_noise: float, key=0) -> T
     )
 
 
-def _binned_steps(traces: Traces, direction: int, edges):
+def _binned_steps(traces: Traces, direction: int, edges: np.ndarray) -> np.ndarray:
     """Per device, the mean step of ``direction`` pulses in each bin of the weight before it
     (NaN where a device has no such pulse)."""
     x, dr = traces.reads[:, :-1], np.diff(traces.reads, axis=1)
@@ -44,7 +47,7 @@ def _binned_steps(traces: Traces, direction: int, edges):
     return out
 
 
-def overlay_figure(measured: Traces, simulated: Traces, title: str = ""):
+def overlay_figure(measured: Traces, simulated: Traces, title: str = "") -> Any:
     """Two panels: reads along the pulse train (mean and spread over devices) and the mean
     step per pulse against the weight before it, up and down, measured vs simulated.
 

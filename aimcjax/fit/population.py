@@ -20,7 +20,7 @@ var(estimates) * sqrt(2 / (n - 1)) / (2 s).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -38,7 +38,7 @@ class Estimate(NamedTuple):
     se: float | np.ndarray
 
 
-def _asymmetry(u, d):
+def _asymmetry(u: np.ndarray, d: np.ndarray) -> float:
     """c in (-1, 1) with mean_k i_k(c) = 0, i_k = (u(1-c) - d(1+c)) / (u(1-c) + d(1+c))."""
     lo, hi = -0.999, 0.999
     for _ in range(60):  # mean imbalance decreases in c
@@ -48,7 +48,7 @@ def _asymmetry(u, d):
     return (lo + hi) / 2
 
 
-def _spread(values, est_var):
+def _spread(values: np.ndarray, est_var: np.ndarray) -> tuple[float, float]:
     """(spread, se): std over devices with the estimation variance removed."""
     n = values.size
     total = values.var(ddof=1) if n > 1 else 0.0
@@ -62,7 +62,7 @@ def _spread(values, est_var):
     return s, se
 
 
-def _mean(values):
+def _mean(values: np.ndarray) -> tuple[float, float]:
     n = values.size
     return float(values.mean()), float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
 
@@ -120,27 +120,27 @@ def population(fit: FamilyFit, traces: Traces) -> dict:
         out["w_min"] = Estimate(float(traces.reads[used].min()), float("nan"))
         out["w_max_dtod"] = Estimate(0.0, float("nan"))
         out["w_min_dtod"] = Estimate(0.0, float("nan"))
-    sh, se = fit.shared, fit.shared_se
+    sh, sh_se = fit.shared, fit.shared_se
     if "gamma" in sh:
-        out["gamma"] = Estimate(float(sh["gamma"]), float(se["gamma"]))
+        out["gamma"] = Estimate(float(sh["gamma"]), float(sh_se["gamma"]))
     if "up" in sh:
-        out["up"] = Estimate((1 + c) * sh["up"], (1 + c) * se["up"])
-        out["down"] = Estimate((1 - c) * sh["down"], (1 - c) * se["down"])
+        out["up"] = Estimate((1 + c) * sh["up"], (1 + c) * sh_se["up"])
+        out["down"] = Estimate((1 - c) * sh["down"], (1 - c) * sh_se["down"])
     if fit.noise == "additive":
         # Per direction the additive noise is sigma / (1 +- c) of the step scale.
         sigma = ((1 + c) * sh["sigma_up"] + (1 - c) * sh["sigma_down"]) / 2
-        sigma_se = 0.5 * math.hypot((1 + c) * se["sigma_up"], (1 - c) * se["sigma_down"])
+        sigma_se = 0.5 * math.hypot((1 + c) * sh_se["sigma_up"], (1 - c) * sh_se["sigma_down"])
     else:
-        sigma, sigma_se = sh["sigma"], se["sigma"]
+        sigma, sigma_se = sh["sigma"], sh_se["sigma"]
     out["dw_min_std"] = Estimate(float(sigma), float(sigma_se))
-    out["read_noise"] = Estimate(float(sh["read_noise"]), float(se["read_noise"]))
+    out["read_noise"] = Estimate(float(sh["read_noise"]), float(sh_se["read_noise"]))
     return out
 
 
 def to_device(fit: FamilyFit, params: dict) -> devices.Device:
     """The :class:`~aimcjax.devices.Device` of a fit's :func:`population` estimates."""
     v = {k: e.value for k, e in params.items()}
-    common = dict(
+    common: dict[str, Any] = dict(
         dw_min=v["dw_min"],
         w_min=v["w_min"],
         w_max=v["w_max"],

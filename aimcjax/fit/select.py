@@ -8,6 +8,7 @@ simpler first, which is why it is the default criterion.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -64,8 +65,8 @@ class FitReport(NamedTuple):
 
 def fit(
     traces: Traces,
-    families=DEFAULT_FAMILIES,
-    noises=NOISE_MODES,
+    families: str | Sequence[str] = DEFAULT_FAMILIES,
+    noises: str | Sequence[str] = NOISE_MODES,
     *,
     criterion: str = "bic",
     max_iter: int = 100,
@@ -85,31 +86,34 @@ def fit(
       :class:`FitReport`.
 
     Example:
-      >>> from aimcjax.devices import presets
+      >>> from aimcjax.devices import SoftBounds
       >>> from aimcjax.fit import simulate_traces
-      >>> report = fit(simulate_traces(presets.reram_sb(), 8, 2, 50, 1e-3, 0))  # doctest: +SKIP
-      >>> report.ranking[0].family  # doctest: +SKIP
-      'softbounds'
+      >>> tr = simulate_traces(SoftBounds(tau=0.6, dw_min=0.01, dw_min_std=0.2), 4, 2, 40, 1e-3, 0)
+      >>> report = fit(tr, ("constant", "softbounds"), "additive")
+      >>> [c.family for c in report.ranking]
+      ['softbounds', 'constant']
+      >>> type(report.device).__name__
+      'SoftBounds'
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
-    families = [get_family(f) for f in ([families] if isinstance(families, str) else families)]
+    fams = [get_family(f) for f in ([families] if isinstance(families, str) else families)]
     noises = [noises] if isinstance(noises, str) else list(noises)
-    if not families or not noises:
+    if not fams or not noises:
         raise ValueError("families and noises must not be empty")
     for noise in noises:
         if noise not in NOISE_MODES:
             raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
     # SoftBounds first: the other bounded families start from its optimum (Power at gamma = 1
     # is SoftBounds, so it cannot end below it), which avoids their poor local optima.
-    families.sort(key=lambda f: f.name != "softbounds")
-    jobs = [(fam, noise) for fam in families for noise in noises]
+    fams.sort(key=lambda f: f.name != "softbounds")
+    jobs = [(fam, noise) for fam in fams for noise in noises]
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(jobs), desc="fitting", unit="model")
-    fits = {}
+    fits: dict[tuple[str, str], FamilyFit] = {}
     for fam, noise in jobs:
         if bar is not None:
             bar.set_postfix_str(f"{fam.name}/{noise}")

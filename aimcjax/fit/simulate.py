@@ -8,11 +8,14 @@ noise on every read.
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from aimcjax import pulse, tile
+from aimcjax._typing import ArrayLike, KeyLike
 from aimcjax.devices import Device
 from aimcjax.fit.traces import Traces, make_traces
 
@@ -25,16 +28,38 @@ def ramp_directions(n_cycles: int, pulses_per_ramp: int) -> np.ndarray:
     return np.tile(one, n_cycles)
 
 
+@overload
 def simulate_directions(
     device: Device,
-    directions,
-    key,
+    directions: ArrayLike,
+    key: KeyLike,
     *,
     n_devices: int | None = None,
     read_noise: float = 0.0,
-    w0=0.0,
+    w0: ArrayLike = 0.0,
+    return_tile: Literal[False] = False,
+) -> np.ndarray: ...
+@overload
+def simulate_directions(
+    device: Device,
+    directions: ArrayLike,
+    key: KeyLike,
+    *,
+    n_devices: int | None = None,
+    read_noise: float = 0.0,
+    w0: ArrayLike = 0.0,
+    return_tile: Literal[True],
+) -> tuple[np.ndarray, tile.Tile]: ...
+def simulate_directions(
+    device: Device,
+    directions: ArrayLike,
+    key: KeyLike,
+    *,
+    n_devices: int | None = None,
+    read_noise: float = 0.0,
+    w0: ArrayLike = 0.0,
     return_tile: bool = False,
-):
+) -> np.ndarray | tuple[np.ndarray, tile.Tile]:
     """Reads of pulse trains with given directions on ``n_devices`` sampled devices.
 
     Args:
@@ -72,8 +97,10 @@ def simulate_directions(
 
 
 @jax.jit
-def _run(t, device, directions_t, key):
-    def one_pulse(w_tile, inputs):
+def _run(t: tile.Tile, device: Device, directions_t: jax.Array, key: jax.Array) -> jax.Array:
+    def one_pulse(
+        w_tile: tile.Tile, inputs: tuple[jax.Array, jax.Array]
+    ) -> tuple[tile.Tile, jax.Array]:
         n, k = inputs
         w_tile = pulse.apply(w_tile, device, n, k)
         return w_tile, w_tile.w
@@ -89,9 +116,9 @@ def simulate_traces(
     n_cycles: int,
     pulses_per_ramp: int,
     read_noise: float,
-    key,
+    key: KeyLike,
     *,
-    w0=0.0,
+    w0: ArrayLike = 0.0,
 ) -> Traces:
     """Traces of alternating up/down ramps on ``n_devices`` devices sampled from ``device``.
 

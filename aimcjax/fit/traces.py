@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import csv
 import os
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -66,7 +66,7 @@ class Traces(NamedTuple):
     direction: np.ndarray
     valid: np.ndarray
     read_noise: float | None
-    device_ids: tuple
+    device_ids: tuple[str, ...]
 
     @property
     def n_devices(self) -> int:
@@ -83,7 +83,13 @@ class Traces(NamedTuple):
 
 
 def make_traces(
-    reads, direction, *, valid=None, read_noise=None, device_ids=None, where="traces"
+    reads: Any,
+    direction: Any,
+    *,
+    valid: Any = None,
+    read_noise: float | None = None,
+    device_ids: Any = None,
+    where: str = "traces",
 ) -> Traces:
     """Validate arrays and build :class:`Traces`.
 
@@ -230,7 +236,9 @@ def _load_csv(path: str) -> Traces:
     return _pad(traces, read_noise, path)
 
 
-def _pad(traces, read_noise, where) -> Traces:
+def _pad(
+    traces: list[tuple[str, list[float], list[int]]], read_noise: float | None, where: str
+) -> Traces:
     n_max = max(len(d) for _, _, d in traces)
     n = len(traces)
     reads = np.zeros((n, n_max + 1))
@@ -299,7 +307,10 @@ def load_traces(path: str) -> Traces:
         are not consecutive, ... (one line naming the file and, for CSV, the line).
 
     Example:
-      >>> traces = load_traces("measurements.csv")  # doctest: +SKIP
+      >>> from aimcjax.fit.example import EXAMPLE_PATH   # the embedded example (an .npz)
+      >>> traces = load_traces(EXAMPLE_PATH)
+      >>> traces.n_devices, traces.n_pulses, traces.read_noise is None
+      (8, 2000, True)
     """
     if not os.path.isfile(path):
         raise TraceError(f"{path}: no such file")
@@ -317,7 +328,9 @@ def save_traces(traces: Traces, path: str) -> None:
     """Write traces as ``.csv`` or ``.npz`` (by extension), readable by :func:`load_traces`."""
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npz":
-        extra = {} if traces.read_noise is None else {"read_noise": np.float64(traces.read_noise)}
+        extra: dict[str, Any] = (
+            {} if traces.read_noise is None else {"read_noise": np.float64(traces.read_noise)}
+        )
         np.savez_compressed(
             path,
             reads=traces.reads.astype(np.float32),

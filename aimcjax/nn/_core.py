@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +20,13 @@ FACTOR_D = "analog_d"  # perturbed: gradient of the loss at the MVM outputs, (sa
 PERIPHERY_STREAM = "periphery"
 
 
-def check_layer_config(forward, backward, max_tile, weight_scaling_omega, device_w_max):
+def check_layer_config(
+    forward: object,
+    backward: object,
+    max_tile: object,
+    weight_scaling_omega: object,
+    device_w_max: object,
+) -> None:
     """Fails early, naming the argument, on a bad layer configuration."""
     for name, cfg in (("forward", forward), ("backward", backward)):
         if not isinstance(cfg, PeripheryConfig):
@@ -40,7 +47,7 @@ def needs_key(forward: PeripheryConfig, backward: PeripheryConfig) -> bool:
     return not (forward.is_perfect and backward.is_perfect)
 
 
-def check_input_width(x: jax.Array, expected: int, what: str = "inputs"):
+def check_input_width(x: jax.Array, expected: int, what: str = "inputs") -> None:
     if x.ndim < 1 or x.shape[-1] != expected:
         raise ValueError(
             f"x has last dimension {x.shape[-1:] or '()'} but the layer's kernel "
@@ -48,7 +55,9 @@ def check_input_width(x: jax.Array, expected: int, what: str = "inputs"):
         )
 
 
-def map_to_conductances(w0: jax.Array, omega: float, device_w_max: float):
+def map_to_conductances(
+    w0: jax.Array, omega: float, device_w_max: float
+) -> tuple[jax.Array, jax.Array]:
     """aihwkit's ``weight_scaling_omega``: per output column, scale so max |w| = omega * w_max.
 
     Returns ``(stored, scale)`` with ``w0 == stored * scale`` (scale per output, shape (out,)).
@@ -60,14 +69,14 @@ def map_to_conductances(w0: jax.Array, omega: float, device_w_max: float):
     return w0 / scale, scale
 
 
-def conv_dimension_numbers(n_spatial: int):
+def conv_dimension_numbers(n_spatial: int) -> tuple[str, str, str]:
     spatial = "DHW"[-n_spatial:] if n_spatial <= 3 else None
     if spatial is None:
         raise ValueError(f"kernel_size must have 1 to 3 spatial dimensions, got {n_spatial}")
     return ("N" + spatial + "C", spatial + "IO", "N" + spatial + "C")
 
 
-def normalize_tuple(value, n: int, name: str) -> tuple[int, ...]:
+def normalize_tuple(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
     if isinstance(value, int):
         value = (value,) * n
     value = tuple(value)
@@ -76,7 +85,7 @@ def normalize_tuple(value, n: int, name: str) -> tuple[int, ...]:
     return value
 
 
-def conv_kernel_size(kernel_size) -> tuple[int, ...]:
+def conv_kernel_size(kernel_size: object) -> tuple[int, ...]:
     """flax's rule for ``kernel_size``: an int ``k`` is the 1-D window ``(k,)``, a sequence one
     entry per spatial dimension (``(3, 3)`` for images)."""
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, (int, tuple, list)):
@@ -88,7 +97,9 @@ def conv_kernel_size(kernel_size) -> tuple[int, ...]:
     return normalize_tuple(kernel_size, n, "kernel_size")
 
 
-def check_conv_input(x, kernel_size: tuple[int, ...], given, channels: int | None = None):
+def check_conv_input(
+    x: jax.Array, kernel_size: tuple[int, ...], given: object, channels: int | None = None
+) -> None:
     """A clear error when ``x`` does not have ``len(kernel_size)`` spatial dimensions."""
     n = len(kernel_size)
     if x.ndim != n + 2:
@@ -107,7 +118,7 @@ def check_conv_input(x, kernel_size: tuple[int, ...], given, channels: int | Non
 
 
 def extract_patches(
-    x: jax.Array, kernel_size: Sequence[int], strides: Sequence[int], padding
+    x: jax.Array, kernel_size: Sequence[int], strides: Sequence[int], padding: Any
 ) -> jax.Array:
     """im2col: ``(N, *spatial, C)`` -> ``(N, *out_spatial, prod(kernel_size) * C)``.
 

@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -33,13 +36,13 @@ __all__ = ["AnalogModel", "convert_to_analog"]
 
 
 def convert_to_analog(
-    module,
+    module: nn.Module | nnx.Module,
     *,
     forward: PeripheryConfig = PeripheryConfig(),
     backward: PeripheryConfig = _BACKWARD_DEFAULT,
     max_tile: int | None = None,
     rngs: nnx.Rngs | None = None,
-):
+) -> AnalogModel | nnx.Module:
     """The same model with its dense and convolution layers on analog crossbars.
 
     Args:
@@ -60,9 +63,20 @@ def convert_to_analog(
       ValueError: a layer uses a feature the analog layers do not model.
 
     Example:
-      >>> analog = convert_to_analog(cnn)                    # linen
-      >>> y = analog.apply(variables, x, rngs={"periphery": key})
-      >>> analog_model = convert_to_analog(model, rngs=nnx.Rngs(periphery=1))   # nnx
+      >>> class MLP(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         return nn.Dense(3)(jax.nn.relu(nn.Dense(4)(x)))
+      >>> mlp, x = MLP(), jnp.ones((2, 8))
+      >>> variables = mlp.init(jax.random.key(0), x)
+      >>> analog = convert_to_analog(mlp)                    # linen: the same variables
+      >>> y = analog.apply(variables, x, rngs={"periphery": jax.random.key(1)})
+      >>> bool(jnp.allclose(y, mlp.apply(variables, x), atol=0.3))
+      True
+      >>> model = nnx.Linear(8, 3, rngs=nnx.Rngs(0))
+      >>> analog_model = convert_to_analog(model, rngs=nnx.Rngs(periphery=1))   # nnx: a copy
+      >>> type(analog_model).__name__, bool(jnp.all(analog_model.kernel[...] == model.kernel[...]))
+      ('AnalogLinear', True)
     """
     _core.check_layer_config(forward, backward, max_tile, None, 1.0)
     if isinstance(module, nn.Module):
@@ -88,15 +102,21 @@ class AnalogModel:
     backward: PeripheryConfig
     max_tile: int | None
 
-    def init(self, *args, **kwargs):
+    def init(self, *args: Any, **kwargs: Any) -> Any:
         with nn.intercept_methods(self._intercept):
             return self.module.init(*args, **kwargs)
 
-    def apply(self, *args, **kwargs):
+    def apply(self, *args: Any, **kwargs: Any) -> Any:
         with nn.intercept_methods(self._intercept):
             return self.module.apply(*args, **kwargs)
 
-    def _intercept(self, next_fun, args, kwargs, context):
+    def _intercept(
+        self,
+        next_fun: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        context: Any,
+    ) -> Any:
         layer = context.module
         if (
             context.method_name != "__call__"
@@ -110,7 +130,7 @@ class AnalogModel:
             return self._dense(layer, jnp.asarray(args[0]))
         return self._conv(layer, jnp.asarray(args[0]))
 
-    def _analog(self, layer, x2d, kernel2d):
+    def _analog(self, layer: nn.Module, x2d: jax.Array, kernel2d: jax.Array) -> jax.Array:
         key = (
             layer.make_rng(_core.PERIPHERY_STREAM)
             if _core.needs_key(self.forward, self.backward)
@@ -120,18 +140,18 @@ class AnalogModel:
         y = _core.analog_matmul(x2d, kernel2d, key, self.forward, self.backward, self.max_tile)
         return layer.perturb(_core.FACTOR_D, y)
 
-    def _tail(self, layer, y):
+    def _tail(self, layer: nn.Dense | nn.Conv, y: jax.Array) -> jax.Array:
         if layer.use_bias:
             y = y + layer.get_variable("params", "bias").astype(y.dtype)
         return y
 
-    def _dense(self, layer, x):
-        kernel = layer.get_variable("params", "kernel")
+    def _dense(self, layer: nn.Dense, x: jax.Array) -> jax.Array:
+        kernel: jax.Array = layer.get_variable("params", "kernel")
         _core.check_input_width(x, kernel.shape[0])
         y = self._analog(layer, x.reshape(-1, x.shape[-1]), kernel.astype(x.dtype))
         return self._tail(layer, y.reshape(x.shape[:-1] + (kernel.shape[-1],)))
 
-    def _conv(self, layer, x):
+    def _conv(self, layer: nn.Conv, x: jax.Array) -> jax.Array:
         kernel_size = _core.conv_kernel_size(layer.kernel_size)
         n = len(kernel_size)
         _check_conv_features(
@@ -144,7 +164,7 @@ class AnalogModel:
             layer.mask,
         )
         strides = _core.normalize_tuple(layer.strides or 1, n, "strides")
-        kernel = layer.get_variable("params", "kernel")
+        kernel: jax.Array = layer.get_variable("params", "kernel")
         _core.check_conv_input(x, kernel_size, layer.kernel_size, kernel.shape[-2])
         return self._tail(
             layer,
@@ -159,22 +179,37 @@ class AnalogModel:
         )
 
 
-def _conv_product(analog, x, kernel, kernel_size, strides, padding):
+def _conv_product(
+    analog: Callable[[jax.Array, jax.Array], jax.Array],
+    x: jax.Array,
+    kernel: jax.Array,
+    kernel_size: Sequence[int],
+    strides: Sequence[int],
+    padding: Any,
+) -> jax.Array:
     patches = _core.extract_patches(x, kernel_size, strides, padding)
     width, features = math.prod(kernel_size) * x.shape[-1], kernel.shape[-1]
     y = analog(patches.reshape(-1, width), kernel.reshape(width, features).astype(x.dtype))
     return y.reshape(patches.shape[:-1] + (features,))
 
 
-def _name(layer) -> str:
+def _name(layer: object) -> str:
     return f"{type(layer).__name__} {getattr(layer, 'name', '') or ''}".strip()
 
 
-def _check_conv_features(layer, n, input_dilation, kernel_dilation, groups, padding, mask):
-    def is_one(v):
+def _check_conv_features(
+    layer: object,
+    n: int,
+    input_dilation: Any,
+    kernel_dilation: Any,
+    groups: int,
+    padding: Any,
+    mask: Any,
+) -> None:
+    def is_one(v: Any) -> bool:
         return v is None or (v == 1 if isinstance(v, int) else tuple(v) == (1,) * n)
 
-    problems = []
+    problems: list[str] = []
     if not is_one(input_dilation) or not is_one(kernel_dilation):
         problems.append("dilation")
     if groups != 1:
@@ -195,7 +230,13 @@ def _check_conv_features(layer, n, input_dilation, kernel_dilation, groups, padd
 # -- nnx: module surgery --------------------------------------------------------------------------
 
 
-def _convert_nnx(module, forward, backward, max_tile, rngs):
+def _convert_nnx(
+    module: nnx.Module,
+    forward: PeripheryConfig,
+    backward: PeripheryConfig,
+    max_tile: int | None,
+    rngs: nnx.Rngs | None,
+) -> nnx.Module:
     noisy = _core.needs_key(forward, backward)
     if noisy and not isinstance(rngs, nnx.Rngs):
         raise TypeError(
@@ -203,8 +244,8 @@ def _convert_nnx(module, forward, backward, max_tile, rngs):
             "is noisy (or pass forward/backward=PeripheryConfig.perfect())"
         )
 
-    def layer_rngs():
-        return nnx.Rngs(params=0, periphery=rngs.periphery() if noisy else 0)
+    def layer_rngs() -> nnx.Rngs:
+        return nnx.Rngs(params=0, periphery=cast(nnx.Rngs, rngs).periphery() if noisy else 0)
 
     if isinstance(module, (nnx.Linear, nnx.Conv)):
         return _analog_nnx_layer(module, forward, backward, max_tile, layer_rngs(), ())
@@ -212,20 +253,27 @@ def _convert_nnx(module, forward, backward, max_tile, rngs):
     for path, node in list(nnx.iter_graph(model)):
         if not path or not isinstance(node, (nnx.Linear, nnx.Conv)):
             continue
-        parent = model
+        parent: Any = model
         for part in path[:-1]:
-            parent = parent[part] if isinstance(part, int) else getattr(parent, part)
+            parent = parent[part] if isinstance(part, int) else getattr(parent, str(part))
         new = _analog_nnx_layer(node, forward, backward, max_tile, layer_rngs(), path)
         if isinstance(path[-1], int):
             parent[path[-1]] = new
         else:
-            setattr(parent, path[-1], new)
+            setattr(parent, str(path[-1]), new)
     return model
 
 
-def _analog_nnx_layer(layer, forward, backward, max_tile, rngs, path):
+def _analog_nnx_layer(
+    layer: nnx.Linear | nnx.Conv,
+    forward: PeripheryConfig,
+    backward: PeripheryConfig,
+    max_tile: int | None,
+    rngs: nnx.Rngs,
+    path: tuple[Any, ...],
+) -> annx.AnalogLinear | annx.AnalogConv:
     kernel = layer.kernel[...]
-    common = dict(
+    common: dict[str, Any] = dict(
         use_bias=layer.bias is not None,
         forward=forward,
         backward=backward,
@@ -233,6 +281,7 @@ def _analog_nnx_layer(layer, forward, backward, max_tile, rngs, path):
         param_dtype=kernel.dtype,
         rngs=rngs,
     )
+    new: annx.AnalogLinear | annx.AnalogConv
     if isinstance(layer, nnx.Linear):
         new = annx.AnalogLinear(layer.in_features, layer.out_features, **common)
     else:
@@ -256,10 +305,10 @@ def _analog_nnx_layer(layer, forward, backward, max_tile, rngs, path):
             layer.out_features,
             layer.kernel_size,
             strides=layer.strides or 1,
-            padding=layer.padding,
+            padding=cast(str | Sequence[tuple[int, int]], layer.padding),  # (int: rejected above)
             **common,
         )
     new.kernel[...] = kernel
-    if layer.bias is not None:
+    if layer.bias is not None and new.bias is not None:  # (new has a bias exactly then)
         new.bias[...] = layer.bias[...]
     return new

@@ -29,7 +29,9 @@ from aimcjax.nn._core import FACTOR_D, FACTOR_X
 _CAPTURE_COLLECTIONS = ("perturbations", "intermediates")
 
 
-def assemble_factors(params: Mapping, intermediates: Mapping, d: Mapping) -> Any:
+def assemble_factors(
+    params: Mapping[str, Any], intermediates: Mapping[str, Any], d: Mapping[str, Any]
+) -> Any:
     """Builds the factors pytree from the sown inputs and the perturbation gradients.
 
     Args:
@@ -48,7 +50,7 @@ def assemble_factors(params: Mapping, intermediates: Mapping, d: Mapping) -> Any
     flat_x = traverse_util.flatten_dict(_as_dict(intermediates))
     flat_d = traverse_util.flatten_dict(_as_dict(d))
     flat_params = traverse_util.flatten_dict(_as_dict(params))
-    factors = {}
+    factors: dict[tuple[str, ...], Any] = {}
     for path in flat_params:
         module = path[:-1]
         x = flat_x.get(module + (FACTOR_X,))
@@ -67,7 +69,7 @@ def assemble_factors(params: Mapping, intermediates: Mapping, d: Mapping) -> Any
     return traverse_util.unflatten_dict(factors)
 
 
-def _as_dict(tree) -> dict:
+def _as_dict(tree: Any) -> dict[str, Any]:
     if hasattr(tree, "unfreeze"):
         tree = tree.unfreeze()
     return dict(tree)
@@ -76,12 +78,12 @@ def _as_dict(tree) -> dict:
 def grad_and_factors(
     model: nn.Module,
     loss_fn: Callable[..., Any],
-    variables: Mapping,
-    *inputs,
-    rngs=None,
+    variables: Mapping[str, Any],
+    *inputs: Any,
+    rngs: Any = None,
     has_aux: bool = False,
-    **apply_kwargs,
-):
+    **apply_kwargs: Any,
+) -> tuple[Any, Any, dict[str, Any]]:
     """One backward pass through a linen model: the loss, the exact gradients and the factors.
 
     Args:
@@ -102,9 +104,21 @@ def grad_and_factors(
       ``grads[...]["kernel"] == x.T @ d`` (reshaped to the kernel) at every analog layer.
 
     Example:
+      >>> import optax
+      >>> from aimcjax import devices, optim, pulse
+      >>> from aimcjax.nn import AnalogDense
+      >>> model = AnalogDense(3)
+      >>> images, labels = jnp.ones((4, 8)), jnp.arange(4) % 3
+      >>> variables = model.init(jax.random.key(0), images)
       >>> loss, grads, factors = grad_and_factors(
       ...     model, lambda logits: optax.softmax_cross_entropy_with_integer_labels(
-      ...         logits, labels).mean(), variables, images, rngs={"periphery": key})
+      ...         logits, labels).mean(), variables, images, rngs={"periphery": jax.random.key(1)})
+      >>> x, d = factors["kernel"]
+      >>> x.shape, d.shape, bool(jnp.allclose(grads["kernel"], x.T @ d, atol=1e-6))
+      ((4, 8), (4, 3), True)
+      >>> opt = optim.analog_sgd(0.1, devices.SoftBounds(), update=pulse.UpdateConfig(mode="outer"),
+      ...                        key=0)
+      >>> opt_state = opt.init(variables["params"])
       >>> updates, opt_state = opt.update(grads, opt_state, variables["params"],
       ...                                 factors=factors)
     """
@@ -112,7 +126,7 @@ def grad_and_factors(
     params = variables["params"]
     others = {k: v for k, v in variables.items() if k not in ("params",) + _CAPTURE_COLLECTIONS}
 
-    def perturbation_shapes(params):
+    def perturbation_shapes(params: Any) -> Any:
         _, state = model.apply(
             {"params": params, **others},
             *inputs,
@@ -126,7 +140,7 @@ def grad_and_factors(
         lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(perturbation_shapes, params)
     )
 
-    def loss_with_capture(params, perturbations):
+    def loss_with_capture(params: Any, perturbations: Any) -> tuple[Any, tuple[Any, Any]]:
         outputs, state = model.apply(
             {"params": params, "perturbations": perturbations, **others},
             *inputs,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flax.linen as nn
 import jax
@@ -21,7 +21,30 @@ _BACKWARD_DEFAULT = PeripheryConfig(bound_management="none")
 class _AnalogBase(nn.Module):
     """Shared machinery: kernel (optionally conductance-mapped), output scale, bias, factors."""
 
-    def _kernel_and_scale(self, shape: tuple[int, ...], kernel_init: Initializer):
+    if TYPE_CHECKING:  # attributes of every analog layer (declared, with defaults, in each)
+
+        @property
+        def forward(self) -> PeripheryConfig: ...
+        @property
+        def backward(self) -> PeripheryConfig: ...
+        @property
+        def max_tile(self) -> int | None: ...
+        @property
+        def weight_scaling_omega(self) -> float | None: ...
+        @property
+        def device_w_max(self) -> float: ...
+        @property
+        def learn_out_scale(self) -> bool: ...
+        @property
+        def use_bias(self) -> bool: ...
+        @property
+        def bias_init(self) -> Initializer: ...
+        @property
+        def param_dtype(self) -> Any: ...
+
+    def _kernel_and_scale(
+        self, shape: tuple[int, ...], kernel_init: Initializer
+    ) -> tuple[jax.Array, jax.Array | None]:
         _core.check_layer_config(
             self.forward, self.backward, self.max_tile, self.weight_scaling_omega, self.device_w_max
         )
@@ -54,7 +77,8 @@ class _AnalogBase(nn.Module):
                     "weight_scaling_omega is set but variables lack "
                     "constants/out_scale: pass all variables from init to apply"
                 )
-            scale = self.variable("constants", "out_scale", lambda: mapped[1]).value
+            # (the initializer runs only at init, where mapped is set)
+            scale = self.variable("constants", "out_scale", lambda: mapped[1]).value  # type: ignore[index]
         kernel = self.param("kernel", kernel_init_mapped, shape, self.param_dtype)
         return kernel, scale
 
@@ -71,7 +95,7 @@ class _AnalogBase(nn.Module):
         y = _core.analog_matmul(x2d, kernel2d, key, self.forward, self.backward, self.max_tile)
         return self.perturb(_core.FACTOR_D, y)
 
-    def _digital_tail(self, y: jax.Array, scale, features: int) -> jax.Array:
+    def _digital_tail(self, y: jax.Array, scale: jax.Array | None, features: int) -> jax.Array:
         if scale is not None:
             y = y * scale.astype(y.dtype)
         if self.use_bias:
@@ -109,8 +133,12 @@ class AnalogDense(_AnalogBase):
 
     Example:
       >>> layer = AnalogDense(10)
-      >>> variables = layer.init(jax.random.key(0), jnp.ones((2, 784)))  # exact product in init
+      >>> x = jnp.ones((2, 784))
+      >>> variables = layer.init(jax.random.key(0), x)  # exact product in init
       >>> y = layer.apply(variables, x, rngs={"periphery": jax.random.key(1)})
+      >>> exact = x @ variables["params"]["kernel"]
+      >>> y.shape, bool(jnp.allclose(y, exact, atol=0.5)), bool(jnp.all(y == exact))
+      ((2, 10), True, False)
 
     References:
       [AIHWKIT] ``AnalogLinear``; [RF] Table 4 (periphery), Sec. 5 (learnable output scale).
@@ -162,6 +190,8 @@ class AnalogConv(_AnalogBase):
     Example:
       >>> conv = AnalogConv(16, kernel_size=(5, 5), padding="VALID")
       >>> variables = conv.init(jax.random.key(0), jnp.ones((1, 28, 28, 1)))
+      >>> variables["params"]["kernel"].shape
+      (5, 5, 1, 16)
 
     References:
       [AIHWKIT] ``AnalogConv2d``; [RF] App. (CNN on MNIST).

@@ -6,17 +6,27 @@ updates come from :func:`grad_and_factors` (built on ``nnx.capture``, ``Module.s
 ``Module.perturb``).
 
 Example:
-  >>> model = AnalogLinear(784, 10, rngs=nnx.Rngs(params=0, periphery=1))
-  >>> optimizer = nnx.Optimizer(model, analog_sgd(0.05, device, ...), wrt=nnx.Param)
+  >>> import optax
+  >>> from aimcjax import devices, optim, pulse
+  >>> model = AnalogLinear(8, 3, rngs=nnx.Rngs(params=0, periphery=1))
+  >>> outer = pulse.UpdateConfig(mode="outer")
+  >>> optimizer = nnx.Optimizer(
+  ...     model, optim.analog_sgd(0.05, devices.SoftBounds(), update=outer, key=0), wrt=nnx.Param)
+  >>> def loss_fn(model, x, y):
+  ...     return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+  >>> images, labels = jnp.ones((4, 8)), jnp.arange(4) % 3
   >>> loss, grads, factors = grad_and_factors(loss_fn, model, images, labels)
-  >>> optimizer.update(model, grads, factors=factors)
+  >>> _ = optimizer.update(model, grads, factors=factors)
+  >>> tiles = optim.analog_state(nnx.as_pure(optimizer.opt_state))
+  >>> bool(jnp.allclose(tiles.W["kernel"].w, model.kernel[...]))  # the tile holds the weights
+  True
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -36,22 +46,31 @@ class AnalogScale(nnx.Variable):
 
 
 class _AnalogBase(nnx.Module):
+    if TYPE_CHECKING:  # set by _setup
+        forward: PeripheryConfig
+        backward: PeripheryConfig
+        max_tile: int | None
+        kernel: nnx.Param[jax.Array]
+        out_scale: nnx.Variable[jax.Array] | None
+        bias: nnx.Param[jax.Array] | None
+        rngs: Any
+
     def _setup(
         self,
-        kernel_shape,
+        kernel_shape: tuple[int, ...],
         *,
-        use_bias,
-        forward,
-        backward,
-        max_tile,
-        weight_scaling_omega,
-        device_w_max,
-        learn_out_scale,
-        kernel_init,
-        bias_init,
-        param_dtype,
-        rngs,
-    ):
+        use_bias: bool,
+        forward: PeripheryConfig,
+        backward: PeripheryConfig,
+        max_tile: int | None,
+        weight_scaling_omega: float | None,
+        device_w_max: float,
+        learn_out_scale: bool,
+        kernel_init: Callable[..., jax.Array],
+        bias_init: Callable[..., jax.Array],
+        param_dtype: Any,
+        rngs: nnx.Rngs,
+    ) -> None:
         _core.check_layer_config(forward, backward, max_tile, weight_scaling_omega, device_w_max)
         if not isinstance(rngs, nnx.Rngs):
             raise TypeError(f"rngs must be an nnx.Rngs, got {type(rngs).__name__}")
@@ -75,7 +94,7 @@ class _AnalogBase(nnx.Module):
             rngs[_core.PERIPHERY_STREAM].fork() if _core.needs_key(forward, backward) else None
         )
 
-    def _analog(self, x2d, kernel2d):
+    def _analog(self, x2d: jax.Array, kernel2d: jax.Array) -> jax.Array:
         key = None
         if self.rngs is not None:
             key = self.rngs()
@@ -87,7 +106,7 @@ class _AnalogBase(nnx.Module):
         y = _core.analog_matmul(x2d, kernel2d, key, self.forward, self.backward, self.max_tile)
         return self.perturb(_core.FACTOR_D, y) if capturing else y
 
-    def _digital_tail(self, y):
+    def _digital_tail(self, y: jax.Array) -> jax.Array:
         if self.out_scale is not None:
             y = y * self.out_scale[...].astype(y.dtype)
         if self.bias is not None:
@@ -114,6 +133,8 @@ class AnalogLinear(_AnalogBase):
     Example:
       >>> layer = AnalogLinear(784, 256, rngs=nnx.Rngs(params=0, periphery=1))
       >>> y = layer(jnp.ones((8, 784)))
+      >>> y.shape
+      (8, 256)
 
     References:
       [AIHWKIT] ``AnalogLinear``; [RF] Table 4.
@@ -131,11 +152,11 @@ class AnalogLinear(_AnalogBase):
         weight_scaling_omega: float | None = None,
         device_w_max: float = 1.0,
         learn_out_scale: bool = False,
-        kernel_init: Callable = nnx.initializers.lecun_normal(),
-        bias_init: Callable = nnx.initializers.zeros_init(),
+        kernel_init: Callable[..., jax.Array] = nnx.initializers.lecun_normal(),
+        bias_init: Callable[..., jax.Array] = nnx.initializers.zeros_init(),
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
-    ):
+    ) -> None:
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -178,6 +199,8 @@ class AnalogConv(_AnalogBase):
     Example:
       >>> conv = AnalogConv(1, 16, (5, 5), padding="VALID",
       ...                   rngs=nnx.Rngs(params=0, periphery=1))
+      >>> conv(jnp.ones((1, 28, 28, 1))).shape
+      (1, 24, 24, 16)
     """
 
     def __init__(
@@ -195,11 +218,11 @@ class AnalogConv(_AnalogBase):
         weight_scaling_omega: float | None = None,
         device_w_max: float = 1.0,
         learn_out_scale: bool = False,
-        kernel_init: Callable = nnx.initializers.lecun_normal(),
-        bias_init: Callable = nnx.initializers.zeros_init(),
+        kernel_init: Callable[..., jax.Array] = nnx.initializers.lecun_normal(),
+        bias_init: Callable[..., jax.Array] = nnx.initializers.zeros_init(),
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
-    ):
+    ) -> None:
         self.kernel_size = _core.conv_kernel_size(kernel_size)
         self.strides = _core.normalize_tuple(strides, len(self.kernel_size), "strides")
         self._int_kernel_size = kernel_size if isinstance(kernel_size, int) else None
@@ -231,7 +254,9 @@ class AnalogConv(_AnalogBase):
         return self._digital_tail(y.reshape(lead + (self.out_features,)))
 
 
-def grad_and_factors(loss_fn: Callable[..., Any], model: nnx.Module, *args, has_aux: bool = False):
+def grad_and_factors(
+    loss_fn: Callable[..., Any], model: nnx.Module, *args: Any, has_aux: bool = False
+) -> tuple[Any, nnx.State, dict[str, Any]]:
     """One backward pass through an nnx model: loss, exact gradients and per-sample factors.
 
     Args:
@@ -248,18 +273,24 @@ def grad_and_factors(loss_fn: Callable[..., Any], model: nnx.Module, *args, has_
       ``optimizer.update(model, grads, factors=factors)``.
 
     Example:
+      >>> import optax
+      >>> model = AnalogLinear(8, 3, rngs=nnx.Rngs(params=0, periphery=1))
       >>> def loss_fn(model, x, y):
       ...     return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+      >>> images, labels = jnp.ones((4, 8)), jnp.arange(4) % 3
       >>> loss, grads, factors = grad_and_factors(loss_fn, model, images, labels)
+      >>> x, d = factors["kernel"]
+      >>> x.shape, d.shape, bool(jnp.allclose(grads["kernel"][...], x.T @ d, atol=1e-6))
+      ((4, 8), (4, 3), True)
     """
 
-    def perturbation_shapes(model):
+    def perturbation_shapes(model: nnx.Module) -> Any:
         return nnx.capture(loss_fn, nnx.Perturbation)(model, *args)[1]
 
     shapes = nnx.eval_shape(perturbation_shapes, model)
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
-    def loss_with_capture(model, perturbations):
+    def loss_with_capture(model: nnx.Module, perturbations: Any) -> tuple[Any, Any]:
         result, intermediates = nnx.capture(loss_fn, nnx.Intermediate, init=perturbations)(
             model, *args
         )

@@ -17,6 +17,7 @@ import optax
 
 from aimcjax import pulse
 from aimcjax import tile as tile_lib
+from aimcjax._typing import ArrayLike, KeyLike, PyTree, Shape
 from aimcjax.devices import Device
 from aimcjax.tile import Tile
 
@@ -27,7 +28,7 @@ MaskOrFn = Any  # pytree of bools (or a prefix of params) or a callable params -
 # hyperparameters
 
 
-def concrete(value) -> np.ndarray | None:
+def concrete(value: object) -> np.ndarray | None:
     """``value`` as a numpy array when it is known at trace time, else None."""
     if isinstance(value, jax.core.Tracer):
         return None
@@ -37,7 +38,7 @@ def concrete(value) -> np.ndarray | None:
         return None
 
 
-def check_rate(name: str, value) -> None:
+def check_rate(name: str, value: object) -> None:
     """A learning rate (float or schedule) must be finite and >= 0 where it is known now."""
     if callable(value):
         return
@@ -52,7 +53,7 @@ def check_rate(name: str, value) -> None:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
 
 
-def check_nonnegative(name: str, value) -> None:
+def check_nonnegative(name: str, value: object) -> None:
     arr = concrete(value)
     if arr is None:
         return
@@ -62,7 +63,7 @@ def check_nonnegative(name: str, value) -> None:
         raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
 
 
-def check_fraction(name: str, value) -> float:
+def check_fraction(name: str, value: object) -> float:
     """A static float in [0, 1] (it shapes a schedule, so it must be known at construction)."""
     arr = concrete(value)
     if arr is None:
@@ -74,7 +75,7 @@ def check_fraction(name: str, value) -> float:
     return float(arr)
 
 
-def check_positive(name: str, value, allow_zero: bool = False) -> float:
+def check_positive(name: str, value: object, allow_zero: bool = False) -> float:
     """A static, finite float > 0 (>= 0 with ``allow_zero``)."""
     arr = concrete(value)
     if arr is None:
@@ -88,14 +89,14 @@ def check_positive(name: str, value, allow_zero: bool = False) -> float:
     return float(arr)
 
 
-def check_bool(name: str, value) -> bool:
+def check_bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {value!r}")
     return value
 
 
 def static_int(
-    name: str, value, allowed: Sequence[int] | None = None, minimum: int | None = None
+    name: str, value: object, allowed: Sequence[int] | None = None, minimum: int | None = None
 ) -> int:
     """An integer that shapes the computation, so it must be known when the optimizer is built.
 
@@ -123,22 +124,22 @@ def static_int(
     return out
 
 
-def check_device(name: str, device) -> None:
+def check_device(name: str, device: object) -> None:
     if not isinstance(device, Device):
         raise TypeError(f"{name} must be an aimcjax device, got {type(device).__name__}")
 
 
-def check_update_config(name: str, cfg) -> None:
+def check_update_config(name: str, cfg: object) -> None:
     if not isinstance(cfg, pulse.UpdateConfig):
         raise TypeError(f"{name} must be an aimcjax.pulse.UpdateConfig, got {type(cfg).__name__}")
 
 
-def rate_at(rate, count):
+def rate_at(rate: optax.ScalarOrSchedule, count: jax.Array) -> jax.Array | float:
     """A float rate, or an optax schedule evaluated at ``count``."""
     return rate(count) if callable(rate) else rate
 
 
-def as_raw_key(key) -> jax.Array:
+def as_raw_key(key: KeyLike | None) -> jax.Array:
     """An int seed or PRNG key (typed or raw) as a raw uint32 key, which checkpoints plainly.
 
     There is no default key: two optimizers built with the same default would share their
@@ -162,7 +163,7 @@ def as_raw_key(key) -> jax.Array:
 # pytree paths, masks and factors
 
 
-def _child(node, key):
+def _child(node: Any, key: Any) -> Any:
     if isinstance(key, jax.tree_util.DictKey):
         return node[key.key]
     if isinstance(key, jax.tree_util.SequenceKey):
@@ -175,7 +176,7 @@ def _child(node, key):
     raise TypeError(f"unsupported pytree key {key!r}")
 
 
-def lookup(tree, path, stop: Callable[[Any], bool] = lambda _: False):
+def lookup(tree: PyTree, path: Sequence[Any], stop: Callable[[Any], bool] = lambda _: False) -> Any:
     """The subtree of ``tree`` at a params key path (stopping early where ``stop`` holds)."""
     node = tree
     for key in path:
@@ -185,7 +186,7 @@ def lookup(tree, path, stop: Callable[[Any], bool] = lambda _: False):
     return node
 
 
-def _is_bool(x) -> bool:
+def _is_bool(x: object) -> bool:
     return isinstance(x, (bool, np.bool_)) or (
         hasattr(x, "dtype")
         and getattr(x, "shape", None) == ()
@@ -194,12 +195,12 @@ def _is_bool(x) -> bool:
     )
 
 
-def default_mask(params):
+def default_mask(params: PyTree) -> PyTree:
     """Analog by default: every leaf of rank >= 2 (kernels); biases and scalars stay digital."""
     return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
 
 
-def flatten_params(params):
+def flatten_params(params: PyTree) -> tuple[list[Any], list[Any], Any]:
     """Leaves of params with their key paths, and the treedef."""
     if params is None:
         raise ValueError("params are required: the analog optimizers read the weights in use")
@@ -207,19 +208,19 @@ def flatten_params(params):
     return [p for p, _ in with_path], [leaf for _, leaf in with_path], treedef
 
 
-def unbox(params):
+def unbox(params: PyTree) -> PyTree:
     """params with each flax nnx ``Variable`` replaced by its value (duck-typed: optim does not
     depend on flax). nnx.Optimizer passes boxed params to ``init``; a state built on them would
     hold a Variable around each Tile, which nnx.Optimizer flattens into a dict after its first
     update (the leaf would then turn digital). Unboxed, the state holds plain Tiles."""
 
-    def is_box(x):
+    def is_box(x: object) -> bool:
         return hasattr(x, "get_value") and hasattr(x, "get_metadata") and hasattr(x, "set_value")
 
     return jax.tree.map(lambda x: x.get_value() if is_box(x) else x, params, is_leaf=is_box)
 
 
-def analog_flags(params, mask: MaskOrFn) -> list[bool]:
+def analog_flags(params: PyTree, mask: MaskOrFn) -> list[bool]:
     """Which leaves of ``params`` are analog, validated (one bool per flattened leaf)."""
     paths, leaves, _ = flatten_params(params)
     params = unbox(params)
@@ -257,16 +258,18 @@ def analog_flags(params, mask: MaskOrFn) -> list[bool]:
     return flags
 
 
-def is_analog(node) -> bool:
+def is_analog(node: object) -> bool:
     return isinstance(node, Tile)
 
 
-def per_leaf(treedef, tree) -> list:
+def per_leaf(treedef: Any, tree: PyTree) -> list[Any]:
     """The params-level entries of a params-shaped state tree (a Tile, array or MaskedNode each)."""
     return treedef.flatten_up_to(tree)
 
 
-def leaf_factors(factors, paths, flags, needed: bool) -> list:
+def leaf_factors(
+    factors: PyTree, paths: Sequence[Any], flags: Sequence[bool], needed: bool
+) -> list[Any]:
     """Per-leaf ``(x, d)`` from the ``factors`` tree (None where digital or not needed)."""
     if not needed:
         return [None] * len(paths)
@@ -275,7 +278,7 @@ def leaf_factors(factors, paths, flags, needed: bool) -> list:
             'factors are required when the update mode is "outer": '
             "update(grads, state, params, factors=...) with (x, d) per analog leaf"
         )
-    out = []
+    out: list[Any] = []
     for path, flag in zip(paths, flags):
         if not flag:
             out.append(None)
@@ -294,7 +297,7 @@ def leaf_factors(factors, paths, flags, needed: bool) -> list:
     return out
 
 
-def check_factors(path, shape, x, d) -> None:
+def check_factors(path: Any, shape: Shape, x: ArrayLike, d: ArrayLike) -> None:
     n_in, n_out = tile_lib.matrix_shape(shape)
     where = jax.tree_util.keystr(path)
     x_shape, d_shape = jnp.shape(x), jnp.shape(d)
@@ -314,7 +317,7 @@ def check_factors(path, shape, x, d) -> None:
         )
 
 
-def check_grad(path, param, grad) -> None:
+def check_grad(path: Any, param: ArrayLike, grad: ArrayLike) -> None:
     if jnp.shape(grad) != jnp.shape(param):
         raise ValueError(
             f"grads for leaf {jax.tree_util.keystr(path)} have shape {jnp.shape(grad)}, "
@@ -332,28 +335,37 @@ def as_matrix(t: Tile) -> Tile:
     return Tile(*(f.reshape(shape2) for f in t))
 
 
-def reshape_tile(t: Tile, shape) -> Tile:
+def reshape_tile(t: Tile, shape: Shape) -> Tile:
     return Tile(*(f.reshape(shape) for f in t))
 
 
-def write(t2: Tile, device: Device, grad2, factor, lr, key, cfg: pulse.UpdateConfig) -> Tile:
+def write(
+    t2: Tile,
+    device: Device,
+    grad2: jax.Array,
+    factor: tuple[jax.Array, jax.Array] | None,
+    lr: jax.Array | float,
+    key: jax.Array,
+    cfg: pulse.UpdateConfig,
+) -> Tile:
     """The analog gradient step ``T <- analog_update(T, -lr * g)`` on a 2-D tile view.
 
     In "outer" mode the per-sample factors fire rank-1 pulse trains; otherwise the requested
     change ``-lr * g`` goes through :func:`aimcjax.pulse.update`.
     """
     if cfg.mode == "outer":
+        assert factor is not None, 'the caller passes factors in "outer" mode'
         x, d = factor
         return pulse.outer_update(t2, device, x, d, lr, key, cfg)
     return pulse.update(t2, device, -lr * grad2, key, cfg)
 
 
-def sgd_update(grad, lr, param):
+def sgd_update(grad: jax.Array, lr: jax.Array | float, param: ArrayLike) -> jax.Array:
     """Digital leaves: plain SGD at the analog rate."""
     return (-lr * grad).astype(jnp.result_type(param))
 
 
-def split_key(key, n: int):
+def split_key(key: jax.Array, n: int) -> tuple[jax.Array, list[jax.Array]]:
     keys = jax.random.split(key, n + 1)
     return keys[0], list(keys[1:])
 
@@ -361,7 +373,7 @@ def split_key(key, n: int):
 masked_node = optax.MaskedNode
 
 
-def num_lines(shape) -> int:
+def num_lines(shape: Shape) -> int:
     """Input lines of a kernel: rows of its (prod(leading), out) view."""
     return tile_lib.matrix_shape(shape)[0]
 
@@ -370,7 +382,7 @@ def num_lines(shape) -> int:
 # checks that hold under jit: non-finite inputs, params in sync with the tiles, factors
 
 
-def fail_if(pred, message: str, exc: type[Exception] = ValueError) -> None:
+def fail_if(pred: ArrayLike, message: str, exc: type[Exception] = ValueError) -> None:
     """Raise ``exc(message)`` where ``pred`` holds: at once when it is known, else from the
     compiled step (a host callback run only on failure; under ``vmap`` on any member)."""
     value = concrete(pred)
@@ -379,20 +391,20 @@ def fail_if(pred, message: str, exc: type[Exception] = ValueError) -> None:
             raise exc(message)
         return
 
-    def raise_if(bad):
+    def raise_if(bad: np.ndarray) -> None:
         if np.any(bad):
             raise exc(message)
 
     jax.lax.cond(jnp.any(pred), lambda: jax.debug.callback(raise_if, pred), lambda: None)
 
 
-def _float_arrays(leaves):
+def _float_arrays(leaves: Sequence[Any]) -> list[Any]:
     return [
         a for a in leaves if hasattr(a, "dtype") and jnp.issubdtype(jnp.result_type(a), jnp.inexact)
     ]
 
 
-def all_finite(grad_leaves, per_factors) -> jax.Array:
+def all_finite(grad_leaves: Sequence[Any], per_factors: Sequence[Any]) -> jax.Array:
     """Whether every gradient and every factor is finite (a scalar bool)."""
     arrays = _float_arrays(grad_leaves) + _float_arrays(
         [a for f in per_factors if f is not None for a in f]
@@ -402,17 +414,17 @@ def all_finite(grad_leaves, per_factors) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in arrays]))
 
 
-def zero_if(pred, x):
+def zero_if(pred: ArrayLike, x: ArrayLike) -> jax.Array:
     """``x`` with zeros where (scalar) ``pred`` holds; ``x`` bit for bit otherwise."""
     return jnp.where(pred, jnp.zeros_like(x), x)
 
 
-def select_tree(pred, on_true, on_false):
+def select_tree(pred: ArrayLike, on_true: PyTree, on_false: PyTree) -> PyTree:
     """``on_true`` where (scalar) ``pred`` holds, else ``on_false`` (same structure)."""
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
-def check_in_sync(path, param, count, visible) -> None:
+def check_in_sync(path: Any, param: jax.Array, count: jax.Array, visible: jax.Array) -> None:
     """After the first step, params must be the tiles' visible weights (up to the rounding of
     ``params + (visible - params)``, 16 eps of the leaf's largest magnitude): anything else means a transformation chained after the
     analog one changed its updates, and params would silently drift from the hardware."""
@@ -434,7 +446,7 @@ def check_in_sync(path, param, count, visible) -> None:
     )
 
 
-def check_factors_match(path, grad, factor) -> None:
+def check_factors_match(path: Any, grad: ArrayLike, factor: Sequence[ArrayLike]) -> None:
     """In "outer" mode the pulses come from the factors (x, d), not from the gradient; the
     gradient must then be their outer-product sum, or a transformation before the analog one
     (clipping, scaling, ``optax.MultiSteps`` averaging) would be silently ignored."""

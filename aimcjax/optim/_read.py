@@ -9,6 +9,7 @@ input vector per line through the transfer periphery.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +25,7 @@ Reader = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 AIHWKIT_TRANSFER_READ = periphery.PeripheryConfig(bound_management="none")
 
 
-def make_reader(read) -> Reader:
+def make_reader(read: Any) -> Reader:
     """Turn the ``read`` argument of the residual optimizers into a read function.
 
     Args:
@@ -59,7 +60,7 @@ def make_reader(read) -> Reader:
         if not np.isfinite(arr) or arr < 0:
             raise ValueError(f"read (read-noise std) must be finite and >= 0, got {read!r}")
 
-    def noisy_read(w, x, key):
+    def noisy_read(w: jax.Array, x: jax.Array, key: jax.Array) -> jax.Array:
         y = x @ w
         return y + jnp.asarray(read, y.dtype) * jax.random.normal(key, y.shape, y.dtype)
 

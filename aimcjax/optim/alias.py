@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import optax
 
 from aimcjax import pulse
+from aimcjax._typing import KeyLike
 from aimcjax.devices import Device
 from aimcjax.optim import _common as common
 from aimcjax.optim.kernel import analog_kernel
@@ -41,7 +43,9 @@ _DEFAULT_UPDATE = pulse.UpdateConfig()
 _PULSE_TRANSFER = pulse.UpdateConfig(mode="pulse")
 
 
-def _legacy_gamma(name: str, device, old_device, gamma):
+def _legacy_gamma(
+    name: str, device: Any, old_device: Device | None, gamma: float | None
+) -> tuple[Device, float]:
     """``(device, gamma)``, also from the old positional form ``name(lr, beta, gamma, device)``
     (then ``old_device``, the hidden fourth positional parameter, holds the device).
 
@@ -69,7 +73,7 @@ def analog_sgd(
     learning_rate: optax.ScalarOrSchedule,
     device: Device,
     *,
-    key,
+    key: KeyLike,
     update: pulse.UpdateConfig = _DEFAULT_UPDATE,
     mask: common.MaskOrFn = None,
 ) -> optax.GradientTransformationExtraArgs:
@@ -117,13 +121,13 @@ def residual_learning(
     _old_device: Device | None = None,
     *,
     gamma: float | None = None,
-    key=None,
+    key: KeyLike | None = None,
     residual_device: Device | None = None,
     zero_shift: bool = True,
     transfer: str = "full",
     transfer_every: int = 1,
     version: int = 1,
-    read=None,
+    read: Any = None,
     update: pulse.UpdateConfig = _DEFAULT_UPDATE,
     transfer_update: pulse.UpdateConfig | None = None,
     gradient_granularity: str = "average",
@@ -202,12 +206,12 @@ def tiki_taka(
     transfer_lr: optax.ScalarOrSchedule,
     device: Device,
     *,
-    key,
+    key: KeyLike,
     gamma: float = 0.0,
     residual_device: Device | None = None,
     transfer: str = "column",
     transfer_every: int = 1,
-    read=None,
+    read: Any = None,
     update: pulse.UpdateConfig = _DEFAULT_UPDATE,
     transfer_update: pulse.UpdateConfig | None = None,
     gradient_granularity: str = "average",
@@ -257,12 +261,12 @@ def ttv2(
     transfer_lr: optax.ScalarOrSchedule,
     device: Device,
     *,
-    key,
+    key: KeyLike,
     residual_device: Device | None = None,
     zero_shift: bool = False,
     transfer: str = "column",
     transfer_every: int = 1,
-    read=None,
+    read: Any = None,
     update: pulse.UpdateConfig = _DEFAULT_UPDATE,
     transfer_update: pulse.UpdateConfig | None = None,
     gradient_granularity: str = "average",
@@ -306,7 +310,7 @@ def ttv2(
     )
 
 
-def _buffered(buffer_granularity, auto_granularity, forget_buffer) -> Buffered:
+def _buffered(buffer_granularity: float, auto_granularity: float, forget_buffer: bool) -> Buffered:
     return Buffered(
         decay="sum",
         granularity=common.check_positive("buffer_granularity", buffer_granularity),
@@ -322,7 +326,7 @@ def chopped_ttv2(
     transfer_lr: optax.ScalarOrSchedule,
     device: Device,
     *,
-    key,
+    key: KeyLike,
     gamma: float = 0.0,
     residual_device: Device | None = None,
     zero_shift: bool = True,
@@ -334,7 +338,7 @@ def chopped_ttv2(
     buffer_granularity: float = 1.0,
     auto_granularity: float = 0.0,
     forget_buffer: bool = False,
-    read=None,
+    read: Any = None,
     update: pulse.UpdateConfig = _DEFAULT_UPDATE,
     transfer_update: pulse.UpdateConfig | None = None,
     gradient_granularity: str = "average",
@@ -412,7 +416,7 @@ def agad(
     transfer_lr: optax.ScalarOrSchedule,
     device: Device,
     *,
-    key,
+    key: KeyLike,
     residual_device: Device | None = None,
     zero_shift: bool = False,
     transfer: str = "column",
@@ -423,7 +427,7 @@ def agad(
     buffer_granularity: float = 1.0,
     auto_granularity: float = 0.0,
     forget_buffer: bool = False,
-    read=None,
+    read: Any = None,
     update: pulse.UpdateConfig = _DEFAULT_UPDATE,
     transfer_update: pulse.UpdateConfig | None = None,
     gradient_granularity: str = "average",
@@ -492,13 +496,13 @@ def multi_tile_residual(
     _old_device: Device | None = None,
     *,
     gamma: float | None = None,
-    key=None,
+    key: KeyLike | None = None,
     n_tiles: int = 3,
     residual_device: Device | None = None,
     zero_shift: bool = True,
     transfer: str = "full",
     transfer_every: int | Sequence[int] = 1,
-    read=None,
+    read: Any = None,
     update: pulse.UpdateConfig = _DEFAULT_UPDATE,
     transfer_update: pulse.UpdateConfig | None = None,
     gradient_granularity: str = "average",
@@ -559,7 +563,7 @@ def mixed_precision(
     learning_rate: optax.ScalarOrSchedule,
     device: Device,
     *,
-    key,
+    key: KeyLike,
     transfer_every: int = 1,
     granularity: float | None = None,
     max_pulses: int | None = None,

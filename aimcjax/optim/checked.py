@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from aimcjax._typing import PyTree
 
 __all__ = ["checked"]
 
@@ -38,7 +42,12 @@ def checked(inner: optax.GradientTransformation) -> optax.GradientTransformation
     """
     inner = optax.with_extra_args_support(inner)
 
-    def update_fn(updates, state, params=None, **extra_args):
+    def update_fn(
+        updates: optax.Updates,
+        state: optax.OptState,
+        params: optax.Params | None = None,
+        **extra_args: Any,
+    ) -> tuple[optax.Updates, optax.OptState]:
         named = [
             (f"updates{jax.tree_util.keystr(p)}", a)
             for p, a in jax.tree_util.tree_leaves_with_path(updates)
@@ -62,8 +71,8 @@ def checked(inner: optax.GradientTransformation) -> optax.GradientTransformation
     return optax.GradientTransformationExtraArgs(inner.init, update_fn)
 
 
-def _raise_at_first(bad, names) -> None:
-    def raise_if(flags):
+def _raise_at_first(bad: jax.Array, names: list[str]) -> None:
+    def raise_if(flags: PyTree) -> None:
         flags = np.asarray(flags).reshape(-1, len(names)).any(axis=0)
         if flags.any():
             raise FloatingPointError(

@@ -25,8 +25,8 @@ returns updates that keep params at the visible weights (zero when in sync); ``A
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -34,10 +34,11 @@ import optax
 
 from aimcjax import pulse
 from aimcjax import tile as tile_lib
+from aimcjax._typing import ArrayLike, KeyLike, PyTree, Shape
 from aimcjax.devices import Device
 from aimcjax.optim import _common as common
 from aimcjax.optim._read import make_reader
-from aimcjax.optim.transfer import LEAF_SHAPED, Direct, LeafAux, Line
+from aimcjax.optim.transfer import LEAF_SHAPED, Accumulator, Direct, LeafAux, Line, TransferRule
 
 __all__ = ["AnalogState", "analog_kernel"]
 
@@ -61,10 +62,10 @@ class AnalogState(NamedTuple):
       notfinite_count: number of updates skipped because a gradient or factor was not finite.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # (a field named like tuple.count)
     key: jax.Array
-    tiles: tuple
-    transfer: tuple
+    tiles: tuple[Any, ...]
+    transfer: tuple[LeafAux, ...]
     gamma: jax.Array
     notfinite_count: jax.Array
 
@@ -77,7 +78,7 @@ def default_transfer_update(update: pulse.UpdateConfig) -> pulse.UpdateConfig:
     return dataclasses.replace(update, bl=31, update_management=True, update_bl_management=True)
 
 
-def _per_stage(name, value, n_stages, check):
+def _per_stage(name: str, value: Any, n_stages: int, check: Callable[[str, Any], Any]) -> list[Any]:
     """A scalar, or one value per transfer stage (stage j moves store j into array j-1)."""
     if isinstance(value, (list, tuple)):
         if len(value) != n_stages:
@@ -93,32 +94,32 @@ def _per_stage(name, value, n_stages, check):
     ]
 
 
-def _checked_rate(name, value):
+def _checked_rate(name: str, value: optax.ScalarOrSchedule) -> optax.ScalarOrSchedule:
     common.check_rate(name, value)
     return value
 
 
-def _line_rows(count, every: int, n_in: int, transfer: str):
+def _line_rows(count: jax.Array, every: int, n_in: int, transfer: str) -> jax.Array:
     """The input lines a transfer reads: all, or one per transfer cycling (aihwkit's order)."""
     if transfer == "full":
         return jnp.arange(n_in)
     return ((((count + 1) // every) - 1) % n_in)[None]
 
 
-def _aux_view(aux: LeafAux, shape) -> LeafAux:
+def _aux_view(aux: LeafAux, shape: Shape) -> LeafAux:
     """``aux`` with its leaf-shaped fields reshaped (to the 2-D view and back)."""
     return aux._replace(
         **{f: getattr(aux, f).reshape(shape) for f in LEAF_SHAPED if getattr(aux, f) is not None}
     )
 
 
-def _zip_leaves(treedef, n_leaves: int, trees: LeafAux) -> list[LeafAux]:
+def _zip_leaves(treedef: Any, n_leaves: int, trees: LeafAux) -> list[LeafAux]:
     """A LeafAux of params-shaped trees as one LeafAux per leaf (the per-leaf view)."""
     columns = {f: common.per_leaf(treedef, t) for f, t in trees._asdict().items() if t is not None}
     return [LeafAux(**{f: col[i] for f, col in columns.items()}) for i in range(n_leaves)]
 
 
-def _unzip_leaves(treedef, per_leaf: list[LeafAux], fields) -> LeafAux:
+def _unzip_leaves(treedef: Any, per_leaf: list[LeafAux], fields: Sequence[str]) -> LeafAux:
     """One LeafAux per leaf back as a LeafAux of params-shaped trees (the given fields)."""
     return LeafAux(**{f: treedef.unflatten([getattr(a, f) for a in per_leaf]) for f in fields})
 
@@ -142,16 +143,16 @@ def analog_kernel(
     learning_rate: optax.ScalarOrSchedule,
     device: Device,
     *,
-    key,
+    key: KeyLike | None,
     n_tiles: int = 1,
-    rule=None,
-    transfer_lr=0.0,
-    gamma=0.0,
+    rule: TransferRule | None = None,
+    transfer_lr: optax.ScalarOrSchedule | Sequence[optax.ScalarOrSchedule] = 0.0,
+    gamma: float = 0.0,
     residual_device: Device | None = None,
     zero_shift: bool = False,
     transfer: str = "full",
-    transfer_every=1,
-    read=None,
+    transfer_every: int | Sequence[int] = 1,
+    read: Any = None,
     update: pulse.UpdateConfig | None = None,
     transfer_update: pulse.UpdateConfig | None = None,
     gradient_granularity: str = "average",
@@ -214,18 +215,20 @@ def analog_kernel(
     outer = update.mode == "outer"
     alpha_scale = _train_granularity_scale(devices, gradient_granularity, outer)
     # Mixed precision uses factors when given (to quantize them); the others in "outer" mode.
-    factors_needed = outer or (digital and (rule.n_x_bins > 0 or rule.n_d_bins > 0))
+    factors_needed = outer or (
+        digital and (cast(Accumulator, rule).n_x_bins > 0 or cast(Accumulator, rule).n_d_bins > 0)
+    )
     # The fields of LeafAux this rule keeps (digital leaves hold MaskedNode in exactly these).
     aux_fields = [
         f for f, v in rule.init((1, 1), 1, jnp.float32)._asdict().items() if v is not None
     ]
 
-    def init_fn(params):
+    def init_fn(params: optax.Params) -> AnalogState:
         _, leaves, treedef = common.flatten_params(params)
         flags = common.analog_flags(params, mask)
         key_state, keys = common.split_key(key, len(leaves))
-        tiles = [[] for _ in range(n_tiles)]
-        auxes = [[] for _ in range(n_stages)]
+        tiles: list[list[Any]] = [[] for _ in range(n_tiles)]
+        auxes: list[list[LeafAux]] = [[] for _ in range(n_stages)]
         for k, p, flag in zip(keys, leaves, flags):
             tile_keys = [k] if n_tiles == 1 else list(jax.random.split(k, n_tiles))
             for i in range(n_tiles):
@@ -258,7 +261,12 @@ def analog_kernel(
             notfinite_count=jnp.zeros([], jnp.int32),
         )
 
-    def visible(tiles2, auxes, shape, gamma=gamma):
+    def visible(
+        tiles2: Sequence[tile_lib.Tile],
+        auxes: Sequence[LeafAux],
+        shape: Shape,
+        gamma: ArrayLike = gamma,
+    ) -> jax.Array:
         """The visible weights of one leaf from its 2-D tile views and stage states."""
         mixed = tile_lib.weights(tiles2[0]).reshape(shape)
         for t in range(1, n_tiles):
@@ -270,13 +278,21 @@ def analog_kernel(
             mixed = mixed + coeff * w.reshape(shape)
         return mixed
 
-    def stage(dst, src, aux, rows, beta, k_stage, j):
+    def stage(
+        dst: tile_lib.Tile,
+        src: tile_lib.Tile | None,
+        aux: LeafAux,
+        rows: jax.Array,
+        beta: jax.Array | float,
+        k_stage: jax.Array,
+        j: int,
+    ) -> tuple[tile_lib.Tile, LeafAux]:
         """Transfer stage j: read the lines of store j, let the rule move array j - 1."""
         k_read, k_write = jax.random.split(k_stage)
         k_chop = jax.random.fold_in(
             k_stage, 1
         )  # an extra stream; leaves the read/write keys as they are
-        values = None
+        values: jax.Array | None = None
         if src is not None:
             one_hot = jax.nn.one_hot(rows, src.w.shape[0], dtype=src.w.dtype)  # (k, in)
             values = reader(tile_lib.weights(src), one_hot, k_read)  # (k, out)
@@ -284,7 +300,17 @@ def analog_kernel(
         line = Line(devices[j - 1], rows, beta, period, transfer_update, k_write, k_chop)
         return rule.transfer(dst, aux, values, line)
 
-    def leaf_step(p, g, tiles, auxes, f, k, count, alpha, stage_betas):
+    def leaf_step(
+        p: jax.Array,
+        g: jax.Array,
+        tiles: list[tile_lib.Tile],
+        auxes: list[LeafAux],
+        f: tuple[jax.Array, jax.Array] | None,
+        k: jax.Array,
+        count: jax.Array,
+        alpha: jax.Array | float,
+        stage_betas: list[jax.Array | float],
+    ) -> tuple[list[tile_lib.Tile], list[LeafAux], jax.Array]:
         """One analog leaf: gradient write, transfers fast to slow; returns (tiles, auxes, visible)."""
         shape2 = tile_lib.matrix_shape(p.shape)
         T2 = [common.as_matrix(t) for t in tiles]
@@ -292,7 +318,7 @@ def analog_kernel(
         step_keys = [k] if n_stages == 0 else list(jax.random.split(k, n_stages + 1))
         g2 = g.reshape(shape2)
         if digital:
-            A2[-1] = rule.accumulate(A2[-1], g2, f, alpha, step_keys[0])
+            A2[-1] = cast(Accumulator, rule).accumulate(A2[-1], g2, f, alpha, step_keys[0])
         else:
             signs = rule.signs(A2[-1]) if n_stages else None
             if signs is not None:
@@ -313,7 +339,12 @@ def analog_kernel(
             every = periods[j - 1]
             rows = _line_rows(count, every, shape2[0], "full" if digital else transfer)
 
-            def run(operands, j=j, rows=rows, k_stage=step_keys[j]):
+            def run(
+                operands: tuple[Any, Any, LeafAux],
+                j: int = j,
+                rows: jax.Array = rows,
+                k_stage: jax.Array = step_keys[j],
+            ) -> tuple[tile_lib.Tile, LeafAux]:
                 dst, src, aux = operands
                 return stage(dst, src, aux, rows, stage_betas[j - 1], k_stage, j)
 
@@ -331,7 +362,14 @@ def analog_kernel(
         new_auxes = [_aux_view(a, p.shape) for a in A2]
         return new_tiles, new_auxes, visible(T2, A2, p.shape)
 
-    def update_fn(updates, state, params=None, *, factors=None, **extra_args):
+    def update_fn(
+        updates: optax.Updates,
+        state: AnalogState,
+        params: optax.Params | None = None,
+        *,
+        factors: PyTree = None,
+        **extra_args: Any,
+    ) -> tuple[optax.Updates, AnalogState]:
         del extra_args
         grads = updates
         paths, leaves, treedef = common.flatten_params(params)
@@ -363,8 +401,8 @@ def analog_kernel(
         stage_betas = [common.rate_at(b, count) for b in betas]
         key_state, keys = common.split_key(state.key, len(leaves))
 
-        new_tiles = [[] for _ in range(n_tiles)]
-        new_aux = [[] for _ in range(n_stages)]
+        new_tiles: list[list[Any]] = [[] for _ in range(n_tiles)]
+        new_aux: list[list[LeafAux]] = [[] for _ in range(n_stages)]
         out = []
         for i, (path, p, g, f, k) in enumerate(zip(paths, leaves, grad_leaves, per_factors, keys)):
             tiles_i = [per_tile[t][i] for t in range(n_tiles)]

@@ -55,6 +55,8 @@ def register_state(state_type: type, to_tiles: Callable[[Any], AnalogTiles]) -> 
       ...     count: jax.Array
       ...     tiles: Any
       >>> register_state(MyState, lambda s: AnalogTiles(W=s.tiles, P=None, H=None))
+      >>> analog_state((None, MyState(count=0, tiles={"w": "the tile"}))).W  # found in a chain
+      {'w': 'the tile'}
     """
     if not isinstance(state_type, type):
         raise TypeError(f"state_type must be a class, got {state_type!r}")
@@ -63,7 +65,7 @@ def register_state(state_type: type, to_tiles: Callable[[Any], AnalogTiles]) -> 
     _REGISTRY[state_type] = to_tiles
 
 
-def analog_state(opt_state) -> AnalogTiles:
+def analog_state(opt_state: Any) -> AnalogTiles:
     """The tiles (W, P, H) of the analog optimizer inside ``opt_state``.
 
     Looks through any optax wrapper (``chain``, ``masked``, ``multi_transform``,
@@ -81,9 +83,13 @@ def analog_state(opt_state) -> AnalogTiles:
         sub-state you mean in the latter case).
 
     Example:
-      >>> tiles = analog_state(state)
-      >>> w_main = jax.tree.map(aimcjax.tile.weights, tiles.W,
-      ...                       is_leaf=lambda t: isinstance(t, aimcjax.tile.Tile))
+      >>> import jax.numpy as jnp, optax
+      >>> from aimcjax import devices, optim, tile
+      >>> opt = optax.chain(optax.clip(1.0), optim.analog_sgd(0.1, devices.SoftBounds(), key=0))
+      >>> tiles = analog_state(opt.init({"w": jnp.full((2, 2), 0.5), "b": jnp.zeros(2)}))
+      >>> w_main = jax.tree.map(tile.weights, tiles.W, is_leaf=lambda t: isinstance(t, tile.Tile))
+      >>> w_main["w"].tolist(), tiles.P  # the main arrays; no residual array in Analog SGD
+      ([[0.5, 0.5], [0.5, 0.5]], None)
     """
     types = tuple(_REGISTRY)
     found = [

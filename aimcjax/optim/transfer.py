@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from aimcjax import pulse
+from aimcjax._typing import ArrayLike, DTypeLike, Shape
 from aimcjax.devices import Device
 from aimcjax.tile import Tile
 
@@ -89,7 +90,7 @@ class Line(NamedTuple):
     key_chop: jax.Array
 
 
-def write_lines(dst: Tile, line: Line, signal) -> Tile:
+def write_lines(dst: Tile, line: Line, signal: jax.Array) -> Tile:
     """The direct transfer ``W[rows] <- analog_update(W[rows], beta * signal)``.
 
     In "outer" mode each line is one rank-1 sample ``(e_i, signal_i)`` of aihwkit's transfer
@@ -101,7 +102,7 @@ def write_lines(dst: Tile, line: Line, signal) -> Tile:
         row_tiles = Tile(*(f[rows][:, None, :] for f in dst))  # (k, 1, out)
         one = jnp.ones((1, 1), dst.w.dtype)
 
-        def write_row(t_row, s_row, k):
+        def write_row(t_row: Tile, s_row: jax.Array, k: jax.Array) -> Tile:
             return pulse.outer_update(t_row, device, one, -s_row[None], line.beta, k, cfg)
 
         keys = jax.random.split(line.key_write, rows.shape[0])
@@ -111,7 +112,9 @@ def write_lines(dst: Tile, line: Line, signal) -> Tile:
     return pulse.update(dst, device, dW, line.key_write, cfg)
 
 
-def fire(dst: Tile, line: Line, h, theta, cap: int | None):
+def fire(
+    dst: Tile, line: Line, h: jax.Array, theta: ArrayLike, cap: int | None
+) -> tuple[Tile, jax.Array]:
     """Fire ``n = trunc(h / theta)`` pulses (capped at ``±cap`` when given) on the given rows.
 
     Each pulse moves an element by one dw_min of the destination; in "expected"/"ideal" mode
@@ -136,13 +139,20 @@ class Direct:
 
     digital_source = False
 
-    def init(self, shape, n_lines: int, dtype) -> LeafAux:
+    def init(self, shape: Shape, n_lines: int, dtype: DTypeLike) -> LeafAux:
         return LeafAux()
 
-    def signs(self, aux: LeafAux):
+    def signs(self, aux: LeafAux) -> jax.Array | None:
         return None
 
-    def transfer(self, dst: Tile, aux: LeafAux, values, line: Line, active=None):
+    def transfer(
+        self,
+        dst: Tile,
+        aux: LeafAux,
+        values: Any,
+        line: Line,
+        active: jax.Array | None = None,
+    ) -> tuple[Tile, LeafAux]:
         return write_lines(dst, line, values), aux
 
 
@@ -166,19 +176,26 @@ class Buffered:
 
     digital_source = False
 
-    def init(self, shape, n_lines: int, dtype) -> LeafAux:
+    def init(self, shape: Shape, n_lines: int, dtype: DTypeLike) -> LeafAux:
         return LeafAux(buffer=jnp.zeros(shape, dtype))
 
-    def signs(self, aux: LeafAux):
+    def signs(self, aux: LeafAux) -> jax.Array | None:
         return None
 
-    def threshold(self, line: Line, dtype):
+    def threshold(self, line: Line, dtype: DTypeLike) -> jax.Array:
         theta = self.granularity * jnp.asarray(line.device.dw_min, dtype)
         if self.auto_granularity > 0:
             theta = theta * self.auto_granularity / line.period
         return theta
 
-    def transfer(self, dst: Tile, aux: LeafAux, values, line: Line, active=None):
+    def transfer(
+        self,
+        dst: Tile,
+        aux: LeafAux,
+        values: Any,
+        line: Line,
+        active: jax.Array | None = None,
+    ) -> tuple[Tile, LeafAux]:
         H, rows = aux.buffer, line.rows
         theta = self.threshold(line, dst.w.dtype)
         decay = (1 - line.beta) if self.decay == "ema" else 1.0
@@ -190,7 +207,7 @@ class Buffered:
         return dst, aux._replace(buffer=H.at[rows].set(h))
 
 
-def quantize_factors(v, n_bins: int, key=None):
+def quantize_factors(v: jax.Array, n_bins: int, key: jax.Array | None = None) -> jax.Array:
     """Quantize each row of ``v`` (shape (B, n)) to ``n_bins`` levels of its absolute maximum.
 
     ``round(v / s) * s`` with ``s = max|v_b| / n_bins``; stochastic rounding when ``key`` is
@@ -235,13 +252,20 @@ class Accumulator:
 
     digital_source = True
 
-    def init(self, shape, n_lines: int, dtype) -> LeafAux:
+    def init(self, shape: Shape, n_lines: int, dtype: DTypeLike) -> LeafAux:
         return LeafAux(buffer=jnp.zeros(shape, dtype))
 
-    def signs(self, aux: LeafAux):
+    def signs(self, aux: LeafAux) -> jax.Array | None:
         return None
 
-    def accumulate(self, aux: LeafAux, grad2, factor, lr, key) -> LeafAux:
+    def accumulate(
+        self,
+        aux: LeafAux,
+        grad2: jax.Array,
+        factor: tuple[jax.Array, jax.Array] | None,
+        lr: ArrayLike,
+        key: jax.Array,
+    ) -> LeafAux:
         """The gradient step into the digital accumulator (2-D view)."""
         if factor is not None:
             k_x, k_d = jax.random.split(key)
@@ -252,7 +276,14 @@ class Accumulator:
             grad2 = x.T @ d
         return aux._replace(buffer=aux.buffer - lr * grad2)
 
-    def transfer(self, dst: Tile, aux: LeafAux, values, line: Line, active=None):
+    def transfer(
+        self,
+        dst: Tile,
+        aux: LeafAux,
+        values: Any,
+        line: Line,
+        active: jax.Array | None = None,
+    ) -> tuple[Tile, LeafAux]:
         del values, active  # the accumulator is its own signal
         eps = jnp.asarray(
             line.device.dw_min if self.granularity is None else self.granularity, dst.w.dtype
@@ -295,7 +326,7 @@ class Chopped:
         # Regular chopping: a line's chopper flips after every `period_reads`-th read of it.
         return max(math.ceil(1 / self.in_chop_prob), 2) if self.in_chop_prob > 0 else 0
 
-    def init(self, shape, n_lines: int, dtype) -> LeafAux:
+    def init(self, shape: Shape, n_lines: int, dtype: DTypeLike) -> LeafAux:
         aux = self.inner.init(shape, n_lines, dtype)
         aux = aux._replace(
             chopper=jnp.ones((n_lines,), dtype), reads=jnp.zeros((n_lines,), jnp.int32)
@@ -308,10 +339,17 @@ class Chopped:
             )
         return aux
 
-    def signs(self, aux: LeafAux):
+    def signs(self, aux: LeafAux) -> jax.Array | None:
         return aux.chopper
 
-    def transfer(self, dst: Tile, aux: LeafAux, values, line: Line, active=None):
+    def transfer(
+        self,
+        dst: Tile,
+        aux: LeafAux,
+        values: Any,
+        line: Line,
+        active: jax.Array | None = None,
+    ) -> tuple[Tile, LeafAux]:
         rows = line.rows
         sign = aux.chopper[rows][:, None]
         if self.dynamic:
@@ -345,3 +383,7 @@ class Chopped:
         if self.dynamic:
             aux = aux._replace(switched=aux.switched.at[rows].set(flip))
         return dst, aux
+
+
+# Any transfer rule (the kernel only calls ``accumulate`` where ``digital_source`` holds).
+TransferRule = Direct | Buffered | Chopped | Accumulator
