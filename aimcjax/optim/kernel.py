@@ -124,7 +124,7 @@ def _unzip_leaves(treedef: Any, per_leaf: list[LeafAux], fields: Sequence[str]) 
     return LeafAux(**{f: treedef.unflatten([getattr(a, f) for a in per_leaf]) for f in fields})
 
 
-def _train_granularity_scale(devices: Sequence[Device], how: str, outer: bool):
+def _train_granularity_scale(devices: Sequence[Device], how: str, outer: bool) -> jax.Array | None:
     """aihwkit sizes the gradient's pulse trains into a transfer compound's fast array with the
     compound's granularity, the average over its devices; the pulses themselves move the fast
     array by its own dw_min. The trains depend on lr / g only (g = ``update_granularity()``,
