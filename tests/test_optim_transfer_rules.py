@@ -1,5 +1,6 @@
 """c-TTv2, AGAD, multi-tile residual learning, mixed precision: limits, conservation, validation."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -124,6 +125,31 @@ def test_outer_gradient_trains_use_the_average_granularity_of_the_arrays():
     assert not np.allclose(
         T.weights(s_avg.tiles[1]["w"]), T.weights(s_plain.tiles[1]["w"]), atol=1e-4
     )
+
+
+def test_average_granularity_with_traced_devices():
+    """A sweep passes the devices as traced arguments (jit / vmap over configurations): the
+    average granularity is then computed in the graph, with the same weights as built from
+    concrete devices."""
+    from conftest import ls_grads_and_factors, small_params
+
+    fast = D.SoftBounds(tau=0.4, asymmetry=0.1, dw_min=0.002)
+
+    def make(slow, fast):
+        return tiki_taka(0.1, 0.5, slow, residual_device=fast, update=OUTER, key=3)
+
+    def one_step(slow, fast):
+        opt = make(slow, fast)
+        p = small_params()
+        g, f = ls_grads_and_factors(p)
+        _, s = opt.update(g, opt.init(p), p, factors=f)
+        return T.weights(s.tiles[1]["w"])
+
+    _, s_concrete = _run(make(DEV, fast), steps=1, outer=True)
+    traced = jax.jit(one_step)(DEV, fast)
+    np.testing.assert_allclose(traced, T.weights(s_concrete.tiles[1]["w"]), atol=1e-6)
+    swept = jax.jit(jax.vmap(one_step, in_axes=(None, 0)))(DEV, D.stack([fast, fast]))
+    np.testing.assert_allclose(swept[0], traced, atol=1e-6)
 
 
 def test_multi_tile_weights_are_the_geometric_sum():

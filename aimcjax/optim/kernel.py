@@ -123,18 +123,19 @@ def _unzip_leaves(treedef, per_leaf: list[LeafAux], fields) -> LeafAux:
     return LeafAux(**{f: treedef.unflatten([getattr(a, f) for a in per_leaf]) for f in fields})
 
 
-def _train_granularity_scale(devices: Sequence[Device], how: str, outer: bool) -> float:
+def _train_granularity_scale(devices: Sequence[Device], how: str, outer: bool):
     """aihwkit sizes the gradient's pulse trains into a transfer compound's fast array with the
     compound's granularity, the average over its devices; the pulses themselves move the fast
     array by its own dw_min. The trains depend on lr / g only (g = ``update_granularity()``,
     what outer_update balances with), so the average is the rate scaled by
-    ``g(fast) / mean(g)`` (exactly 1 when all devices agree)."""
+    ``g(fast) / mean(g)`` (exactly 1 when all devices agree).
+
+    Returns None when the scale is 1 by construction, else a scalar array: the devices'
+    parameters may be traced (a vmapped sweep over device configurations)."""
     if not outer or how == "own" or len(devices) < 2:
-        return 1.0
-    dws = [float(d.update_granularity()) for d in devices]  # each device's own (aihwkit's)
-    if all(dw == dws[-1] for dw in dws):
-        return 1.0
-    return dws[-1] / (sum(dws) / len(dws))
+        return None
+    dws = jnp.stack([jnp.asarray(d.update_granularity(), jnp.float32) for d in devices])
+    return jnp.where(jnp.all(dws == dws[-1]), 1.0, dws[-1] / jnp.mean(dws))
 
 
 def analog_kernel(
@@ -304,7 +305,7 @@ def analog_kernel(
                 devices[-1],
                 g2,
                 f,
-                alpha * alpha_scale if alpha_scale != 1.0 else alpha,
+                alpha if alpha_scale is None else alpha * alpha_scale,
                 step_keys[0],
                 update,
             )
