@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from aimcjax.periphery import PeripheryConfig
+from aimcjax.periphery import analog_matmul as analog_matmul  # the layers call _core.analog_matmul
 
 # Names under which the layers record what the "outer" update needs (see aimcjax.nn.factors).
 FACTOR_X = "analog_x"  # sown: the layer's MVM inputs, (samples, in)
