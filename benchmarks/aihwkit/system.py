@@ -210,11 +210,15 @@ def _aihwkit_checks(model, algo: str) -> dict:
         tile = next(layer.analog_tiles())
         hidden = {k: v.numpy() for k, v in tile.get_hidden_parameters().items()}
         w = tile.get_weights()[0].numpy()
-        info = {"shape": list(w.shape), "max_abs_w": float(np.abs(w).max())}
+        info = {
+            "shape": list(w.shape),
+            "max_abs_w": float(np.abs(w).max()),
+            "hidden": sorted(hidden),
+        }
         if algo == "residual":
             ref = [v for k, v in hidden.items() if "reference" in k]
             info["max_abs_reference"] = float(max(np.abs(r).max() for r in ref)) if ref else None
-        if algo != "analog-sgd":
+        if "hidden_weights_0" in hidden:
             info["max_abs_fast"] = float(np.abs(hidden["hidden_weights_0"]).max())
         out[name or "layer"] = info
     return out
