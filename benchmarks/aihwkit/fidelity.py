@@ -293,6 +293,7 @@ def run_aimcjax_side(name: str, seeds: int, arrays):
     sys.path.insert(0, str(C.REPO))
     import jax
     import jax.numpy as jnp
+    import optax
 
     from aimcjax import optim, pulse, tile
 
@@ -339,10 +340,13 @@ def run_aimcjax_side(name: str, seeds: int, arrays):
         )
 
         def one_seed(key):
-            def step(state, inp):
+            def step(carry, inp):
+                state, params = carry
                 x, d = inp
-                _, state = opt.update({"w": x.T @ d}, state, params, factors={"w": (x, d)})
-                return state, (
+                updates, state = opt.update({"w": x.T @ d}, state, params, factors={"w": (x, d)})
+                # The optimizer checks that params stay its visible weights (C, gamma 0).
+                params = optax.apply_updates(params, updates)
+                return (state, params), (
                     tile.weights(state.tiles[0]["w"]),
                     tile.weights(state.tiles[1]["w"]),
                 )
@@ -352,7 +356,8 @@ def run_aimcjax_side(name: str, seeds: int, arrays):
                 if jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
                 else key
             )
-            _, (cs, as_) = jax.lax.scan(step, state, (xs, ds))
+            params = {"w": tile.weights(state.tiles[0]["w"])}
+            _, (cs, as_) = jax.lax.scan(step, (state, params), (xs, ds))
             return {"C": cs[record], "A": as_[record]}
 
     keys = jax.random.split(jax.random.PRNGKey(12345), seeds)
