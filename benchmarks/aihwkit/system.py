@@ -413,6 +413,7 @@ def plot(paths, out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     runs = _merged_runs(paths)
     libs = sorted({k.split("/")[0] for k in runs}, key=lambda s: (s != "aihwkit", s))
@@ -428,6 +429,7 @@ def plot(paths, out: Path) -> None:
             m, s = v.mean(0), v.std(0, ddof=1)
             ax.plot(e, m, "o-", color=colours[lib], label=f"{lib} ({v.shape[0]} seeds)")
             ax.fill_between(e, m - s, m + s, color=colours[lib], alpha=0.25)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(algo)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
