@@ -429,6 +429,8 @@ def plot(paths, out: Path) -> None:
             m, s = v.mean(0), v.std(0, ddof=1)
             ax.plot(e, m, "o-", color=colours[lib], label=f"{lib} ({v.shape[0]} seeds)")
             ax.fill_between(e, m - s, m + s, color=colours[lib], alpha=0.25)
+        if not any(f"{lib}/{algo}" in runs for lib in libs):
+            ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(algo)
         ax.set_xlabel("epoch")
