@@ -49,6 +49,7 @@ BAD_ARGV = [
     (["reproduce", "main", "--set", "epochs=0"], "--set epochs: expected an integer >= 1, got 0"),
     (["reproduce", "main", "--set", "epochs=inf"], "--set epochs: expected a finite number"),
     (["reproduce", "main", "--set", "train_size=-1"], "--set train_size: expected an integer >= 0"),
+    (["reproduce", "main", "--set", "update=fast"], "update must be one of pulse"),
     (["reproduce", "table8", "--set", "gammas=1/inf"], "--set gammas: expected a finite number"),
     (["reproduce", "table8", "--set", "seeds=0"], "--set seeds: expected an integer >= 1"),
     (

@@ -121,8 +121,10 @@ def test_reproduce_main_recipe_tiny(tmp_path, capsys):
     )
     text = capsys.readouterr().out
     assert "98.17" in text  # the paper's digital number is printed beside ours
+    assert "update mode pulse" in text  # the job says which update mode it ran
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["table"]) == {"digital", "analog-sgd", "residual"}
+    assert summary["update"] == summary["settings"]["config"]["update"] == "pulse"
     assert (out / "curves.png").exists()
 
 

@@ -69,6 +69,13 @@ MAIN_DEVICE = "power:gamma=1,tau=0.6"
 # Exact products: the job isolates the device's asymmetric response, the effect RF studies
 # (RF Table 8 runs with the Table 4 periphery; `--periphery default` adds it here).
 MAIN_PERIPHERY = "perfect"
+# What each update mode is, for the job's printed header and its summary.
+UPDATE_NOTES = {
+    "pulse": "fast: stochastically rounded pulse counts",
+    "outer": "faithful: aihwkit's per-sample pulse trains",
+    "expected": "continuous expected update",
+    "ideal": "exact digital update",
+}
 # RF's runs (Tables 7 and 8 at the paper's scale) read through the Table 4 periphery.
 FULL_PERIPHERY = "default"
 
@@ -115,6 +122,7 @@ def main_job(
     train_size=0,
     data_path=None,
     periphery=None,
+    update=None,
 ):
     """FCN on mnist5k with a Power device (gamma=1, tau=0.6): digital SGD vs Analog SGD vs
     Residual Learning; prints the accuracy table and saves ``curves.png``.
@@ -129,12 +137,16 @@ def main_job(
       data_path: full MNIST instead of mnist5k.
       periphery: periphery spec of the analog layers (:func:`aimcjax.specs.parse_periphery`);
         None: `perfect`, or RF Table 4 (`default`) with ``full`` (:func:`resolve_periphery`).
+      update: the analog update mode (``--set update=outer``): None = "pulse" (fast), or
+        "outer" (aihwkit's per-sample pulse trains, the faithful mode), "expected", "ideal".
 
     Returns:
       The summary dict (see :func:`aimcjax.experiments.sweep.run_grid`).
     """
     out = out or OutputDir(None)
     settings = dict(MAIN_SETTINGS)
+    if update is not None:
+        settings["update"] = update
     seeds = [seed]
     if full:
         settings.update(epochs=30, lr_decay_epoch=15)
@@ -147,8 +159,8 @@ def main_job(
     device = specs.parse(MAIN_DEVICE)
     echo(
         f"FCN on {ds.name} ({len(ds.x_train)} train / {len(ds.x_test)} test), device {MAIN_DEVICE}, "
-        f"periphery {periphery}, {cfg.epochs} epochs, batch {cfg.batch_size}, lr {MAIN_LRS}, "
-        f"seeds {seeds}"
+        f"periphery {periphery}, update mode {cfg.update} ({UPDATE_NOTES[cfg.update]}), "
+        f"{cfg.epochs} epochs, batch {cfg.batch_size}, lr {MAIN_LRS}, seeds {seeds}"
     )
     algorithms = ["digital", "analog-sgd", "residual"]
     summary, _timings = sweep_lib.run_grid(
@@ -160,11 +172,14 @@ def main_job(
         "residual": PAPER_TABLE8[("power", 1.0, 0.6)][1],
     }
     echo("")
+    echo(f"update mode: {cfg.update} ({UPDATE_NOTES[cfg.update]})")
     echo(f"{'algorithm':12s} {'ours (%)':>14s}   paper, full MNIST 30 epochs (RF Table 8)")
     for alg in algorithms:
         echo(f"{alg:12s} {_fmt(summary['table'][alg]['-']):>14s}   {paper[alg]}")
     summary["paper"] = paper
+    summary["update"] = cfg.update
     summary["settings"] = {
+        "update": cfg.update,
         "config": dataclasses.asdict(cfg),
         "lrs": MAIN_LRS,
         "device": MAIN_DEVICE,

@@ -93,22 +93,25 @@ CASES = {
     "constant_step_saturated": dict(dev=_dev("constant"), lr=1.0),
     "softbounds_saturated": dict(dev=_dev("softbounds"), lr=1.0),
     "tiki_taka_softbounds": dict(dev=_dev("softbounds"), fast=_dev("softbounds"), beta=0.1),
+    # aihwkit sizes the gradient's pulse trains into A with the compound's granularity, the
+    # mean of A's and C's devices' (B.5): aimcjax's default gradient_granularity="average".
     "tiki_taka_piecewise_power": dict(
-        dev=_dev("power", gamma=2.0),
-        fast=_dev("piecewise", **PIECEWISE),
-        beta=0.1,
-        note="B.5 (optim): aihwkit writes A with the mean granularity of A's and C's devices",
+        dev=_dev("power", gamma=2.0), fast=_dev("piecewise", **PIECEWISE), beta=0.1
     ),
-    # aimcjax's P written with aihwkit's granularity (the mean of the two devices'), emulated by
-    # scaling the fast device's dw_min to that granularity and its tiles' gains inversely (the
-    # same steps): shows that B.5 is the whole difference of the row above.
-    "tiki_taka_piecewise_power_mean_granularity": dict(
+    # aimcjax's option: A's own granularity (what a fast device alone would use).
+    "tiki_taka_piecewise_power_own_granularity": dict(
         dev=_dev("power", gamma=2.0),
         fast=_dev("piecewise", **PIECEWISE),
         beta=0.1,
-        jx_fast_granularity="mean",
+        jx_opt=dict(gradient_granularity="own"),
+        note="documented option gradient_granularity='own' vs aihwkit's mean granularity (B.5)",
     ),
     "tiki_taka_saturated_transfer": dict(dev=_dev("softbounds"), fast=_dev("softbounds"), beta=3.0),
+    # aihwkit's default noisy transfer read (transfer_forward = IOParameters(): output noise
+    # 0.06, 7/9-bit converters, bound management off) against aimcjax read="aihwkit" (B.6).
+    "tiki_taka_aihwkit_read": dict(
+        dev=_dev("softbounds"), fast=_dev("softbounds"), beta=0.1, read="aihwkit"
+    ),
 }
 LR, D_STD = 0.1, 0.03  # k = lr max|x| max|d| / dw_min ~ 5-10: BL 5-10, some samples saturate
 
@@ -202,7 +205,9 @@ def run_aihwkit_side(name: str, seeds: int, out: Path):
             fast_lr=1.0,
             transfer_lr=case["beta"] / lr,
             scale_transfer_lr=True,
-            transfer_forward=IOParameters(is_perfect=True),
+            transfer_forward=IOParameters()
+            if case.get("read") == "aihwkit"
+            else IOParameters(is_perfect=True),
         )
         config = UnitCellRPUConfig(device=compound)
     else:
@@ -288,6 +293,7 @@ def run_aimcjax_side(name: str, seeds: int, arrays):
     sys.path.insert(0, str(C.REPO))
     import jax
     import jax.numpy as jnp
+    import optax
 
     from aimcjax import optim, pulse, tile
 
@@ -311,35 +317,47 @@ def run_aimcjax_side(name: str, seeds: int, arrays):
             return {"C": ws[record]}
     else:
         fast = aimcjax_device(case["fast"], case.get("jx"))
-        fast_arrays = dict(arrays)
-        if case.get("jx_fast_granularity") == "mean":
-            g_fast, g_slow = float(fast.update_granularity()), float(slow.update_granularity())
-            f = (g_fast + g_slow) / 2 / g_fast
-            fast = fast.replace(dw_min=fast.dw_min * f)
-            for k in ("fast_gain_up", "fast_gain_down"):
-                fast_arrays[k] = arrays[k] / f
         opt = optim.tiki_taka(
-            lr, case["beta"], slow, residual_device=fast, gamma=0.0, transfer="column", update=cfg
+            lr,
+            case["beta"],
+            slow,
+            residual_device=fast,
+            gamma=0.0,
+            transfer="column",
+            update=cfg,
+            read=case.get("read"),
+            key=0,
+            **case.get("jx_opt", {}),
         )
         params = {"w": jnp.asarray(w0)}
         state0 = opt.init(params)
+        # tiles: slowest first (C, then A), each element the device aihwkit drew.
         state0 = state0._replace(
-            main={"w": _tile(arrays, "slow", w0)},
-            residual={"w": _tile(fast_arrays, "fast", np.zeros_like(w0))},
+            tiles=(
+                {"w": _tile(arrays, "slow", w0)},
+                {"w": _tile(arrays, "fast", np.zeros_like(w0))},
+            )
         )
 
         def one_seed(key):
-            def step(state, inp):
+            def step(carry, inp):
+                state, params = carry
                 x, d = inp
-                _, state = opt.update({"w": x.T @ d}, state, params, factors={"w": (x, d)})
-                return state, (tile.weights(state.main["w"]), tile.weights(state.residual["w"]))
+                updates, state = opt.update({"w": x.T @ d}, state, params, factors={"w": (x, d)})
+                # The optimizer checks that params stay its visible weights (C, gamma 0).
+                params = optax.apply_updates(params, updates)
+                return (state, params), (
+                    tile.weights(state.tiles[0]["w"]),
+                    tile.weights(state.tiles[1]["w"]),
+                )
 
             state = state0._replace(
                 key=jax.random.key_data(key)
                 if jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
                 else key
             )
-            _, (cs, as_) = jax.lax.scan(step, state, (xs, ds))
+            params = {"w": tile.weights(state.tiles[0]["w"])}
+            _, (cs, as_) = jax.lax.scan(step, (state, params), (xs, ds))
             return {"C": cs[record], "A": as_[record]}
 
     keys = jax.random.split(jax.random.PRNGKey(12345), seeds)
