@@ -560,7 +560,7 @@ def standardize(ds: Dataset) -> Dataset:
     """Shift and scale inputs to zero mean, unit variance using train statistics (global scalars).
 
     Sigmoid networks trained from [0, 1] pixels sit on a plateau for many epochs at small
-    scale; centring the inputs removes it (see docs/README-cli.md).
+    scale; centring the inputs removes it (see docs/cli.md).
     """
     mean = ds.x_train.mean(dtype=np.float64)
     std = ds.x_train.std(dtype=np.float64)

@@ -45,7 +45,7 @@ def test_devices_plot_and_symmetric_points(tmp_path, capsys):
     )
     assert _files(out) == ["config.json", "devices.png", "metrics.jsonl", "summary.json"]
     summary = json.loads((out / "summary.json").read_text())
-    # SoftBounds' symmetric point is c*tau (DESIGN §2): 0.2 * 0.5.
+    # SoftBounds' symmetric point is c*tau ([RF] arXiv:2502.06309; devices.SoftBounds): 0.2 * 0.5.
     assert summary["softbounds:tau=0.5,asymmetry=0.2"]["symmetric_point"] == pytest.approx(
         0.1, abs=1e-6
     )

@@ -54,7 +54,8 @@ __all__ = [
 
 MODES = ("csgd", "lag", "sgd")
 
-# Uploads to the target in the authors' saved runs, all workers on one counter (PAPERS.md).
+# Uploads to the target in the authors' saved runs, all workers on one counter
+# (github.com/Weiyu-USTC/CSGD; [CSGD] arXiv:1909.03631).
 PAPER = {
     "least_squares": {"csgd": 20, "sgd": 240, "lag": None},
     "softmax_regression": {"csgd": 115, "sgd": 2330, "lag": 2390},

@@ -6,7 +6,7 @@ ready); the CLI and notebooks wrap them. Everything runs jitted under one ``lax.
 
 References:
   [RF] Wu, Xiao, Gokmen, Fagbohungbe, Chen, arXiv:2502.06309: Fig. 2, Theorem 1, App. D.
-  [AIHWKIT] SoftBoundsReferenceDevice / TransferCompound semantics (see PAPERS.md).
+  [AIHWKIT] SoftBoundsReferenceDevice / TransferCompound semantics (see docs/references.md).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 Small defaults run on the embedded ``mnist5k`` on a laptop CPU; ``full=True`` uses the paper's
 schedule (30 epochs, lr halved at 15, 3 seeds) on full MNIST when ``data_path`` is given
 (else on ``mnist5k``). Settings that differ from the paper, and why, are listed in
-:data:`SMALL_NOTES` and in docs/README-cli.md.
+:data:`SMALL_NOTES` and in docs/cli.md.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ PAPER_TABLE7 = {
     1.2: ("96.19±0.20", "96.97±0.20"),
 }
 
-# The `make run` job. Differences from RF's FCN settings and why (docs/README-cli.md):
+# The `make run` job. Differences from RF's FCN settings and why (docs/cli.md):
 # inputs standardised (the sigmoid plateau at this scale), fewer epochs (CPU minutes).
 MAIN_SETTINGS = dict(
     model="fcn",
@@ -392,7 +392,7 @@ def table7(
 ):
     """[RF] Table 7: cycle-to-cycle variation sigma_c on the FCN, Analog SGD vs Tiki-Taka.
 
-    sigma_c is the device's ``dw_min_std`` with additive noise [RF eq. 26]. PAPERS.md does not
+    sigma_c is the device's ``dw_min_std`` with additive noise [RF eq. 26]. The paper does not
     name Table 7's response function; we use ``power:gamma=0.5,tau=0.7`` (where Analog SGD
     works in Table 8), so the column isolates the effect of sigma_c.
 

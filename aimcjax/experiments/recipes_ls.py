@@ -12,7 +12,7 @@ from aimcjax.experiments.output import OutputDir, figure
 
 __all__ = ["FIG2_PAPER", "fig2", "implicit_penalty"]
 
-# [RF] Fig. 2 (PAPERS.md): qualitative; the figure's loss curves have no table.
+# [RF] Fig. 2 (arXiv:2502.06309): qualitative; the figure's loss curves have no table.
 FIG2_PAPER = (
     "Tiki-Taka beats Analog SGD at c = 0 and fails for c >= 0.1-0.2; residual learning "
     "converges at every c; the error floor (~1e-5) comes from dw_min"
