@@ -9,8 +9,8 @@ import pytest
 
 from aimcjax import devices as D
 from aimcjax import pulse as P
-from aimcjax import specs
 from aimcjax import tile as T
+from aimcjax.app import specs
 from aimcjax.pulse import loop, trains
 
 OUTER = P.UpdateConfig(mode="outer")

@@ -172,14 +172,14 @@ def run_aihwkit_side(
 
 def dataset():
     sys.path.insert(0, str(C.REPO))
-    from aimcjax import data
+    from aimcjax.app import data
 
     return data.flatten(data.standardize(data.load("mnist5k", seed=0)))
 
 
 def run_aimcjax_side(ds, algo: str, seeds: list[int], epochs: int, train_size: int = 0) -> dict:
     from aimcjax import devices, periphery
-    from aimcjax.experiments import training
+    from aimcjax.app.experiments import training
 
     cfg = training.TrainConfig(
         model="fcn",

@@ -14,11 +14,11 @@ import functools
 
 import numpy as np
 
-from aimcjax import data as data_lib
-from aimcjax import specs
-from aimcjax.experiments import sweep as sweep_lib
-from aimcjax.experiments.output import OutputDir, figure
-from aimcjax.experiments.training import ALGORITHMS, TrainConfig
+from aimcjax.app import data as data_lib
+from aimcjax.app import specs
+from aimcjax.app.experiments import sweep as sweep_lib
+from aimcjax.app.experiments.output import OutputDir, figure
+from aimcjax.app.experiments.training import ALGORITHMS, TrainConfig
 
 __all__ = ["MAIN_SETTINGS", "PAPER_TABLE7", "PAPER_TABLE8", "main_job", "table7", "table8"]
 
@@ -127,11 +127,11 @@ def main_job(
       echo: printer.
       epochs, train_size: overrides of the small defaults (tests use tiny values).
       data_path: full MNIST instead of mnist5k.
-      periphery: periphery spec of the analog layers (:func:`aimcjax.specs.parse_periphery`);
+      periphery: periphery spec of the analog layers (:func:`aimcjax.app.specs.parse_periphery`);
         None: `perfect`, or RF Table 4 (`default`) with ``full`` (:func:`resolve_periphery`).
 
     Returns:
-      The summary dict (see :func:`aimcjax.experiments.sweep.run_grid`).
+      The summary dict (see :func:`aimcjax.app.experiments.sweep.run_grid`).
     """
     out = out or OutputDir(None)
     settings = dict(MAIN_SETTINGS)
@@ -211,9 +211,9 @@ def table8(
       epochs, train_size, gammas, taus, families: overrides of the defaults.
       data_path: full MNIST instead of mnist5k.
       chunk_size: runs per compiled batch (0 = all).
-      extra: further algorithms of :data:`~aimcjax.experiments.training.ALGORITHMS` to sweep
+      extra: further algorithms of :data:`~aimcjax.app.experiments.training.ALGORITHMS` to sweep
         on the same grid (the paper has no numbers for them).
-      periphery: periphery spec of the analog layers (:func:`aimcjax.specs.parse_periphery`);
+      periphery: periphery spec of the analog layers (:func:`aimcjax.app.specs.parse_periphery`);
         None: `perfect`, or RF Table 4 (`default`) with ``full`` (:func:`resolve_periphery`).
 
     Returns:
@@ -280,7 +280,7 @@ def table8(
         )
         runs += [{**r, "family": fam} for r in res["runs"]]
         for params, _ in grid:
-            label = sweep_lib._label(params)
+            label = sweep_lib.grid_label(params)
             g, t = float(params["gamma"]), float(params["tau"])
             paper = PAPER_TABLE8.get((fam, g, t), ("", ""))
             rows.append(
@@ -442,7 +442,7 @@ def table7(
     digital = res["table"]["digital"]["-"]
     rows = []
     for params, _ in grid:
-        label = sweep_lib._label(params)
+        label = sweep_lib.grid_label(params)
         sig = float(params["dw_min_std"])
         paper = PAPER_TABLE7.get(sig, ("", ""))
         rows.append(
