@@ -7,6 +7,8 @@ whole tile (:mod:`aimcjax.pulse.rng`), so the result is that of the loop over th
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 
@@ -19,7 +21,7 @@ from aimcjax.tile import Tile
 _BLOCK = (128, 64)  # (rows, columns) per pass of the per-pulse loop of "outer" mode
 
 
-def _live_first(live):
+def _live_first(live: jax.Array) -> jax.Array:
     """The indices of a boolean vector with the True ones first, each group in order (a
     stable partition; XLA CPU's sort takes ~10-20x longer)."""
     size = live.shape[0]
@@ -32,7 +34,15 @@ def _live_first(live):
     )
 
 
-def _apply_blocks(tile: Tile, device: Device, live_rows, live_cols, counts_at, key, rng: str):
+def _apply_blocks(
+    tile: Tile,
+    device: Device,
+    live_rows: jax.Array,
+    live_cols: jax.Array,
+    counts_at: Callable[[jax.Array, jax.Array], jax.Array],
+    key: jax.Array,
+    rng: str,
+) -> Tile:
     """:func:`~aimcjax.pulse.apply` on the live rows x live columns of the tile, a block at a time.
 
     ``counts_at(rows, cols)`` gives the pulse counts of one block (a (rows, cols) grid of
@@ -47,14 +57,16 @@ def _apply_blocks(tile: Tile, device: Device, live_rows, live_cols, counts_at, k
     row_blocks = (jnp.sum(live_rows) + rb - 1) // rb
     col_blocks = (jnp.sum(live_cols) + cb - 1) // cb
 
-    def take(order, index, size, total):
+    def take(
+        order: jax.Array, index: jax.Array, size: int, total: int
+    ) -> tuple[jax.Array, jax.Array]:
         # The last block is shifted back to fit; lines it shares with the previous block
         # were pulsed there and get no pulses here.
         start = jnp.minimum(index * size, total - size)
         fresh = start + jnp.arange(size) >= index * size
         return jax.lax.dynamic_slice_in_dim(order, start, size), fresh
 
-    def one_block(carry):
+    def one_block(carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
         k, w = carry
         rows, fresh_r = take(row_order, k // col_blocks, rb, n_rows)
         cols, fresh_c = take(col_order, k % col_blocks, cb, n_cols)
@@ -81,7 +93,7 @@ def _apply_blocks(tile: Tile, device: Device, live_rows, live_cols, counts_at, k
     return tile._replace(w=w)
 
 
-def _apply_active_block(tile: Tile, device: Device, n, key, rng: str):
+def _apply_active_block(tile: Tile, device: Device, n: jax.Array, key: jax.Array, rng: str) -> Tile:
     """:func:`~aimcjax.pulse.apply` of counts ``n`` on the rows and columns that carry pulses only.
 
     One sample's coincidences n_ij can be non-zero only where row j's x-train and column i's
@@ -101,7 +113,9 @@ def _apply_active_block(tile: Tile, device: Device, n, key, rng: str):
     )
 
 
-def _apply_trains(tile: Tile, device: Device, trains_x, trains_d, key, rng: str):
+def _apply_trains(
+    tile: Tile, device: Device, trains_x: jax.Array, trains_d: jax.Array, key: jax.Array, rng: str
+) -> Tile:
     """:func:`_apply_active_block` of the coincidences n = trains_x @ trains_d without forming
     n: the live lines follow from the trains (row j is live when its train fires in a slot in
     which some column's fires) and each block's counts are a small matmul of its lines."""
@@ -109,7 +123,7 @@ def _apply_trains(tile: Tile, device: Device, trains_x, trains_d, key, rng: str)
     live_rows = fired_x @ jnp.max(fired_d, axis=1) > 0
     live_cols = jnp.max(fired_x, axis=0) @ fired_d > 0
 
-    def counts_at(rows, cols):
+    def counts_at(rows: jax.Array, cols: jax.Array) -> jax.Array:
         # Sums of at most a few dozen +-1 terms: exact in float32.
         return (trains_x[rows] @ trains_d[:, cols]).astype(jnp.int32)
 

@@ -8,8 +8,12 @@ Pallas kernel (:mod:`aimcjax.pulse.pallas`) both call it, so they do the same fl
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Protocol, TypeGuard, cast
+
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike, DTypeLike
 
 from aimcjax.devices import ConstantStep, Device, Exponential, Power, SoftBounds
 from aimcjax.pulse.rng import _noise_sampler
@@ -17,7 +21,24 @@ from aimcjax.pulse.xla import _static_value, _sweep_max
 from aimcjax.tile import Tile
 
 
-def _closed_form_apply(tile: Tile, device: Device, n):
+class _Elements(Protocol):
+    """The per-element fields one pulse reads: a :class:`~aimcjax.tile.Tile`, or a block of
+    one in the fused kernel."""
+
+    @property
+    def gain_up(self) -> jax.Array: ...
+
+    @property
+    def gain_down(self) -> jax.Array: ...
+
+    @property
+    def w_min(self) -> jax.Array: ...
+
+    @property
+    def w_max(self) -> jax.Array: ...
+
+
+def _closed_form_apply(tile: Tile, device: ConstantStep | SoftBounds, n: jax.Array) -> jax.Array:
     """Exact n pulses on noise-free constant-step or soft-bounds elements."""
     w, lo, hi = tile.w, tile.w_min, tile.w_max
     c = device.asymmetry
@@ -40,7 +61,9 @@ def _closed_form_apply(tile: Tile, device: Device, n):
     return jnp.clip(target - (target - w) * shrink, lo, hi)
 
 
-def _directed_response(device: Device, up, w_min, w_max):
+def _directed_response(
+    device: Device, up: jax.Array, w_min: ArrayLike, w_max: ArrayLike
+) -> Callable[[jax.Array], jax.Array]:
     """A function w -> each element's response to a pulse in its direction ``up`` (q_plus
     where up, else q_minus), built so that the per-pulse loop evaluates one side only."""
     per_bound = getattr(device, "range_normalization", "per_bound") == "per_bound"
@@ -49,21 +72,34 @@ def _directed_response(device: Device, up, w_min, w_max):
         # with one f: q_plus taken against the bound pulsed towards gives either side, with one
         # f per element instead of two (for Power one pow instead of two). Power's "aihwkit"
         # form measures both sides against the whole range, so it takes the general path.
-        c = device.asymmetry
+        family = cast("SoftBounds | Power | Exponential", device)
+        c = family.asymmetry
         bound = jnp.where(up, w_max, w_min)
         down_ratio = (1 - c) / (1 + c)
-        return lambda w: jnp.where(up, 1, down_ratio) * device.response(w, bound, bound)[0]
-    return lambda w: jnp.where(up, *device.response(w, w_min, w_max))
+        return lambda w: jnp.where(up, 1, down_ratio) * family.response(w, bound, bound)[0]
+
+    def either_side(w: jax.Array) -> jax.Array:
+        q_plus, q_minus = device.response(w, w_min, w_max)
+        return jnp.where(up, q_plus, q_minus)
+
+    return either_side
 
 
-def _noise_term(device: Device, dtype):
+def _noise_term(device: Device, dtype: DTypeLike) -> Callable[[jax.Array], jax.Array]:
     """xi -> the cycle-to-cycle noise term of a pulse from standard normals xi: sigma*xi
     (added to the response) or 1 + sigma*xi (multiplying it), see :func:`_pulse_step`."""
     sigma = jnp.asarray(device.dw_min_std, dtype)
     return (lambda xi: sigma * xi) if device.noise == "additive" else (lambda xi: 1 + sigma * xi)
 
 
-def _pulse_step(device: Device, w, n, t, part, noise):
+def _pulse_step(
+    device: Device,
+    w: jax.Array,
+    n: jax.Array,
+    t: ArrayLike,
+    part: _Elements,
+    noise: Callable[[ArrayLike], jax.Array] | None,
+) -> jax.Array:
     """Pulse number ``t`` (0-based) on the elements with |n| > t, the others unchanged.
 
     ``part`` holds the elements' gains and bounds (a :class:`Tile` or any object with those
@@ -81,7 +117,14 @@ def _pulse_step(device: Device, w, n, t, part, noise):
     return jnp.where(jnp.abs(n) > t, stepped, w)
 
 
-def _pulse_loop_apply(tile: Tile, device: Device, n, key, rng: str = "counter", ids=None):
+def _pulse_loop_apply(
+    tile: Tile,
+    device: Device,
+    n: jax.Array,
+    key: jax.Array,
+    rng: str = "counter",
+    ids: jax.Array | None = None,
+) -> jax.Array:
     """n pulses one at a time, response and noise re-drawn per pulse; loops max|n| times.
     ``ids``: the elements' ids in the whole tile (see :func:`_noise_sampler`)."""
     w0 = tile.w
@@ -89,13 +132,13 @@ def _pulse_loop_apply(tile: Tile, device: Device, n, key, rng: str = "counter", 
     noisy = _static_value(device.dw_min_std) != 0.0  # unknown (traced) counts as noisy
     noise = _noise_sampler(key, w0.shape, dtype, rng, ids, _noise_term(device, dtype))
 
-    def pulse_number(t, w, part=tile, n=n):
+    def pulse_number(t: jax.Array, w: jax.Array, part: Tile = tile, n: jax.Array = n) -> jax.Array:
         # The per-element factors are recomputed in every pass rather than hoisted: as loop
         # invariants they would be materialized tile-sized arrays (memory and an extra pass
         # each), which under vmap (a sweep) cost more than the arithmetic.
         return _pulse_step(device, w, n, t, part, noise if noisy else None)
 
-    def later_pulse(carry):
+    def later_pulse(carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
         t, w = carry
         # Tying the tile and the counts to the loop-carried w keeps XLA from hoisting the
         # factors above (and |n|, n > 0) out of the loop.
@@ -111,7 +154,7 @@ def _pulse_loop_apply(tile: Tile, device: Device, n, key, rng: str = "counter", 
     return w
 
 
-def _has_closed_form(device: Device) -> bool:
+def _has_closed_form(device: Device) -> TypeGuard[ConstantStep | SoftBounds]:
     """Noise-free constant-step and soft-bounds devices: n pulses in closed form."""
     return (
         isinstance(device, (ConstantStep, SoftBounds)) and _static_value(device.dw_min_std) == 0.0

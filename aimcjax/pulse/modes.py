@@ -6,11 +6,12 @@ kernel (see the package docstring, :mod:`aimcjax.pulse`).
 from __future__ import annotations
 
 import dataclasses
+from types import ModuleType
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.typing import ArrayLike
+from jax.typing import ArrayLike, DTypeLike
 
 from aimcjax.devices import Device
 from aimcjax.pulse.blocks import _apply_trains
@@ -47,6 +48,7 @@ RNGS = ("counter", "threefry")  # generators of the per-element random numbers, 
 KERNELS = ("auto", "xla", "pallas")  # implementations of the per-pulse loop, see UpdateConfig
 
 
+@jax.tree_util.register_static
 @dataclasses.dataclass(frozen=True)
 class UpdateConfig:
     """How a requested change becomes pulses (hashable; a pytree without leaves, so it can be
@@ -110,26 +112,19 @@ class UpdateConfig:
             raise ValueError(f"kernel must be one of {KERNELS}, got {self.kernel!r}")
 
 
-jax.tree_util.register_pytree_node(
-    UpdateConfig,
-    lambda cfg: ((), dataclasses.astuple(cfg)),
-    lambda aux, _: UpdateConfig(*aux),
-)
-
-
-def _check_device_tile(tile, device):
+def _check_device_tile(tile: object, device: object) -> None:
     if not isinstance(device, Device):
         raise TypeError(f"device must be an aimcjax device, got {type(device).__name__}")
     if not isinstance(tile, Tile):
         raise TypeError(f"tile must be an aimcjax.tile.Tile, got {type(tile).__name__}")
 
 
-def _check_same_shape(name, value, tile):
+def _check_same_shape(name: str, value: jax.Array, tile: Tile) -> None:
     if value.shape != tile.w.shape:
         raise ValueError(f"{name} has shape {value.shape}, the tile has {tile.w.shape}")
 
 
-def _check_finite(name, value):
+def _check_finite(name: str, value: jax.Array) -> None:
     if not isinstance(value, jax.core.Tracer) and not np.isfinite(np.asarray(value)).all():
         raise ValueError(f"{name} contains NaN or infinite values")
 
@@ -171,7 +166,7 @@ def apply(tile: Tile, device: Device, n: ArrayLike, key: KeyLike, rng: str = "co
     return tile._replace(w=_pulse_loop_apply(tile, device, n, as_key(key), rng))
 
 
-def _fused_kernel(cfg: UpdateConfig, device: Device, dtype):
+def _fused_kernel(cfg: UpdateConfig, device: Device, dtype: DTypeLike) -> ModuleType | None:
     """The fused-kernel module when ``cfg.kernel`` sends this update to it, else None."""
     if cfg.kernel == "xla" or _has_closed_form(device):
         return None
@@ -180,7 +175,7 @@ def _fused_kernel(cfg: UpdateConfig, device: Device, dtype):
     return pallas if pallas.use_kernel(cfg.kernel, device, dtype, cfg.rng) else None
 
 
-def _expected(tile: Tile, device: Device, dW):
+def _expected(tile: Tile, device: Device, dW: jax.Array) -> jax.Array:
     qp, qm = device.response(tile.w, tile.w_min, tile.w_max)
     gain = jnp.where(dW > 0, tile.gain_up * qp, tile.gain_down * qm)
     return jnp.clip(tile.w + dW * gain, tile.w_min, tile.w_max)
@@ -345,7 +340,7 @@ def outer_update(
 
     granularity = device.update_granularity()  # aihwkit balances x and d with it
 
-    def one_sample(t, inputs):
+    def one_sample(t: Tile, inputs: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[Tile, None]:
         xb, db, kb = inputs
         k_bits, k_noise = jax.random.split(kb)
         trains_x, trains_d, n_chunks = _sample_pulse_trains(xb, db, lr, granularity, k_bits, cfg)

@@ -22,7 +22,9 @@ lowered with Mosaic.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+import importlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -43,14 +45,14 @@ if TYPE_CHECKING:
 __all__ = ["BLOCK", "outer_update", "pulse_update", "unsupported", "use_kernel"]
 
 # Triton's compiler parameters moved between JAX releases; the kernel runs without them.
+_TritonParams: Any
 try:  # JAX >= 0.7
     from jax.experimental.pallas import triton as _pl_triton
 
     _TritonParams = _pl_triton.CompilerParams
 except (ImportError, AttributeError):  # pragma: no cover - older JAX
     try:
-        from jax.experimental.pallas import gpu as _pl_gpu
-
+        _pl_gpu = importlib.import_module("jax.experimental.pallas.gpu")
         _TritonParams = _pl_gpu.TritonCompilerParams
     except (ImportError, AttributeError):
         _TritonParams = None
@@ -123,7 +125,7 @@ def _pow2(k: int) -> int:
     return 1 << max(int(k) - 1, 0).bit_length()
 
 
-def _pad_to(x, shape, value):
+def _pad_to(x: jax.Array, shape: tuple[int, ...], value: float) -> jax.Array:
     pads = [(0, s - d) for d, s in zip(x.shape, shape)]
     return jnp.pad(x, pads, constant_values=value) if any(p for _, p in pads) else x
 
@@ -137,7 +139,7 @@ class _Elements(NamedTuple):
     w_max: jax.Array
 
 
-def _split_device(device: Device):
+def _split_device(device: Device) -> tuple[jax.Array, Callable[[Any], Device]]:
     """(params, rebuild): the device's traced leaves as one float32 vector (a kernel input;
     under vmap over devices, one per member), and a function that rebuilds the device inside
     the kernel from that vector's Ref. Known leaves stay Python/numpy constants, so the
@@ -152,7 +154,7 @@ def _split_device(device: Device):
     params = jnp.stack([leaves[i] for i in traced]) if traced else jnp.zeros((1,), jnp.float32)
     params = _pad_to(params.astype(jnp.float32), (_pow2(params.shape[0]),), 0.0)
 
-    def rebuild(params_ref):
+    def rebuild(params_ref: Any) -> Device:
         values = list(consts)
         for k, i in enumerate(traced):
             values[i] = params_ref[k]
@@ -161,7 +163,7 @@ def _split_device(device: Device):
     return params, rebuild
 
 
-def _pulse_words(key, pulses: int):
+def _pulse_words(key: jax.Array, pulses: int) -> jax.Array:
     """(pulses, 2) uint32: the counter generator's key words of pulse t = 0..pulses-1, i.e.
     those of ``fold_in(key, t)`` (the XLA path's per-pulse key)."""
     return jax.vmap(lambda t: _counter_words(jax.random.fold_in(key, t)))(
@@ -169,12 +171,12 @@ def _pulse_words(key, pulses: int):
     )
 
 
-def _blocks(n_rows: int, n_cols: int, block):
+def _blocks(n_rows: int, n_cols: int, block: tuple[int, int]) -> tuple[int, int, int, int]:
     br, bc = min(block[0], _pow2(n_rows)), min(block[1], _pow2(n_cols))
     return br, bc, -(-n_rows // br) * br, -(-n_cols // bc) * bc
 
 
-def _element_fields(tile: Tile, padded):
+def _element_fields(tile: Tile, padded: tuple[int, int]) -> tuple[jax.Array, ...]:
     """w, gains and bounds as 2-D arrays padded to ``padded`` (padding: w 0, gains 1, bounds
     -1/1, so that padded elements stay finite; they get no pulses and are cut off after)."""
     rows, cols = matrix_shape(tile.w.shape)
@@ -188,11 +190,19 @@ def _element_fields(tile: Tile, padded):
     )
 
 
-def _compiler_params():
+def _compiler_params() -> Any:
     return None if _TritonParams is None else _TritonParams(num_warps=_NUM_WARPS, num_stages=1)
 
 
-def _call(kernel, grid, small_inputs, tile_inputs, tile_specs, out, interpret):
+def _call(
+    kernel: Callable[..., None],
+    grid: tuple[int, int],
+    small_inputs: Sequence[jax.Array],
+    tile_inputs: Sequence[jax.Array],
+    tile_specs: Sequence[Any],
+    out: jax.ShapeDtypeStruct,
+    interpret: bool,
+) -> jax.Array:
     """pallas_call of ``kernel`` over ``grid``: ``small_inputs`` whole in every program,
     ``tile_inputs`` by ``tile_specs``, whose last five are the element fields (w, gains,
     bounds); the output, the new w, is aliased onto the old w and blocked as it."""
@@ -211,7 +221,7 @@ def _call(kernel, grid, small_inputs, tile_inputs, tile_specs, out, interpret):
     )(*small_inputs, *tile_inputs)
 
 
-def _block_ids(br: int, bc: int, n_cols: int):
+def _block_ids(br: int, bc: int, n_cols: int) -> jax.Array:
     """The block's elements' flat indices in the whole (unpadded) tile, uint32: the noise
     counter of :func:`aimcjax.pulse.rng._noise_sampler`."""
     rows = pl.program_id(0) * br + jnp.arange(br, dtype=jnp.int32)
@@ -219,7 +229,16 @@ def _block_ids(br: int, bc: int, n_cols: int):
     return (rows[:, None] * n_cols + cols[None, :]).astype(jnp.uint32)
 
 
-def _pulses(device, w, n, elements, words_at, ids, noisy: bool, interpret: bool):
+def _pulses(
+    device: Device,
+    w: jax.Array,
+    n: jax.Array,
+    elements: _Elements,
+    words_at: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
+    ids: jax.Array,
+    noisy: bool,
+    interpret: bool,
+) -> jax.Array:
     """All pulses of counts ``n`` on a block, one at a time up to the block's largest count;
     ``words_at(t) = (k0, k1)``: the counter generator's key words of pulse t.
 
@@ -235,8 +254,8 @@ def _pulses(device, w, n, elements, words_at, ids, noisy: bool, interpret: bool)
     dtype = w.dtype
     term = _noise_term(device, dtype)
 
-    def one_pulse(t, w):
-        words = words_at(t) if noisy else ()
+    def one_pulse(t: jax.Array, w: jax.Array) -> jax.Array:
+        words: tuple[jax.Array, ...] = words_at(t) if noisy else ()
         part, counts, words, w = (
             jax.lax.optimization_barrier((elements, n, words, w))
             if interpret
@@ -244,7 +263,7 @@ def _pulses(device, w, n, elements, words_at, ids, noisy: bool, interpret: bool)
         )
         noise = None
         if noisy:
-            noise_t = term(_normal_from_bits(_keyed_bits(*words, ids), dtype))
+            noise_t = term(_normal_from_bits(_keyed_bits(words[0], words[1], ids), dtype))
             noise_t = _materialized(noise_t, words[0]) if interpret else noise_t
             noise = lambda _: noise_t
         return _pulse_step(device, w, counts, t, part, noise)
@@ -252,7 +271,7 @@ def _pulses(device, w, n, elements, words_at, ids, noisy: bool, interpret: bool)
     return jax.lax.fori_loop(0, jnp.max(jnp.abs(n)), one_pulse, w)
 
 
-def _interpret_default(interpret):
+def _interpret_default(interpret: bool | None) -> bool:
     return jax.default_backend() != "gpu" if interpret is None else interpret
 
 
@@ -306,7 +325,17 @@ def pulse_update(
         jnp.asarray(n).reshape(n_rows, n_cols), (rows_p, cols_p), 0
     )  # int8 when bl <= 127
 
-    def kernel(words_ref, params_ref, n_ref, w_ref, gu_ref, gd_ref, lo_ref, hi_ref, out_ref):
+    def kernel(
+        words_ref: Any,
+        params_ref: Any,
+        n_ref: Any,
+        w_ref: Any,
+        gu_ref: Any,
+        gd_ref: Any,
+        lo_ref: Any,
+        hi_ref: Any,
+        out_ref: Any,
+    ) -> None:
         elements = _Elements(gu_ref[...], gd_ref[...], lo_ref[...], hi_ref[...])
         out_ref[...] = _pulses(
             rebuild(params_ref),
@@ -398,14 +427,25 @@ def outer_update(
     noisy = _static_value(device.dw_min_std) != 0.0
 
     def kernel(
-        words_ref, params_ref, tx_ref, td_ref, w_ref, gu_ref, gd_ref, lo_ref, hi_ref, out_ref
-    ):
+        words_ref: Any,
+        params_ref: Any,
+        tx_ref: Any,
+        td_ref: Any,
+        w_ref: Any,
+        gu_ref: Any,
+        gd_ref: Any,
+        lo_ref: Any,
+        hi_ref: Any,
+        out_ref: Any,
+    ) -> None:
         dev = rebuild(params_ref)
         elements = _Elements(gu_ref[...], gd_ref[...], lo_ref[...], hi_ref[...])
         ids = _block_ids(br, bc, n_cols)
 
-        def sample(b, w):
-            def slot(s, n):  # coincidences: n += outer(x train, d train) of slot s
+        def sample(b: jax.Array, w: jax.Array) -> jax.Array:
+            def slot(
+                s: jax.Array, n: jax.Array
+            ) -> jax.Array:  # coincidences: n += outer(x train, d train) of slot s
                 return (
                     n
                     + tx_ref[b, s, :].astype(jnp.int32)[:, None]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from aimcjax.pulse.rng import _uniform
 from aimcjax.pulse.xla import _sweep_max
@@ -23,7 +24,9 @@ if TYPE_CHECKING:
 _SLOT_CHUNK = 4  # pulse-train slots drawn per coincidence matmul
 
 
-def _pulse_probabilities(x, d, lr, granularity, cfg: UpdateConfig):
+def _pulse_probabilities(
+    x: jax.Array, d: jax.Array, lr: ArrayLike, granularity: ArrayLike, cfg: UpdateConfig
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """One sample's bit probabilities and train length, as aihwkit 1.2.0 computes them
     (``PulsedUpdateMetaParameter::calculateBlAB`` and ``performUpdateManagement``):
 
@@ -59,7 +62,9 @@ def _pulse_probabilities(x, d, lr, granularity, cfg: UpdateConfig):
     return jnp.minimum(p_x, 1), jnp.minimum(p_d, 1), sample_bl
 
 
-def _sample_pulse_trains(x, d, lr, dw_min, key, cfg: UpdateConfig):
+def _sample_pulse_trains(
+    x: jax.Array, d: jax.Array, lr: ArrayLike, dw_min: ArrayLike, key: jax.Array, cfg: UpdateConfig
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """One sample's signed pulse trains as aihwkit's stochastic-compressed ones with update
     (BL) management: (trains_x (in, S), trains_d (S, out), n_chunks), S = cfg.bl rounded up
     to whole chunks of slots; entries are -1, 0, +1 and zero beyond the sample's BL (only
@@ -81,7 +86,7 @@ def _sample_pulse_trains(x, d, lr, dw_min, key, cfg: UpdateConfig):
     sign_x = (-jnp.sign(lr) * jnp.sign(x)).astype(dtype)
     sign_d = jnp.sign(d).astype(dtype)
 
-    def chunk_trains(c):
+    def chunk_trains(c: jax.Array) -> tuple[jax.Array, jax.Array]:
         k_x, k_d = jax.random.split(jax.random.fold_in(key, c))
         slots = c * chunk + jnp.arange(chunk) < sample_bl
         bits_x = (_uniform(k_x, (x.shape[0], chunk), dtype, cfg.rng) < p_x[:, None]) & slots[
@@ -92,7 +97,9 @@ def _sample_pulse_trains(x, d, lr, dw_min, key, cfg: UpdateConfig):
         ]
         return jnp.where(bits_x, sign_x[:, None], 0), jnp.where(bits_d, sign_d[None, :], 0)
 
-    def add_chunk(carry):
+    def add_chunk(
+        carry: tuple[jax.Array, jax.Array, jax.Array],
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
         c, trains_x, trains_d = carry
         tx, td = chunk_trains(c)
         return (
@@ -112,11 +119,11 @@ def _sample_pulse_trains(x, d, lr, dw_min, key, cfg: UpdateConfig):
     return trains_x, trains_d, n_chunks
 
 
-def _coincidences(trains_x, trains_d, n_chunks):
+def _coincidences(trains_x: jax.Array, trains_d: jax.Array, n_chunks: jax.Array) -> jax.Array:
     """n = trains_x @ trains_d, a chunk of slots at a time up to the trains' length."""
     chunk = min(_SLOT_CHUNK, trains_x.shape[1])
 
-    def add_chunk(carry):
+    def add_chunk(carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
         c, counts = carry
         tx = jax.lax.dynamic_slice_in_dim(trains_x, c * chunk, chunk, 1)
         td = jax.lax.dynamic_slice_in_dim(trains_d, c * chunk, chunk, 0)
@@ -127,6 +134,8 @@ def _coincidences(trains_x, trains_d, n_chunks):
     return counts.astype(jnp.int32)
 
 
-def _sample_pulse_counts(x, d, lr, dw_min, key, cfg: UpdateConfig):
+def _sample_pulse_counts(
+    x: jax.Array, d: jax.Array, lr: ArrayLike, dw_min: ArrayLike, key: jax.Array, cfg: UpdateConfig
+) -> jax.Array:
     """One sample's signed coincidence counts n_ij (see :func:`_sample_pulse_trains`)."""
     return _coincidences(*_sample_pulse_trains(x, d, lr, dw_min, key, cfg))

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def _static_value(x):
+def _static_value(x: object) -> float | None:
     """x as a Python float if it is known at trace time, else None."""
     if isinstance(x, jax.core.Tracer):
         return None
@@ -23,7 +23,7 @@ def _static_value(x):
     return float(arr) if arr.size == 1 else None
 
 
-def _materialized(x, key):
+def _materialized(x: jax.Array, key: jax.Array) -> jax.Array:
     """``x``, computed once into memory.
 
     XLA fuses a cheap-looking producer into every consumer and recomputes it per output
@@ -39,7 +39,7 @@ def _materialized(x, key):
 
 
 @jax.custom_batching.custom_vmap
-def _sweep_max(count):
+def _sweep_max(count: jax.Array) -> jax.Array:
     """``count`` (an integer loop bound); under vmap, its maximum over the batch, unbatched.
 
     Used only as the trip count of a loop whose surplus iterations leave a member unchanged
@@ -51,6 +51,8 @@ def _sweep_max(count):
 
 
 @_sweep_max.def_vmap
-def _sweep_max_rule(axis_size, in_batched, count):
+def _sweep_max_rule(
+    axis_size: int, in_batched: list[bool], count: jax.Array
+) -> tuple[jax.Array, bool]:
     del axis_size
     return (jnp.max(count, axis=0) if in_batched[0] else count), False
