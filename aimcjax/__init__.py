@@ -1,6 +1,6 @@
 """aimcjax: training on analog in-memory computing (AIMC) hardware, simulated in JAX.
 
-See DESIGN.md for the contract; the modules are
+See docs/architecture.md for how it is built; the modules are
 ``devices`` (response functions), ``tile`` (crossbar state), ``pulse`` (the update kernel),
 ``periphery`` (analog MVMs), ``optim`` (optax transformations), ``nn`` (flax layers),
 ``distributed`` (communication-censored SGD).

@@ -2,6 +2,6 @@
 
 import sys
 
-from aimcjax.cli import main
+from aimcjax.app.cli import main
 
 sys.exit(main())

@@ -19,8 +19,8 @@ import time
 import jax
 import numpy as np
 
-from aimcjax import data, specs
-from aimcjax.experiments import training
+from aimcjax.app import data, specs
+from aimcjax.app.experiments import training
 
 
 def main(argv=None):

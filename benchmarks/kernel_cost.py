@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from aimcjax import devices, pulse, tile
+from aimcjax.pulse import loop, rng
 
 HBM_BYTES_PER_S = 4.8e12  # H200 SXM
 FP32_FLOPS_PER_S = 67e12  # H200 SXM, non-tensor-core FP32
@@ -44,7 +45,7 @@ F32 = 4
 LAYERS = tuple(zip(C.FCN_SIZES[:-1], C.FCN_SIZES[1:]))  # (in, out) per layer
 SLOTS = (
     -(-C.BL // 4) * 4
-)  # pulse-train slots per sample (chunks of 4, see pulse._sample_pulse_trains)
+)  # pulse-train slots per sample (chunks of 4, see trains._sample_pulse_trains)
 
 
 def _device(gamma=None, tau=C.TAU):
@@ -84,16 +85,16 @@ def _layer_update(mode: str, dev, shape, batch: int):
 
 def _per_element_pulse(dev) -> tuple[float, float]:
     """XLA's (flops, transcendentals) of one noisy pulse on one element (the kernel's step):
-    the counter generator's draw and the step of ``pulse._pulse_step``."""
+    the counter generator's draw and the step of ``loop._pulse_step``."""
     n_el = 1 << 16
     t = tile.init(0, dev, (n_el,))
     ids = jnp.arange(n_el, dtype=jnp.uint32)
 
     def one_pulse(t, n, words):
-        noise = pulse._noise_term(dev, jnp.float32)(
-            pulse._normal_from_bits(pulse._keyed_bits(words[0], words[1], ids), jnp.float32)
+        noise = loop._noise_term(dev, jnp.float32)(
+            rng._normal_from_bits(rng._keyed_bits(words[0], words[1], ids), jnp.float32)
         )
-        return pulse._pulse_step(dev, t.w, n, 0, t, lambda _: noise)
+        return loop._pulse_step(dev, t.w, n, 0, t, lambda _: noise)
 
     flops, trans, _ = _cost(one_pulse, t, jnp.ones((n_el,), jnp.int32), jnp.zeros((2,), jnp.uint32))
     return flops / n_el, trans / n_el

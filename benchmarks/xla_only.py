@@ -15,16 +15,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aimcjax import pulse_pallas
+from aimcjax.pulse import pallas
 
-_choose = pulse_pallas.use_kernel
+_choose = pallas.use_kernel
 
 
 def _xla_for_auto(kernel, *args):
     return False if kernel == "auto" else _choose(kernel, *args)
 
 
-pulse_pallas.use_kernel = _xla_for_auto
+pallas.use_kernel = _xla_for_auto
 
 if __name__ == "__main__":
     if len(sys.argv) < 2:

@@ -19,9 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aimcjax import data, pulse, tile
 from aimcjax import devices as D
 from aimcjax import distributed as dist
+from aimcjax import pulse, tile
+from aimcjax.app import data
 from aimcjax.distributed.censor import censored_mean
 from aimcjax.periphery import PeripheryConfig, mvm
 
@@ -363,7 +364,7 @@ def test_non_finite_input_sample_reads_non_finite_and_leaves_others_alone(value)
 
 
 def test_layer_with_a_bad_periphery_fails_at_construction():
-    from aimcjax.specs import SpecError, parse_periphery
+    from aimcjax.app.specs import SpecError, parse_periphery
 
     with pytest.raises((SpecError, ValueError), match="out_bound"):
         parse_periphery("default:out_bound=inf")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from test_distributed_multihost import CRASH
 
-from aimcjax import cli
+from aimcjax.app import cli
 from aimcjax.distributed import launch
 
 SMALL = ["--model", "mlp", "--epochs", "1", "--train-size", "40", "--batch-size", "10", "--quiet"]
@@ -232,7 +232,7 @@ def test_resume_refuses_changed_settings_and_config(tmp_path, capsys, monkeypatc
 
 def _interrupt_after(monkeypatch, epochs):
     """Ctrl-C after ``epochs`` epochs: KeyboardInterrupt raised where a signal would surface."""
-    from aimcjax.experiments import training
+    from aimcjax.app.experiments import training
 
     original = training._compiled
     calls = {"n": 0}

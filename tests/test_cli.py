@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from aimcjax import cli, periphery, specs
+from aimcjax import periphery
+from aimcjax.app import cli, specs
 
 TINY = [
     "--dataset",
@@ -45,7 +46,7 @@ def test_devices_plot_and_symmetric_points(tmp_path, capsys):
     )
     assert _files(out) == ["config.json", "devices.png", "metrics.jsonl", "summary.json"]
     summary = json.loads((out / "summary.json").read_text())
-    # SoftBounds' symmetric point is c*tau (DESIGN §2): 0.2 * 0.5.
+    # SoftBounds' symmetric point is c*tau ([RF] arXiv:2502.06309; devices.SoftBounds): 0.2 * 0.5.
     assert summary["softbounds:tau=0.5,asymmetry=0.2"]["symmetric_point"] == pytest.approx(
         0.1, abs=1e-6
     )
@@ -242,7 +243,7 @@ def test_python_m_exits_nonzero_with_one_line(tmp_path):
 
 
 def test_csgd_subcommand_tiny(tmp_path, capsys):
-    pytest.importorskip("aimcjax.experiments.csgd")
+    pytest.importorskip("aimcjax.app.experiments.csgd")
     out = tmp_path / "c"
     assert (
         cli.main(
@@ -375,7 +376,7 @@ def test_periphery_acts_and_config_round_trip(tmp_path, capsys):
 
 def test_full_reproductions_read_through_the_papers_periphery():
     """RF's Table 7/8 runs used the Table 4 periphery: --full picks it unless one is given."""
-    from aimcjax.experiments.mnist import resolve_periphery
+    from aimcjax.app.experiments.mnist import resolve_periphery
 
     assert resolve_periphery(None, full=True) == "default"
     assert resolve_periphery(None, full=False) == "perfect"

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import aimcjax
-from aimcjax import cli, devices
-from aimcjax.experiments import RECIPES, pulse_response
+from aimcjax import devices
+from aimcjax.app import cli
+from aimcjax.app.experiments import RECIPES, pulse_response
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -51,7 +52,7 @@ def test_version(capsys):
 
 _WITHOUT_MATPLOTLIB = (
     "import sys; sys.modules['matplotlib'] = None\n"  # import matplotlib now raises ImportError
-    "from aimcjax.cli import main; sys.exit(main(sys.argv[1:]))"
+    "from aimcjax.app.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 
 
@@ -74,7 +75,7 @@ def test_out_without_matplotlib_fails_in_one_line(argv, tmp_path):
 
 
 def test_output_figure_without_matplotlib_names_the_extra(monkeypatch):
-    from aimcjax.experiments import output
+    from aimcjax.app.experiments import output
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(RuntimeError, match=r"aimcjax\[plots\]"):

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from aimcjax import periphery
-from aimcjax.experiments import models
+from aimcjax.app.experiments import models
 
 
 def _init(model, shape=(8, 8, 1)):

@@ -12,7 +12,7 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted(
     pathlib.Path(__file__).resolve().parent.parent.joinpath("notebooks").glob("*.ipynb")
 )
-NEEDS = {"03_distributed_csgd": "aimcjax.experiments.csgd"}
+NEEDS = {"03_distributed_csgd": "aimcjax.app.experiments.csgd"}
 
 
 def test_notebooks_exist():

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from aimcjax import data, specs
-from aimcjax.experiments import training
+from aimcjax.app import data, specs
+from aimcjax.app.experiments import training
 
 
 @pytest.fixture(scope="module")

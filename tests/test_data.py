@@ -1,4 +1,4 @@
-"""aimcjax.data: embedded datasets and loaders for user files (tiny files built in tmp_path)."""
+"""aimcjax.app.data: embedded datasets and loaders for user files (tiny files built in tmp_path)."""
 
 import gzip
 import pickle
@@ -8,7 +8,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from aimcjax import data
+from aimcjax.app import data
 
 
 def _write_idx(path, array, compress=False):

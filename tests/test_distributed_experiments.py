@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from aimcjax import distributed as dist
-from aimcjax.experiments import csgd as experiments
+from aimcjax.app.experiments import csgd as experiments
 
 
 def authors_ls_transcription(seed, mode, iterations, batch_max, workers=10, dim=10):
@@ -159,7 +159,7 @@ def test_reproduce_csgd_ls_set_seed(tmp_path, capsys):
     """``aimcjax reproduce csgd-ls --set seed=N`` (README's spelling) equals ``--seed N``."""
     import json
 
-    from aimcjax import cli
+    from aimcjax.app import cli
 
     summaries = []
     for i, argv in enumerate(

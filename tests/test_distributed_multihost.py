@@ -42,7 +42,7 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
             "--timeout",
             "240",
             "-m",
-            "aimcjax.distributed.example",
+            "aimcjax.app.distributed_example",
             "--out",
             str(tmp_path / "multi.npz"),
         ],
@@ -51,7 +51,7 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
     assert multi.returncode == 0, multi.stderr[-4000:]
     assert "all 2 processes finished" in multi.stderr
     single = run(
-        ["-m", "aimcjax.distributed.example", "--out", str(tmp_path / "single.npz")],
+        ["-m", "aimcjax.app.distributed_example", "--out", str(tmp_path / "single.npz")],
         timeout=300,
         XLA_FLAGS="--xla_force_host_platform_device_count=4",
     )

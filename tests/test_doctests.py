@@ -31,11 +31,6 @@ APP = (
 )
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
-# TEMPORARY: examples of aimcjax/pulse.py that fail (they use ``tile`` without importing it).
-# The pulse kernel is being split into the aimcjax.pulse package on another branch, which owns
-# these docstrings; strict xfail, so a fixed example fails here until its entry is removed.
-PENDING = {"aimcjax.pulse.apply", "aimcjax.pulse.outer_update", "aimcjax.pulse.update"}
-
 
 def _is_app(name: str) -> bool:
     return any(name == app or name.startswith(app + ".") for app in APP)
@@ -70,8 +65,6 @@ DOCTESTS = _doctests()
 
 def _param(test: doctest.DocTest) -> object:
     marks = []
-    if test.name in PENDING:
-        marks.append(pytest.mark.xfail(strict=True, reason="pulse docstrings: other branch"))
     if test.name.startswith("aimcjax.fit."):
         # one worker for the fit examples: they share compiled likelihood programs
         marks.append(pytest.mark.xdist_group("fit-programs"))
@@ -84,7 +77,6 @@ def test_the_library_modules_are_found():
         assert name in modules
     assert not any(_is_app(m) for m in modules)
     assert len(DOCTESTS) >= 40  # the docstring examples exist (a broken finder finds none)
-    assert PENDING.issubset(t.name for t in DOCTESTS)  # no stale entry
 
 
 @pytest.mark.parametrize("test", [_param(t) for t in DOCTESTS])

@@ -9,8 +9,9 @@ import pytest
 
 from aimcjax import devices as D
 from aimcjax import pulse as P
-from aimcjax import specs
 from aimcjax import tile as T
+from aimcjax.app import specs
+from aimcjax.pulse import loop, trains
 
 OUTER = P.UpdateConfig(mode="outer")
 
@@ -51,7 +52,7 @@ def test_probabilities_follow_aihwkit(lr, um, ublm):
     x = np.array([0.9, -0.45, 0.1, 0.0, 0.3], np.float32)
     d = np.array([1.0, -0.2, 0.015, -0.004], np.float32)
     cfg = P.UpdateConfig(mode="outer", bl=31, update_management=um, update_bl_management=ublm)
-    p_x, p_d, bl = P._pulse_probabilities(
+    p_x, p_d, bl = trains._pulse_probabilities(
         jnp.asarray(x), jnp.asarray(d), jnp.float32(lr), 1e-3, cfg
     )
     want_x, want_d, want_bl = _aihwkit_probabilities(
@@ -67,7 +68,7 @@ def test_saturation_by_hand():
     # slot), p_d = min(1, |d| k / (max|d| BL)) = min(1, |d| * 1000 / 31).
     x = jnp.array([1.0, 0.5, -0.2])
     d = jnp.array([2.0, -1.0, 0.01, -0.005])
-    p_x, p_d, bl = P._pulse_probabilities(x, d, jnp.float32(1.0), 1e-3, OUTER)
+    p_x, p_d, bl = trains._pulse_probabilities(x, d, jnp.float32(1.0), 1e-3, OUTER)
     assert int(bl) == 31
     np.testing.assert_allclose(p_x, [1.0, 0.5, 0.2], rtol=1e-6)
     np.testing.assert_allclose(p_d, [1.0, 1.0, 10 / 31, 5 / 31], rtol=1e-5)
@@ -81,7 +82,7 @@ def test_saturated_sample_keeps_small_entries_exact():
     lr, dw_min = 1.0, 1e-3
     keys = jax.random.split(jax.random.PRNGKey(7), 1500)
     n = np.asarray(
-        jax.jit(jax.vmap(lambda k: P._sample_pulse_counts(x, d, lr, dw_min, k, OUTER)))(keys)
+        jax.jit(jax.vmap(lambda k: trains._sample_pulse_counts(x, d, lr, dw_min, k, OUTER)))(keys)
     )
     want = np.empty((3, 4))
     want[:, :2] = 31 * np.abs(np.asarray(x))[:, None]
@@ -235,7 +236,7 @@ def test_power_aihwkit_form_in_the_pulse_loop_is_two_sided():
     up = (jnp.arange(10) % 2 == 0) * jnp.ones((20, 10), bool)
     qp, qm = dev.response(w, lo, hi)
     np.testing.assert_allclose(
-        P._directed_response(dev, up, lo, hi)(w), jnp.where(up, qp, qm), rtol=1e-6
+        loop._directed_response(dev, up, lo, hi)(w), jnp.where(up, qp, qm), rtol=1e-6
     )
 
 

@@ -3,7 +3,8 @@
 
 import json
 
-from aimcjax import cli, devices, specs
+from aimcjax import devices
+from aimcjax.app import cli, specs
 
 
 def test_fit_command_on_the_embedded_example(tmp_path, capsys):

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aimcjax import devices, specs
+from aimcjax import devices
+from aimcjax.app import specs
 from aimcjax.devices import presets
 from aimcjax.fit import (
     TraceError,

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from aimcjax.experiments import least_squares as ls
+from aimcjax.app.experiments import least_squares as ls
 
 # ------------------------------------------------------------------------------------------
 # RF Fig. 2. Measured (seeds 0-2, 1000 steps, final = mean of the last 50 losses, loss = f/50):

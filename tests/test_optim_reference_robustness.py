@@ -1,9 +1,9 @@
 """Robustness to a wrong zero-shift reference on the RF Fig. 2 toy least squares.
 
-Setup (PAPERS.md, RF Fig. 2, smaller scale): f = ½ mean (A W - b)², A ~ N(0,1) of (100, 50),
+Setup ([RF] arXiv:2502.06309 Fig. 2, smaller scale; docs/references.md): f = ½ mean (A W - b)², A ~ N(0,1) of (100, 50),
 W* ~ 0.5 N(0,1), W0 = 1; main array SoftBounds tau = 3.5, c = 0.3, dw_min = 1e-3 (10x the
 paper's, for 1 000 steps); fast array SoftBounds tau = 0.5, c = 0.3 whose reference misses its
-symmetric point by N(0, (0.25 * range)²), range = 2 tau (DESIGN §2 reference_std).
+symmetric point by N(0, (0.25 * range)²), range = 2 tau (the device's reference_std).
 Measured (seed 1): TTv2 0.0038 clean -> 6.8 with the reference error; AGAD 0.012 in both
 (it reads P relative to the previous chopper period and uses no reference); c-TTv2 (regular
 chopper, period 100 reads, read every step, beta 0.05) 0.25 clean -> 8.6 with the error; with

@@ -1,4 +1,4 @@
-"""The fused Pallas kernel (aimcjax.pulse_pallas) against the XLA path, bit for bit.
+"""The fused Pallas kernel (aimcjax.pulse.pallas) against the XLA path, bit for bit.
 
 On CPU the kernel runs in Pallas interpret mode (``UpdateConfig(kernel="pallas")``); the
 CUDA lowering (Triton) is checked with ``jax.export`` for platform "cuda", which needs no GPU.
@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from aimcjax import pulse as P
-from aimcjax import pulse_pallas
 from aimcjax import tile as T
 from aimcjax.devices import Exponential, Piecewise, Power, SoftBounds, stack
+from aimcjax.pulse import pallas
 
 TRITON_CALL = "__gpu$xla.gpu.triton"
 VARIED = {
@@ -190,12 +190,12 @@ def test_kernel_lowers_for_cuda(mode):
     def step(tiles, devs, a, b):
         if mode == "pulse":
             return jax.vmap(
-                lambda t, d, g: pulse_pallas.pulse_update(
+                lambda t, d, g: pallas.pulse_update(
                     t, d, g.astype(jnp.int8), 3, 31, interpret=False
                 )
             )(tiles, devs, a)
         return jax.vmap(
-            lambda t, d, x, y: pulse_pallas.outer_update(t, d, x, y, 0.1, 3, cfg, interpret=False)
+            lambda t, d, x, y: pallas.outer_update(t, d, x, y, 0.1, 3, cfg, interpret=False)
         )(tiles, devs, a, b)
 
     a = jnp.zeros((2, 130, 70)) if mode == "pulse" else jnp.ones((2, 8, 130))

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from aimcjax import devices as D
 from aimcjax import pulse as P
 from aimcjax import tile as T
+from aimcjax.pulse import blocks, loop, rng, trains, xla
 
 PULSE = P.UpdateConfig(mode="pulse")
 OUTER = P.UpdateConfig(mode="outer")
@@ -151,7 +152,7 @@ def test_expected_and_ideal_modes():
 
 
 def _outer_counts(x, d, lr, dw_min, key, cfg=OUTER):
-    return P._sample_pulse_counts(jnp.asarray(x), jnp.asarray(d), lr, dw_min, key, cfg)
+    return trains._sample_pulse_counts(jnp.asarray(x), jnp.asarray(d), lr, dw_min, key, cfg)
 
 
 def test_outer_mean_change_on_constant_step_is_minus_lr_d_xT():
@@ -296,7 +297,7 @@ def test_vmap_with_different_pulse_counts_equals_separate_calls():
         np.testing.assert_allclose(batched[i], outer(ds[i]), rtol=1e-6, atol=1e-7)
 
 
-_live_first = jax.jit(P._live_first)
+_live_first = jax.jit(blocks._live_first)
 
 
 @settings(max_examples=30, deadline=None)
@@ -326,13 +327,13 @@ def test_materialized_is_the_identity(key):
     same = lambda a, b: np.testing.assert_array_equal(
         np.asarray(a).view(np.uint32), np.asarray(b).view(np.uint32)
     )
-    same(jax.jit(P._materialized)(x, key), x)
+    same(jax.jit(xla._materialized)(x, key), x)
     xs = jnp.stack([x, 2 * x])
     keys = jax.random.split(key, 2)
-    same(jax.jit(jax.vmap(P._materialized))(xs, keys), xs)
-    same(jax.jit(jax.vmap(P._materialized, in_axes=(0, None)))(xs, key), xs)
+    same(jax.jit(jax.vmap(xla._materialized))(xs, keys), xs)
+    same(jax.jit(jax.vmap(xla._materialized, in_axes=(0, None)))(xs, key), xs)
     counts = jnp.array([[3, -1], [0, 127]], jnp.int8)
-    same(jax.jit(P._materialized)(counts, key).astype(jnp.int32), counts.astype(jnp.int32))
+    same(jax.jit(xla._materialized)(counts, key).astype(jnp.int32), counts.astype(jnp.int32))
 
 
 # -- the per-pulse noise generator ----------------------------------------------------------------
@@ -353,7 +354,7 @@ def test_counter_noise_is_iid_standard_normal():
     n = shape[0] * shape[1]
     counter = jax.lax.iota(jnp.uint32, n).reshape(shape)
     key = jax.random.PRNGKey(3)
-    draw = jax.jit(lambda k: P._counter_normal(k, counter, jnp.float32))
+    draw = jax.jit(lambda k: rng._counter_normal(k, counter, jnp.float32))
     z0 = np.asarray(draw(jax.random.fold_in(key, 0)), np.float64).ravel()
     z1 = np.asarray(draw(jax.random.fold_in(key, 1)), np.float64).ravel()
     z_other = np.asarray(draw(jax.random.fold_in(jax.random.PRNGKey(4), 0)), np.float64).ravel()
@@ -381,7 +382,7 @@ def test_counter_uniform_and_stochastic_rounding():
     shape = (256, 256)
     n = shape[0] * shape[1]
     u = np.asarray(
-        P._uniform(jax.random.PRNGKey(5), shape, jnp.float32, "counter"), np.float64
+        rng._uniform(jax.random.PRNGKey(5), shape, jnp.float32, "counter"), np.float64
     ).ravel()
     assert u.min() >= 0 and u.max() < 1
     assert abs(u.mean() - 0.5) < 5 * np.sqrt(1 / 12 / n)
@@ -455,7 +456,7 @@ def test_directed_response_is_the_response_in_the_pulse_direction(dev):
     hi = 0.6 * (1 + 0.3 * jax.random.uniform(k2, (40, 30)))
     w = jax.random.uniform(k3, (40, 30), minval=-0.8, maxval=0.8)
     up = (jnp.arange(30) % 2 == 0) * jnp.ones((40, 30), bool)
-    got = P._directed_response(dev, up, lo, hi)(w)
+    got = loop._directed_response(dev, up, lo, hi)(w)
     qp, qm = dev.response(w, lo, hi)
     np.testing.assert_allclose(got, jnp.where(up, qp, qm), rtol=1e-6, atol=1e-7)
 
@@ -480,7 +481,7 @@ def test_block_apply_equals_apply_without_noise(shape):
     for n in (_rank1_counts(shape), jnp.full(shape, 3, jnp.int32)):
         # a device passed through jit is traced: both take the per-pulse loop
         block = jax.jit(
-            lambda t, d, n: P._apply_active_block(t, d, n, jax.random.PRNGKey(2), "counter").w
+            lambda t, d, n: blocks._apply_active_block(t, d, n, jax.random.PRNGKey(2), "counter").w
         )(t, dev, n)
         dense = jax.jit(lambda t, d, n: P.apply(t, d, n, jax.random.PRNGKey(3)).w)(t, dev, n)
         np.testing.assert_allclose(block, dense, rtol=1e-6, atol=1e-7)
@@ -496,7 +497,7 @@ def test_block_apply_matches_apply_in_distribution():
     t = T.init(0, dev, shape, w0=0.05)
     n = _rank1_counts(shape)
     block = np.asarray(
-        jax.jit(lambda t, k: P._apply_active_block(t, dev, n, k, "counter").w)(
+        jax.jit(lambda t, k: blocks._apply_active_block(t, dev, n, k, "counter").w)(
             t, jax.random.PRNGKey(4)
         ),
         np.float64,
@@ -529,7 +530,7 @@ def test_block_apply_with_noise_equals_apply_bit_for_bit(shape):
     )
     for n in (_rank1_counts(shape), jnp.full(shape, 3, jnp.int32)):
         block = jax.jit(
-            lambda t, n: P._apply_active_block(t, dev, n, jax.random.PRNGKey(2), "counter").w
+            lambda t, n: blocks._apply_active_block(t, dev, n, jax.random.PRNGKey(2), "counter").w
         )(t, n)
         dense = jax.jit(lambda t, n: P.apply(t, dev, n, jax.random.PRNGKey(2)).w)(t, n)
         np.testing.assert_array_equal(block, dense)

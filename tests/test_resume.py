@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from aimcjax import cli
-from aimcjax.experiments import training
+from aimcjax.app import cli
+from aimcjax.app.experiments import training
 
 TRAIN = [
     "train",

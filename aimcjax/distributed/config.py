@@ -61,7 +61,7 @@ class CensorConfig:
     Worker m uploads its fresh mini-batch gradient g_m at iteration k only if
     ``||g_m - g_hat_m||^2 > tau^k``, otherwise the server reuses the stale ``g_hat_m``.
     By default the threshold is the one the authors' code computes (github
-    Weiyu-USTC/CSGD, ``tao`` in every experiment script; DESIGN §7):
+    Weiyu-USTC/CSGD, ``tao`` in every experiment script; [CSGD] arXiv:1909.03631):
 
         tau^k = (xi / (alpha^2 D) * [k >= D-1] * sum_{j=1..D-1} ||x^{k+1-j} - x^{k-j}||^2
                  + sigma^k) / M^2

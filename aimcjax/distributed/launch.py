@@ -4,7 +4,7 @@ Usage::
 
     python -m aimcjax.distributed.launch -n 2 --local-devices 2 [--timeout 300] \\
         -- python my_script.py --my-args
-    python -m aimcjax.distributed.launch -n 2 -m aimcjax.distributed.example --out r.npz
+    python -m aimcjax.distributed.launch -n 2 -m aimcjax.app.distributed_example --out r.npz
 
 The script calls :func:`aimcjax.distributed.initialize` first; it reads the coordinator
 address, process count, rank and device count that the launcher puts in its environment.

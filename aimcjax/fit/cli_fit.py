@@ -1,4 +1,4 @@
-"""``aimcjax fit TRACES --out DIR``: the fit as a command (see :mod:`aimcjax.cli`).
+"""``aimcjax fit TRACES --out DIR``: the fit as a command (see :mod:`aimcjax.app.cli`).
 
 Prints the best device's parameters with standard errors and the ranking of candidates;
 with ``--out`` writes ``device.json`` (usable as ``--device @DIR/device.json``),

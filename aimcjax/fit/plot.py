@@ -54,7 +54,7 @@ def overlay_figure(measured: Traces, simulated: Traces, title: str = "") -> Any:
     Returns:
       The matplotlib figure.
     """
-    from aimcjax.experiments.output import figure
+    from aimcjax.app.experiments.output import figure
 
     fig, (ax_t, ax_s) = figure(1, 2, figsize=(12, 4.5))
     shown = min(measured.n_pulses + 1, _MAX_SHOWN)

@@ -1,4 +1,4 @@
-"""Flax layers whose products run on simulated analog crossbars (DESIGN §6).
+"""Flax layers whose products run on simulated analog crossbars (docs/architecture.md).
 
 Linen: :class:`AnalogDense`, :class:`AnalogConv` and :func:`grad_and_factors`;
 nnx: :mod:`aimcjax.nn.nnx` (``AnalogLinear``, ``AnalogConv``, ``grad_and_factors``).

@@ -10,8 +10,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+# analog_matmul is re-exported: the layers call it as _core.analog_matmul (an explicit
+# re-export, so that linters do not drop it as unused).
 from aimcjax.periphery import PeripheryConfig
-from aimcjax.periphery import analog_matmul as analog_matmul  # the layers call _core.analog_matmul
+from aimcjax.periphery import analog_matmul as analog_matmul
 
 # Names under which the layers record what the "outer" update needs (see aimcjax.nn.factors).
 FACTOR_X = "analog_x"  # sown: the layer's MVM inputs, (samples, in)

@@ -24,7 +24,7 @@ RECORDED = HERE / "recorded.json"
 # cores). A sweep (W3) is compared with one single-thread process per core.
 CORES = os.cpu_count() or 1
 
-# Workload constants (PAPERS.md, RF FCN on MNIST).
+# Workload constants ([RF] arXiv:2502.06309 FCN on MNIST; docs/references.md).
 FCN_SIZES = (784, 256, 128, 10)
 LR = 0.05  # alpha: analog learning rate of the FCN
 TRANSFER_LR = 0.01  # beta

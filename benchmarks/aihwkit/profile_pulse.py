@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from aimcjax import devices, pulse, tile
+from aimcjax.pulse import rng, trains
 
 
 def bench(fn, *args, repeats):
@@ -51,7 +52,7 @@ def case(name, n_in, n_out, batch, d_std, repeats):
     full = jax.jit(lambda t, k: pulse.outer_update(t, dev, x, d, C.LR, k, cfg))
     counts = jax.jit(
         jax.vmap(
-            lambda xb, db, kb: pulse._sample_pulse_counts(xb, db, C.LR, dev.dw_min, kb, cfg),
+            lambda xb, db, kb: trains._sample_pulse_counts(xb, db, C.LR, dev.dw_min, kb, cfg),
             in_axes=(0, 0, 0),
         )
     )
@@ -70,7 +71,7 @@ def case(name, n_in, n_out, batch, d_std, repeats):
 
     apply_jit = jax.jit(apply_all, static_argnums=3)
     counter = jax.lax.iota(jnp.uint32, n_in * n_out).reshape(n_in, n_out)
-    normal_counter = jax.jit(lambda k: pulse._counter_normal(k, counter, jnp.float32))
+    normal_counter = jax.jit(lambda k: rng._counter_normal(k, counter, jnp.float32))
     normal_tf = jax.jit(lambda k: jax.random.normal(k, (n_in, n_out)))
     normal_rbg = jax.jit(lambda k: jax.random.normal(k, (n_in, n_out)))
     rbg_key = jax.random.key(1, impl="rbg")

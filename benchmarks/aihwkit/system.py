@@ -232,15 +232,16 @@ def _aihwkit_checks(model, algo: str) -> dict:
 
 def dataset():
     sys.path.insert(0, str(C.REPO))
-    from aimcjax import data
+    from aimcjax.app import data
 
     return data.flatten(data.standardize(data.load("mnist5k", seed=0)))
 
 
 def run_aimcjax_side(ds, algo: str, seeds: list[int], epochs: int, mode: str) -> dict:
-    from aimcjax import periphery, specs
-    from aimcjax.experiments import training
-    from aimcjax.experiments.mnist import MAIN_DEVICE
+    from aimcjax import periphery
+    from aimcjax.app import specs
+    from aimcjax.app.experiments import training
+    from aimcjax.app.experiments.mnist import MAIN_DEVICE
 
     cfg = training.TrainConfig(
         model="fcn",

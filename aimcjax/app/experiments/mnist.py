@@ -4,7 +4,7 @@
 Small defaults run on the embedded ``mnist5k`` on a laptop CPU; ``full=True`` uses the paper's
 schedule (30 epochs, lr halved at 15, 3 seeds) on full MNIST when ``data_path`` is given
 (else on ``mnist5k``). Settings that differ from the paper, and why, are listed in
-:data:`SMALL_NOTES` and in docs/README-cli.md.
+:data:`SMALL_NOTES` and in docs/cli.md.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import functools
 
 import numpy as np
 
-from aimcjax import data as data_lib
-from aimcjax import specs
-from aimcjax.experiments import sweep as sweep_lib
-from aimcjax.experiments.output import OutputDir, figure
-from aimcjax.experiments.training import ALGORITHMS, TrainConfig
+from aimcjax.app import data as data_lib
+from aimcjax.app import specs
+from aimcjax.app.experiments import sweep as sweep_lib
+from aimcjax.app.experiments.output import OutputDir, figure
+from aimcjax.app.experiments.training import ALGORITHMS, TrainConfig
 
 __all__ = ["MAIN_SETTINGS", "PAPER_TABLE7", "PAPER_TABLE8", "main_job", "table7", "table8"]
 
@@ -53,7 +53,7 @@ PAPER_TABLE7 = {
     1.2: ("96.19±0.20", "96.97±0.20"),
 }
 
-# The `make run` job. Differences from RF's FCN settings and why (docs/README-cli.md):
+# The `make run` job. Differences from RF's FCN settings and why (docs/cli.md):
 # inputs standardised (the sigmoid plateau at this scale), fewer epochs (CPU minutes).
 MAIN_SETTINGS = dict(
     model="fcn",
@@ -135,13 +135,13 @@ def main_job(
       echo: printer.
       epochs, train_size: overrides of the small defaults (tests use tiny values).
       data_path: full MNIST instead of mnist5k.
-      periphery: periphery spec of the analog layers (:func:`aimcjax.specs.parse_periphery`);
+      periphery: periphery spec of the analog layers (:func:`aimcjax.app.specs.parse_periphery`);
         None: `perfect`, or RF Table 4 (`default`) with ``full`` (:func:`resolve_periphery`).
       update: the analog update mode (``--set update=outer``): None = "pulse" (fast), or
         "outer" (aihwkit's per-sample pulse trains, the faithful mode), "expected", "ideal".
 
     Returns:
-      The summary dict (see :func:`aimcjax.experiments.sweep.run_grid`).
+      The summary dict (see :func:`aimcjax.app.experiments.sweep.run_grid`).
     """
     out = out or OutputDir(None)
     settings = dict(MAIN_SETTINGS)
@@ -226,9 +226,9 @@ def table8(
       epochs, train_size, gammas, taus, families: overrides of the defaults.
       data_path: full MNIST instead of mnist5k.
       chunk_size: runs per compiled batch (0 = all).
-      extra: further algorithms of :data:`~aimcjax.experiments.training.ALGORITHMS` to sweep
+      extra: further algorithms of :data:`~aimcjax.app.experiments.training.ALGORITHMS` to sweep
         on the same grid (the paper has no numbers for them).
-      periphery: periphery spec of the analog layers (:func:`aimcjax.specs.parse_periphery`);
+      periphery: periphery spec of the analog layers (:func:`aimcjax.app.specs.parse_periphery`);
         None: `perfect`, or RF Table 4 (`default`) with ``full`` (:func:`resolve_periphery`).
 
     Returns:
@@ -295,7 +295,7 @@ def table8(
         )
         runs += [{**r, "family": fam} for r in res["runs"]]
         for params, _ in grid:
-            label = sweep_lib._label(params)
+            label = sweep_lib.grid_label(params)
             g, t = float(params["gamma"]), float(params["tau"])
             paper = PAPER_TABLE8.get((fam, g, t), ("", ""))
             rows.append(
@@ -407,7 +407,7 @@ def table7(
 ):
     """[RF] Table 7: cycle-to-cycle variation sigma_c on the FCN, Analog SGD vs Tiki-Taka.
 
-    sigma_c is the device's ``dw_min_std`` with additive noise [RF eq. 26]. PAPERS.md does not
+    sigma_c is the device's ``dw_min_std`` with additive noise [RF eq. 26]. The paper does not
     name Table 7's response function; we use ``power:gamma=0.5,tau=0.7`` (where Analog SGD
     works in Table 8), so the column isolates the effect of sigma_c.
 
@@ -457,7 +457,7 @@ def table7(
     digital = res["table"]["digital"]["-"]
     rows = []
     for params, _ in grid:
-        label = sweep_lib._label(params)
+        label = sweep_lib.grid_label(params)
         sig = float(params["dw_min_std"])
         paper = PAPER_TABLE7.get(sig, ("", ""))
         rows.append(

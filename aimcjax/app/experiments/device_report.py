@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aimcjax.experiments.output import OutputDir, figure
+from aimcjax.app.experiments.output import OutputDir, figure
 
 __all__ = ["describe", "run"]
 
@@ -29,9 +29,9 @@ def describe(device) -> dict:
 
 
 def _listing():
-    from aimcjax import specs
+    from aimcjax.app import specs
 
-    fams = specs._families()
+    fams = specs.family_classes()
     lines = ["families (spec 'name:param=value,...'):"]
     seen = set()
     for name in specs.FAMILIES:
@@ -58,14 +58,14 @@ def run(spec_list, out: OutputDir, echo=print) -> dict:
     """List families/presets, or describe and plot the devices of ``spec_list``.
 
     Args:
-      spec_list: device specs (see :mod:`aimcjax.specs`); empty = list families and presets.
+      spec_list: device specs (see :mod:`aimcjax.app.specs`); empty = list families and presets.
       out: where ``devices.png`` goes.
       echo: printer.
 
     Returns:
       The summary: the presets (listing) or one description per spec.
     """
-    from aimcjax import specs
+    from aimcjax.app import specs
 
     if not spec_list:
         text, presets = _listing()

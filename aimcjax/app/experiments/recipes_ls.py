@@ -1,6 +1,6 @@
 """Least-squares recipes for ``aimcjax reproduce``: ``fig2`` and ``implicit-penalty``.
 
-The experiments themselves live in :mod:`aimcjax.experiments.least_squares`; these wrappers
+The experiments themselves live in :mod:`aimcjax.app.experiments.least_squares`; these wrappers
 choose small/full settings, print ours beside the paper's statements and save the figures.
 """
 
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from aimcjax.experiments.output import OutputDir, figure
+from aimcjax.app.experiments.output import OutputDir, figure
 
 __all__ = ["FIG2_PAPER", "fig2", "implicit_penalty"]
 
-# [RF] Fig. 2 (PAPERS.md): qualitative; the figure's loss curves have no table.
+# [RF] Fig. 2 (arXiv:2502.06309): qualitative; the figure's loss curves have no table.
 FIG2_PAPER = (
     "Tiki-Taka beats Analog SGD at c = 0 and fails for c >= 0.1-0.2; residual learning "
     "converges at every c; the error floor (~1e-5) comes from dw_min"
@@ -44,7 +44,7 @@ def fig2(
     Returns:
       Summary with ``final_loss[algorithm][c]`` (mean over seeds) and the loss curves.
     """
-    from aimcjax.experiments import least_squares as ls
+    from aimcjax.app.experiments import least_squares as ls
 
     out = out or OutputDir(None)
     up_downs = tuple(float(c) for c in _seq(up_downs))
@@ -105,7 +105,7 @@ def implicit_penalty(
     Prints, per asymmetry, the distance of the observed average iterate to the predicted
     penalised minimiser and to argmin f.
     """
-    from aimcjax.experiments import least_squares as ls
+    from aimcjax.app.experiments import least_squares as ls
 
     out = out or OutputDir(None)
     steps = steps or (60000 if full else 25000)

@@ -21,9 +21,9 @@ overrides, ``default:out_noise=0.1,inp_bits=8`` (``none`` for an unbounded/unqua
 converter, ``true``/``false`` for the stochastic-rounding switches).
 
 Example:
-  >>> parse("power:gamma=2,tau=0.7")
-  Power(tau=0.7, gamma=2.0, ...)
-  >>> parse_periphery("default:out_noise=0.1")
+  >>> parse("power:gamma=2,tau=0.7")  # doctest: +ELLIPSIS
+  Power(tau=0.7, ..., gamma=2.0, ...)
+  >>> parse_periphery("default:out_noise=0.1")  # doctest: +ELLIPSIS
   PeripheryConfig(..., out_noise=0.1, ...)
 """
 
@@ -35,6 +35,7 @@ import itertools
 __all__ = [
     "FAMILIES",
     "SpecError",
+    "family_classes",
     "family_fields",
     "parse",
     "parse_grid",
@@ -48,7 +49,14 @@ class SpecError(ValueError):
     """A device spec that cannot be parsed or names unknown parameters."""
 
 
-def _families():
+def family_classes() -> dict:
+    """Spec family name -> device class (aliases included: ``linear`` is ``softbounds``).
+
+    Example:
+      >>> from aimcjax.app import specs
+      >>> specs.family_classes()["linear"].__name__
+      'SoftBounds'
+    """
     from aimcjax import devices
 
     return {
@@ -154,7 +162,7 @@ def _from_file(path: str, params: dict, spec: str):
 
 
 def _build(head: str, params: dict, spec: str):
-    fams = _families()
+    fams = family_classes()
     known = presets()
     if head in fams:
         cls = fams[head]

@@ -2,7 +2,7 @@
 
 Used by ``aimcjax train`` (one device), ``aimcjax sweep`` (a device grid) and the MNIST
 recipes. Each algorithm's runs (all devices x seeds) go through one vmapped program
-(:func:`aimcjax.experiments.training.sweep`), chunked to bound memory.
+(:func:`aimcjax.app.experiments.training.sweep`), chunked to bound memory.
 """
 
 from __future__ import annotations
@@ -12,17 +12,23 @@ import time
 
 import numpy as np
 
-from aimcjax.experiments import training
-from aimcjax.experiments.output import OutputDir, figure, mean_std
+from aimcjax.app.experiments import training
+from aimcjax.app.experiments.output import OutputDir, figure, mean_std
 
-__all__ = ["DEFAULT_LR", "format_table", "run_grid"]
+__all__ = ["DEFAULT_LR", "format_table", "grid_label", "run_grid"]
 
 # [RF §5, FCN]: digital SGD lr 0.1, analog alpha 0.05.
 DEFAULT_LR = {"digital": 0.1}
 DEFAULT_ANALOG_LR = 0.05
 
 
-def _label(params: dict) -> str:
+def grid_label(params: dict) -> str:
+    """The label of one grid point in tables and figures: ``name=value`` pairs, floats as %g.
+
+    Example:
+      >>> grid_label({"gamma": 0.5, "tau": 0.60, "noise": "additive"})
+      'gamma=0.5,tau=0.6,noise=additive'
+    """
     return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
@@ -45,7 +51,7 @@ def run_grid(
       algorithms: algorithm names.
       grid: list of ``(params, device)``; ``params`` labels the grid point.
       seeds: seeds.
-      dataset: an :class:`aimcjax.data.Dataset`.
+      dataset: an :class:`aimcjax.app.data.Dataset`.
       out: an :class:`OutputDir` (metrics per epoch go to ``metrics.jsonl``).
       lrs: optional {algorithm: lr}; default :data:`DEFAULT_LR` / 0.05 for analog.
       chunk_size: runs per compiled batch (0 = all runs of an algorithm at once).
@@ -103,8 +109,8 @@ def run_grid(
         for i, (params, _) in enumerate(points):
             acc = hist["test_acc"][i * n : (i + 1) * n]
             m, s = mean_std(acc[:, -1])
-            table.setdefault(alg, {})[_label(params) or "-"] = {"mean": m, "std": s}
-            curves.setdefault(alg, {})[_label(params) or "-"] = acc.mean(0)
+            table.setdefault(alg, {})[grid_label(params) or "-"] = {"mean": m, "std": s}
+            curves.setdefault(alg, {})[grid_label(params) or "-"] = acc.mean(0)
         echo(f"  {alg}: {len(devs)} runs in {timings[alg]:.1f}s")
     return {"runs": runs, "table": table, "curves": curves}, timings
 

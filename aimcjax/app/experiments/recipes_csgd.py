@@ -1,6 +1,6 @@
 """CSGD recipes for ``aimcjax reproduce csgd-ls|csgd-mnist`` and ``aimcjax csgd``.
 
-The experiments live in :mod:`aimcjax.experiments.csgd`; these wrappers pick the workers
+The experiments live in :mod:`aimcjax.app.experiments.csgd`; these wrappers pick the workers
 (``simulate=N``: N workers vmapped on one device; otherwise one worker per visible device
 when there are several, else the paper's 10 simulated), small/full settings, and write the
 table and plot.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import jax
 
-from aimcjax.experiments.output import OutputDir
+from aimcjax.app.experiments.output import OutputDir
 
 __all__ = ["csgd_ls", "csgd_mnist"]
 
@@ -48,9 +48,9 @@ def csgd_ls(
     ``full`` is the authors' setting (batch cap 1e5 per worker); the small default caps the
     growing batch at 1 000 (it binds from k = 37, after CSGD's and SGD's usual target).
     Further keywords (``modes``, ``xi``, ``slack_scaling``, ``force_first_upload``, ...) go to
-    :func:`aimcjax.experiments.csgd.least_squares`.
+    :func:`aimcjax.app.experiments.csgd.least_squares`.
     """
-    from aimcjax.experiments import csgd
+    from aimcjax.app.experiments import csgd
 
     out = out or OutputDir(None)
     workers, backend = _workers(simulate)
@@ -86,9 +86,9 @@ def csgd_mnist(
     embedded MNIST-5k: uploads to test error < 10%.
 
     ``full`` runs the authors' 500 iterations; the small default 120. Further keywords go
-    to :func:`aimcjax.experiments.csgd.softmax_regression`.
+    to :func:`aimcjax.app.experiments.csgd.softmax_regression`.
     """
-    from aimcjax.experiments import csgd
+    from aimcjax.app.experiments import csgd
 
     out = out or OutputDir(None)
     workers, backend = _workers(simulate)
