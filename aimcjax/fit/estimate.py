@@ -56,6 +56,11 @@ class FamilyFit(NamedTuple):
       n_iter: L-BFGS iterations.
       converged: the log-likelihood is finite and a further Newton step would move no
         estimate by more than 0.1 standard error.
+      per_device_cross: (p, p) sum over device pairs k != l of the covariance of their
+        estimates (natural units, order of ``per_device``). Devices' errors are correlated
+        through the shared parameters (an error in gamma moves every device's bounds alike),
+        which averaging over devices does not reduce: the standard error of a mean over
+        devices needs it (see :func:`aimcjax.fit.population.population`).
     """
 
     family: Family
@@ -72,6 +77,7 @@ class FamilyFit(NamedTuple):
     bic: float
     n_iter: int
     converged: bool
+    per_device_cross: np.ndarray | None = None
 
 
 def device_param_names(fam: Family) -> tuple[str, ...]:
@@ -307,7 +313,10 @@ def _arrow_solve(info, grads, nd, active):
       active: (ns,) bool, the shared entries the model uses (others get step 0, variance 0).
 
     Returns:
-      (step_d (n, nd), step_s (ns,), cov_d (n, nd, nd), cov_s (ns, ns)).
+      (step_d (n, nd), step_s (ns,), cov_d (n, nd, nd), cov_s (ns, ns), coupling) with
+      ``coupling = (C, M^-1)``, C = (n, nd, na) blocks J_kk^-1 J_ks and M^-1 the covariance
+      of the na active shared entries: devices k != l have Cov(theta_k, theta_l) =
+      C_k M^-1 C_l^T.
     """
     ns = info.shape[1] - nd
     idx = np.flatnonzero(active)
@@ -326,7 +335,7 @@ def _arrow_solve(info, grads, nd, active):
     step_s[idx] = step_a
     cov_s = np.zeros((ns, ns))
     cov_s[np.ix_(idx, idx)] = cov_a
-    return step_d, step_s, cov_d, cov_s
+    return step_d, step_s, cov_d, cov_s, (coupled, cov_a)
 
 
 def _warm_start(fam: Family, noise: str, start: FamilyFit, moments):
@@ -435,7 +444,7 @@ def fit_family(
     params = (jnp.zeros((traces.n_devices, nd), jnp.float32), jnp.asarray(theta_s0, jnp.float32))
     params, n_iter, _ = solve(params, data, settings, jnp.float32(tol))
     loglik = float(total(params, data, settings))
-    params, loglik, left, cov_d, cov_s = _newton(
+    params, loglik, left, cov_d, cov_s, coupling = _newton(
         params, loglik, data, settings, device_grads, total, nd, active, max_newton if polish else 0
     )
     theta_d, theta_s = (np.asarray(p, np.float64) for p in params)
@@ -452,19 +461,20 @@ def fit_family(
         int(active.sum()) + theta_d.size,
         int(n_iter),
         bool(np.isfinite(loglik) and left < 0.1),
+        coupling,
     )
 
 
 def _newton(params, loglik, data, settings, device_grads, total, nd, active, max_steps):
     """Levenberg-Marquardt-damped Newton steps on the arrow-structured information.
 
-    Returns (params, loglik, remaining step in SEs, cov_d, cov_s) at the last point; the
-    covariances are the undamped inverse information there (the Laplace approximation)."""
+    Returns (params, loglik, remaining step in SEs, cov_d, cov_s, coupling) at the last point;
+    the covariances are the undamped inverse information there (the Laplace approximation)."""
     lam = 1e-4
     left = np.inf
     for it in range(max_steps + 1):
         grads, info = _information(device_grads, params, data, settings)
-        step_d, step_s, cov_d, cov_s = _arrow_solve(info, grads, nd, active)
+        step_d, step_s, cov_d, cov_s, coupling = _arrow_solve(info, grads, nd, active)
         with np.errstate(divide="ignore", invalid="ignore"):
             var_d = np.diagonal(cov_d, axis1=1, axis2=2)
             var_s = np.diagonal(cov_s)[active]
@@ -477,7 +487,7 @@ def _newton(params, loglik, data, settings, device_grads, total, nd, active, max
         scale = np.abs(np.diagonal(info, axis1=1, axis2=2)) + 1e-12
         for _ in range(10):
             damped = info + lam * scale[:, :, None] * np.eye(info.shape[1])
-            sd, ss, _, _ = _arrow_solve(damped, grads, nd, active)
+            sd, ss, *_ = _arrow_solve(damped, grads, nd, active)
             if np.isfinite(sd).all() and np.isfinite(ss).all():
                 moved = (
                     params[0] + jnp.asarray(sd, jnp.float32),
@@ -491,11 +501,23 @@ def _newton(params, loglik, data, settings, device_grads, total, nd, active, max
             lam *= 10
         else:
             break  # no damping gives an ascent step: at the optimum within float32
-    return params, loglik, left, cov_d, cov_s
+    return params, loglik, left, cov_d, cov_s, coupling
 
 
 def _summarise(
-    fam, noise, traces, theta_d, theta_s, scales, cov_d, cov_s, loglik, n_params, n_iter, converged
+    fam,
+    noise,
+    traces,
+    theta_d,
+    theta_s,
+    scales,
+    cov_d,
+    cov_s,
+    loglik,
+    n_params,
+    n_iter,
+    converged,
+    coupling=None,
 ):
     """Natural-unit estimates and delta-method SEs from the unconstrained fit."""
     names = device_param_names(fam)
@@ -505,6 +527,14 @@ def _summarise(
     jac = nat * sign
     per_device = {n: nat[:, i] * sign[i] for i, n in enumerate(names)}
     cov_nat = cov_d * jac[:, :, None] * jac[:, None, :]
+    # Sum over device pairs k != l of Cov(value_k, value_l) = (J_k C_k) M^-1 (J_l C_l)^T:
+    # all pairs, (sum_k J_k C_k) M^-1 (sum_k J_k C_k)^T, less the k = l terms.
+    cross_nat = None
+    if coupling is not None:
+        coupled, cov_a = coupling
+        c_nat = jac[:, :, None] * coupled
+        total = c_nat.sum(0)
+        cross_nat = total @ cov_a @ total.T - np.einsum("kda,ab,keb->de", c_nat, cov_a, c_nat)
     se_d = np.sqrt(
         np.where(
             np.diagonal(cov_nat, axis1=1, axis2=2) > 0,
@@ -553,4 +583,5 @@ def _summarise(
         n_params * math.log(n_obs) - 2 * loglik,
         n_iter,
         converged,
+        cross_nat,
     )

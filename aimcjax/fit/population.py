@@ -13,7 +13,8 @@ device-to-device variation: var_true = var(estimates) - mean(SE^2), floored at 0
 
 The asymmetry c is the value that makes the devices' imbalances average to zero (the
 library's imbalance has mean 0). Standard errors: of a mean, the std over devices / sqrt(n)
-(which includes the estimation error); of a spread s (normal population),
+(which includes the estimation error) plus the estimation errors that devices share through
+the shared parameters (see :func:`_mean`); of a spread s (normal population),
 var(estimates) * sqrt(2 / (n - 1)) / (2 s).
 """
 
@@ -62,9 +63,16 @@ def _spread(values, est_var):
     return s, se
 
 
-def _mean(values):
+def _mean(values, cross=0.0):
+    """(mean, se) over devices. ``cross``: the sum over device pairs k != l of the covariance
+    of their estimation errors (shared parameters move all devices alike; the spread over
+    devices does not show such a common shift):
+    Var(mean - mu) = s^2 / n + cross / (n (n - 1)) with s^2 the variance over devices."""
     n = values.size
-    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    if n < 2:
+        return float(values.mean()), float("nan")
+    var = values.var(ddof=1) / n + float(cross) / (n * (n - 1))
+    return float(values.mean()), math.sqrt(max(var, 0.0))
 
 
 def population(fit: FamilyFit, traces: Traces) -> dict:
@@ -97,8 +105,11 @@ def population(fit: FamilyFit, traces: Traces) -> dict:
     )
     var_i = np.einsum("ki,kij,kj->k", jac_i, cov[:, :2, :2], jac_i)
 
+    cross = fit.per_device_cross
+    if cross is None:
+        cross = np.zeros((cov.shape[1], cov.shape[1]))
     out = {}
-    dw_min, dw_se = _mean(g)
+    dw_min, dw_se = _mean(g, a @ cross[:2, :2] @ a)
     out["dw_min"] = Estimate(dw_min, dw_se)
     out["asymmetry"] = Estimate(
         c, float(imbalance.std(ddof=1) / math.sqrt(len(u))) if len(u) > 1 else float("nan")
@@ -106,9 +117,9 @@ def population(fit: FamilyFit, traces: Traces) -> dict:
     out["dw_min_dtod"] = Estimate(*_spread(g / dw_min, var_g / dw_min**2))
     out["up_down_dtod"] = Estimate(*_spread(imbalance, var_i))
     if fit.family.bounded:
-        for name in ("w_max", "w_min"):
+        for j, name in ((2, "w_max"), (3, "w_min")):
             values = fit.per_device[name]
-            mean, se = _mean(values)
+            mean, se = _mean(values, cross[j, j])
             out[name] = Estimate(mean, se)
             out[f"{name}_dtod"] = Estimate(
                 *_spread(values / abs(mean), fit.per_device_se[name] ** 2 / mean**2)
