@@ -3,17 +3,20 @@
 Unknowns: per device k the step scales and (bounded families) bounds, shared by the array
 the response shape, the cycle-to-cycle noise and, unless the traces state it, the read noise.
 The log-likelihood (:func:`aimcjax.fit.likelihood.trace_loglik`) is a sum over devices,
-evaluated for all of them in one ``jax.vmap``; :func:`optax.lbfgs` maximises it jointly
-(``jax.grad`` of the vmapped sum), from moment-based starting values (least squares of steps
-on reads per device and direction; read noise from the lag-1 autocovariance of the step
-residuals, which is -sigma_r^2).
+evaluated for all of them in one ``jax.vmap``; L-BFGS (:func:`optax.scale_by_lbfgs`
+directions, backtracking line search) maximises it jointly (``jax.grad`` of the vmapped sum),
+from moment-based starting values (least squares of steps on reads per device and direction;
+read noise from the lag-1 autocovariance of the step residuals, which is -sigma_r^2). One
+jitted program per family (per-device values and gradients) serves the optimizer, the
+Hessian and the Newton finish; the loops around it run in Python, which keeps compile time
+to that one program.
 
 Standard errors (Laplace): the observed information is the negative Hessian. Because devices
 only couple through the shared parameters, it has an arrow structure: per-device blocks
-J_kk, couplings J_ks and the shared block J_ss. It is formed from one vmapped per-device
-``jax.hessian`` and inverted through the Schur complement
+J_kk, couplings J_ks and the shared block J_ss. It is formed by central differences of the
+per-device gradients and inverted through the Schur complement
 M = J_ss - sum_k J_sk J_kk^-1 J_ks (cost linear in the number of devices); the same
-structure gives one Newton step that polishes the L-BFGS optimum.
+structure gives the damped Newton steps that polish the L-BFGS optimum.
 """
 
 from __future__ import annotations
@@ -208,89 +211,120 @@ def _device_loglik(fam, theta_d, theta_s, settings, scales, reads, direction, va
 
 
 @functools.lru_cache(maxsize=32)
-def _programs(fam: Family, max_iter: int):
-    """Jitted (solver, per-device gradients, total log-likelihood) of one family."""
+def _program(fam: Family):
+    """The one compiled program of a family: per-device log-likelihoods and their gradients.
+
+    ``z`` is (n, nd + ns): every device carries its own copy of the shared entries, so the
+    same program gives the gradient of the total (shared part summed over devices) for the
+    optimizer and per-device gradients for the observed information (devices do not
+    interact, see :func:`_information`). One program per family (and trace shape) keeps
+    compile time down: the optimizer's loop runs in Python around it."""
     per_device = functools.partial(_device_loglik, fam)
-    batched = jax.vmap(per_device, in_axes=(0, None, None, 0, 0, 0, 0))
 
-    def total(params, data, settings):
-        theta_d, theta_s = params
-        return jnp.sum(batched(theta_d, theta_s, settings, *data))
-
-    def solve(params, data, settings, tol):
-        objective = lambda p: -total(p, data, settings) / settings.n_obs
-        # Backtracking (Armijo) line search: the zoom search's extra branches cost twice the
-        # compile time for no gain from these starting values.
-        opt = optax.lbfgs(
-            linesearch=optax.scale_by_backtracking_linesearch(
-                max_backtracking_steps=25, store_grad=True
-            )
-        )
-        value_and_grad = optax.value_and_grad_from_state(objective)
-
-        def cond(c):
-            _, _, it, gnorm, value, gain = c
-            # Stop on a small gradient, or when the objective (a float32 mean) no longer
-            # improves by more than its own resolution: the Newton polish finishes.
-            return (
-                (it < max_iter)
-                & (gnorm > tol)
-                & jnp.isfinite(value)
-                & (gain > tol * (1 + jnp.abs(value)))
-            )
-
-        def body(c):
-            p, state, it, _, before, _ = c
-            value, grad = value_and_grad(p, state=state)
-            updates, state = opt.update(grad, state, p, value=value, grad=grad, value_fn=objective)
-            return (
-                optax.apply_updates(p, updates),
-                state,
-                it + 1,
-                optax.tree.norm(grad),
-                value,
-                before - value,
-            )
-
-        inf = jnp.float32(jnp.inf)
-        init = (params, opt.init(params), jnp.int32(0), inf, jnp.float32(0.0), inf)
-        p, _, it, gnorm, _, _ = jax.lax.while_loop(cond, body, init)
-        return p, it, gnorm
-
-    def device_grads(z, data, settings):
-        # z: (n, nd + ns), each device with its own copy of the shared entries.
+    def device_values_and_grads(z, data, settings):
         nd = data[0].shape[1]
 
         def joint(zk, scales, reads, direction, valid):
             return per_device(zk[:nd], zk[nd:], settings, scales, reads, direction, valid)
 
-        return jax.vmap(jax.grad(joint))(z, *data)
+        return jax.vmap(jax.value_and_grad(joint))(z, *data)
 
-    return jax.jit(solve), jax.jit(device_grads), jax.jit(total)
+    return jax.jit(device_values_and_grads)
 
 
-def _information(device_grads, params, data, settings, step: float = 1e-3):
+_LBFGS = optax.scale_by_lbfgs(memory_size=10)
+_lbfgs_direction = jax.jit(_LBFGS.update)
+
+
+class _Objective:
+    """Mean negative log-likelihood of (theta_d, theta_s) through the family's program."""
+
+    def __init__(self, program, data, settings, n_obs):
+        self.program, self.data, self.settings, self.n_obs = program, data, settings, n_obs
+
+    def per_device(self, z):
+        """(values (n,), grads (n, p)) as float64 numpy at stacked parameters ``z``."""
+        values, grads = self.program(jnp.asarray(z, jnp.float32), self.data, self.settings)
+        return np.asarray(values, np.float64), np.asarray(grads, np.float64)
+
+    @staticmethod
+    def stack(params):
+        theta_d, theta_s = (np.asarray(p, np.float64) for p in params)
+        n = theta_d.shape[0]
+        return np.concatenate([theta_d, np.broadcast_to(theta_s, (n, theta_s.size))], axis=1)
+
+    def loglik(self, params) -> float:
+        return float(self.per_device(self.stack(params))[0].sum())
+
+    def __call__(self, params):
+        """(mean negative log-likelihood, its gradient as a (theta_d, theta_s) pytree)."""
+        values, grads = self.per_device(self.stack(params))
+        nd = params[0].shape[1]
+        grad = (
+            jnp.asarray(-grads[:, :nd] / self.n_obs, jnp.float32),
+            jnp.asarray(-grads[:, nd:].sum(0) / self.n_obs, jnp.float32),
+        )
+        return -values.sum() / self.n_obs, grad
+
+
+def _lbfgs(objective: _Objective, params, max_iter: int, tol: float):
+    """Minimise ``objective`` by L-BFGS (:func:`optax.scale_by_lbfgs` directions) with a
+    backtracking (Armijo) line search.
+
+    Stops on a small gradient norm, or when an iteration improves the objective (a mean over
+    float32 log-likelihoods) by less than ``tol`` relative: the Newton polish finishes.
+    Returns (params, iterations)."""
+    value, grad = objective(params)
+    state = _LBFGS.init(params)
+    done = 0
+    while done < max_iter:
+        if not np.isfinite(value) or float(optax.tree.norm(grad)) <= tol:
+            break
+        direction, state = _lbfgs_direction(grad, state, params)
+        slope = float(optax.tree.vdot(grad, direction))
+        if not slope > 0:  # a memory pair of negative curvature: restart from steepest descent
+            state = _LBFGS.init(params)
+            direction, state = _lbfgs_direction(grad, state, params)
+            slope = float(optax.tree.vdot(grad, direction))
+        t = 1.0
+        for _ in range(30):
+            moved = jax.tree.map(lambda p, d, t=t: p - t * d, params, direction)
+            new_value, new_grad = objective(moved)
+            if np.isfinite(new_value) and new_value <= value - 1e-4 * t * slope:
+                break
+            t *= 0.5
+        else:
+            break  # no decrease along the direction: at the optimum within float32
+        gain = value - new_value
+        params, value, grad = moved, new_value, new_grad
+        done += 1
+        if gain <= tol * (1 + abs(value)):
+            break
+    return params, done
+
+
+def _information(objective: _Objective, params, step: float = 1e-3):
     """Per-device gradients and observed information blocks (n, p, p), p = nd + ns.
 
     Central differences of the per-device gradients: moving entry j of *every* device's z at
     once gives column j of all devices' Hessians in one pass (devices do not interact), so
-    2p gradient passes replace a second-order program (whose compile takes minutes here).
-    With a step of 1e-3 in log units the truncation error is ~1e-6 relative and float32
-    rounding in the summed gradient ~1e-4 relative: ample for standard errors.
+    2p gradient passes of the one program replace a second-order program (whose compile
+    takes minutes here). With a step of 1e-3 in log units the truncation error is ~1e-6
+    relative and float32 rounding in the summed gradient ~1e-4 relative: ample for standard
+    errors.
     """
-    theta_d, theta_s = params
-    n = theta_d.shape[0]
-    z = jnp.concatenate([theta_d, jnp.broadcast_to(theta_s, (n, theta_s.shape[0]))], axis=1)
-    p = z.shape[1]
-    grads = np.asarray(device_grads(z, data, settings), np.float64)
+    z = objective.stack(params)
+    n, p = z.shape
+    values, grads = objective.per_device(z)
     hess = np.empty((n, p, p))
     for j in range(p):
-        e = jnp.zeros(p).at[j].set(step)
-        hi = np.asarray(device_grads(z + e, data, settings), np.float64)
-        lo = np.asarray(device_grads(z - e, data, settings), np.float64)
+        e = np.zeros(p)
+        e[j] = step
+        hi = objective.per_device(z + e)[1]
+        lo = objective.per_device(z - e)[1]
         hess[:, :, j] = (hi - lo) / (2 * step)
     hess = (hess + hess.transpose(0, 2, 1)) / 2
-    return grads, -hess
+    return float(values.sum()), grads, -hess
 
 
 def _inverse(m):
@@ -434,7 +468,6 @@ def fit_family(
         jnp.float32((1e-3 * typical) ** 2),
         jnp.float32(traces.n_observations),
     )
-    solve, device_grads, total = _programs(fam, int(max_iter))
     data = (
         jnp.asarray(scales, jnp.float32),
         jnp.asarray(traces.reads, jnp.float32),
@@ -442,10 +475,10 @@ def fit_family(
         jnp.asarray(traces.valid),
     )
     params = (jnp.zeros((traces.n_devices, nd), jnp.float32), jnp.asarray(theta_s0, jnp.float32))
-    params, n_iter, _ = solve(params, data, settings, jnp.float32(tol))
-    loglik = float(total(params, data, settings))
+    objective = _Objective(_program(fam), data, settings, traces.n_observations)
+    params, n_iter = _lbfgs(objective, params, int(max_iter), float(tol))
     params, loglik, left, cov_d, cov_s, coupling = _newton(
-        params, loglik, data, settings, device_grads, total, nd, active, max_newton if polish else 0
+        objective, params, nd, active, max_newton if polish else 0
     )
     theta_d, theta_s = (np.asarray(p, np.float64) for p in params)
     return _summarise(
@@ -465,7 +498,7 @@ def fit_family(
     )
 
 
-def _newton(params, loglik, data, settings, device_grads, total, nd, active, max_steps):
+def _newton(objective: _Objective, params, nd, active, max_steps):
     """Levenberg-Marquardt-damped Newton steps on the arrow-structured information.
 
     Returns (params, loglik, remaining step in SEs, cov_d, cov_s, coupling) at the last point;
@@ -473,7 +506,7 @@ def _newton(params, loglik, data, settings, device_grads, total, nd, active, max
     lam = 1e-4
     left = np.inf
     for it in range(max_steps + 1):
-        grads, info = _information(device_grads, params, data, settings)
+        loglik, grads, info = _information(objective, params)
         step_d, step_s, cov_d, cov_s, coupling = _arrow_solve(info, grads, nd, active)
         with np.errstate(divide="ignore", invalid="ignore"):
             var_d = np.diagonal(cov_d, axis1=1, axis2=2)
@@ -493,7 +526,7 @@ def _newton(params, loglik, data, settings, device_grads, total, nd, active, max
                     params[0] + jnp.asarray(sd, jnp.float32),
                     params[1] + jnp.asarray(ss, jnp.float32),
                 )
-                new = float(total(moved, data, settings))
+                new = objective.loglik(moved)
                 if np.isfinite(new) and new >= loglik:
                     params, loglik = moved, new
                     lam = max(lam / 10, 1e-8)
