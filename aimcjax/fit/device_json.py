@@ -28,6 +28,7 @@ DEVICE_CLASSES = {
         devices.Power,
         devices.Exponential,
         devices.Piecewise,
+        devices.ExpStep,
     )
 }
 
