@@ -28,7 +28,6 @@ DEVICE_CLASSES = {
         devices.Power,
         devices.Exponential,
         devices.Piecewise,
-        devices.ExpStep,
     )
 }
 

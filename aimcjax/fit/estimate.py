@@ -31,7 +31,7 @@ import numpy as np
 import optax
 
 from aimcjax.devices import NOISE_MODES
-from aimcjax.fit.families import EXPSTEP_SCALE0, Family
+from aimcjax.fit.families import Family
 from aimcjax.fit.families import family as get_family
 from aimcjax.fit.likelihood import trace_loglik
 from aimcjax.fit.traces import Traces
@@ -131,8 +131,6 @@ def _starting_values(fam: Family, traces: Traces, noise: str):
         if fam.cls.__name__ == "Piecewise":  # scale of the step at the shape's largest node
             step_up = step_up * (1 - w_min / w_max) * 1.5
             step_dn = step_dn * (1 - w_max / w_min) * 1.5
-        elif fam.cls.__name__ == "ExpStep":  # the starting shape is 1/3 at w = 0
-            step_up, step_dn = step_up * EXPSTEP_SCALE0, step_dn * EXPSTEP_SCALE0
         fitted = np.where(
             d > 0, a_up[:, None] + b_up[:, None] * x, a_dn[:, None] + b_dn[:, None] * x
         )
@@ -330,13 +328,16 @@ def _information(objective: _Objective, params, step: float = 1e-3):
 
 
 def _inverse(m):
-    """Inverse of (a batch of) symmetric matrices; a singular one (a parameter the data do
-    not identify) gets the pseudo-inverse, so its direction gets no step and zero variance
-    instead of stopping the fit."""
+    """Inverse of (a batch of) symmetric matrices. A singular one (a direction the data do
+    not identify) becomes all NaN: its parameters get no Newton step (the damped retry
+    takes over) and NaN standard errors, reported as not identified, rather than the zero
+    variance a pseudo-inverse would claim."""
     try:
         return np.linalg.inv(m)
     except np.linalg.LinAlgError:
-        return np.linalg.pinv(m, hermitian=True)
+        if m.ndim == 2:
+            return np.full_like(m, np.nan)
+        return np.stack([_inverse(one) for one in m])
 
 
 def _arrow_solve(info, grads, nd, active):
@@ -398,8 +399,6 @@ def _warm_start(fam: Family, noise: str, start: FamilyFit, moments):
         shape0 = [math.log(0.3)]
     elif fam.cls.__name__ == "Power":
         shape0 = [0.0]
-    elif fam.cls.__name__ == "ExpStep":  # a nearly linear start, see families._EXPSTEP_INIT
-        up, down = up * EXPSTEP_SCALE0, down * EXPSTEP_SCALE0
     scales = np.stack([up, down, w_max, -w_min], axis=1)
     if start.noise == noise:
         sh = start.shared

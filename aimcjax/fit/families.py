@@ -42,8 +42,7 @@ class Family:
     """A response family as the fit sees it.
 
     Attributes:
-      name: CLI / report name (``constant``, ``softbounds``, ``power``, ``exp``, ``expstep``,
-        ``piecewise5``).
+      name: CLI / report name (``constant``, ``softbounds``, ``power``, ``exp``, ``piecewise5``).
       cls: the :mod:`aimcjax.devices` class a fit produces.
       bounded: whether each device's bounds are fitted (False: ConstantStep, whose hard bounds
         traces rarely reach; it gets the observed range instead).
@@ -93,19 +92,6 @@ def _no_shape(theta):
     return {}
 
 
-def _expstep_shape(theta):
-    # aihwkit's ExpStep with its redundant offsets fixed (a = 1, b = 0: A * exp(gamma * b)
-    # and gamma * a are all the data identify); positive A and gamma.
-    a_up, g_up, a_down, g_down = jnp.exp(theta)
-    return {"A_up": a_up, "gamma_up": g_up, "A_down": a_down, "gamma_down": g_down}
-
-
-# Starting shape of ExpStep: q = 1 - (2/3) exp(z / 2) is close to linear over the range
-# (zero near the bound, 1/3 at w = 0), i.e. close to SoftBounds with a step 3x the scale.
-_EXPSTEP_INIT = (float(np.log(2 / 3)), float(np.log(0.5))) * 2
-EXPSTEP_SCALE0 = 3.0
-
-
 def _piecewise_shape(n_nodes: int):
     def shape_fn(theta):
         # Node ratios exp(-softplus(b)) in (0, 1]: up non-increasing from 1 at w_min, down
@@ -150,15 +136,6 @@ FAMILIES = {
     "power": Family(
         "power", devices.Power, True, ("log_gamma",), (0.0,), _gamma_shape, devices.Power(tau=1.0)
     ),
-    "expstep": Family(
-        "expstep",
-        devices.ExpStep,
-        True,
-        ("log_A_up", "log_gamma_up", "log_A_down", "log_gamma_down"),
-        _EXPSTEP_INIT,
-        _expstep_shape,
-        devices.ExpStep(a=1.0, b=0.0, up_down=0.0),
-    ),
     "exp": Family(
         "exp",
         devices.Exponential,
@@ -172,9 +149,8 @@ FAMILIES = {
 
 
 def family(name) -> Family:
-    """A :class:`Family` by name: ``constant``, ``softbounds``, ``power``, ``exp``,
-    ``expstep`` (aihwkit's ExpStep with a = 1, b = 0) or ``piecewiseN`` (N nodes); a
-    :class:`Family` passes through."""
+    """A :class:`Family` by name: ``constant``, ``softbounds``, ``power``, ``exp`` or
+    ``piecewiseN`` (N nodes); a :class:`Family` passes through."""
     if isinstance(name, Family):
         return name
     if (

@@ -84,8 +84,7 @@ def population(fit: FamilyFit, traces: Traces) -> dict:
 
     Returns:
       name -> :class:`Estimate`, with names as the device constructors take them
-      (``dw_min``, ``asymmetry``, ``w_max``, ``w_min``, ``gamma``, ``up``, ``down``, ExpStep's
-      ``A_up``, ``gamma_up``, ``A_down``, ``gamma_down``,
+      (``dw_min``, ``asymmetry``, ``w_max``, ``w_min``, ``gamma``, ``up``, ``down``,
       ``dw_min_dtod``, ``up_down_dtod``, ``w_max_dtod``, ``w_min_dtod``, ``dw_min_std``) plus
       ``read_noise`` (of the measurement, not of the device).
     """
@@ -133,9 +132,8 @@ def population(fit: FamilyFit, traces: Traces) -> dict:
         out["w_max_dtod"] = Estimate(0.0, float("nan"))
         out["w_min_dtod"] = Estimate(0.0, float("nan"))
     sh, se = fit.shared, fit.shared_se
-    for name in ("gamma", "A_up", "gamma_up", "A_down", "gamma_down"):
-        if name in sh:
-            out[name] = Estimate(float(sh[name]), float(se[name]))
+    if "gamma" in sh:
+        out["gamma"] = Estimate(float(sh["gamma"]), float(se["gamma"]))
     if "up" in sh:
         out["up"] = Estimate((1 + c) * sh["up"], (1 + c) * se["up"])
         out["down"] = Estimate((1 - c) * sh["down"], (1 - c) * se["down"])
@@ -148,20 +146,6 @@ def population(fit: FamilyFit, traces: Traces) -> dict:
     out["dw_min_std"] = Estimate(float(sigma), float(sigma_se))
     out["read_noise"] = Estimate(float(sh["read_noise"]), float(se["read_noise"]))
     return out
-
-
-def _expstep(fit: FamilyFit, v: dict, common: dict) -> devices.ExpStep:
-    """ExpStep from the estimates: its ``up_down`` shrinks one direction only (up steps by
-    1 + min(up_down, 0), down steps by 1 - max(up_down, 0)), so the asymmetry c (steps
-    (1 + c) and (1 - c) times dw_min) becomes up_down = 2c / (1 + |c|) with dw_min times
-    (1 + |c|); additive noise is relative to ExpStep's dw_min, hence divided by (1 + |c|)."""
-    c = float(v["asymmetry"])
-    grow = 1 + abs(c)
-    common = dict(common, dw_min=v["dw_min"] * grow)
-    if fit.noise == "additive":
-        common["dw_min_std"] = v["dw_min_std"] / grow
-    shape = {k: float(v[k]) for k in ("A_up", "gamma_up", "A_down", "gamma_down")}
-    return devices.ExpStep(a=1.0, b=0.0, up_down=2 * c / grow, **shape, **common)
 
 
 def to_device(fit: FamilyFit, params: dict) -> devices.Device:
@@ -185,7 +169,5 @@ def to_device(fit: FamilyFit, params: dict) -> devices.Device:
         )
     if cls is devices.ConstantStep:
         return devices.ConstantStep(asymmetry=v["asymmetry"], **common)
-    if cls is devices.ExpStep:
-        return _expstep(fit, v, common)
     extra = {"gamma": v["gamma"]} if "gamma" in v else {}
     return cls(tau=v["w_max"], asymmetry=v["asymmetry"], **extra, **common)

@@ -20,7 +20,7 @@ from aimcjax.fit.traces import Traces
 
 __all__ = ["CRITERIA", "DEFAULT_FAMILIES", "Candidate", "FitReport", "fit", "format_report"]
 
-DEFAULT_FAMILIES = ("constant", "softbounds", "power", "exp", "expstep", "piecewise5")
+DEFAULT_FAMILIES = ("constant", "softbounds", "power", "exp", "piecewise5")
 CRITERIA = ("bic", "aic")
 
 
@@ -75,8 +75,7 @@ def fit(
 
     Args:
       traces: :class:`~aimcjax.fit.traces.Traces` (e.g. from :func:`load_traces`).
-      families: names (``constant``, ``softbounds``, ``power``, ``exp``, ``expstep``,
-        ``piecewiseN``).
+      families: names (``constant``, ``softbounds``, ``power``, ``exp``, ``piecewiseN``).
       noises: cycle-to-cycle noise models to try ("additive", "multiplicative").
       criterion: "bic" (default) or "aic".
       max_iter: L-BFGS iteration cap per candidate.

@@ -63,9 +63,8 @@ def simulate(preset_cls, n_devices, n_cycles, pulses, read_noise, seed):
         reads[:, t + 1] = tile.get_weights()[0][:, 0].numpy()
     rng = np.random.default_rng(seed)
     reads = reads + read_noise * rng.standard_normal(reads.shape)
-    names = tile.get_hidden_parameter_names()
-    hidden = tile.get_hidden_parameters()
-    per_device = {n: hidden[i][:, 0].tolist() for i, n in enumerate(names)}
+    hidden = tile.get_hidden_parameters()  # name -> (out, in) tensor
+    per_device = {n: v[:, 0].tolist() for n, v in hidden.items()}
     return reads, direction, device, per_device
 
 
