@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -53,12 +54,12 @@ def _fmt(value, se=None, digits=4):
     return text
 
 
-def compare(name: str) -> tuple[list[str], str]:
+def compare(name: str, families=FAMILIES) -> tuple[list[str], str]:
     traces = load_traces(str(DATA / f"aihwkit_{name}.npz"))
     meta = json.loads((DATA / f"aihwkit_{name}.json").read_text())
     preset, hidden = meta["preset_parameters"], meta["hidden_parameters"]
     t0 = time.perf_counter()
-    report = fit(traces, FAMILIES)
+    report = fit(traces, families)
     elapsed = time.perf_counter() - t0
     best, est = report.best, report.params
     top = report.ranking[0]
@@ -129,6 +130,10 @@ def compare(name: str) -> tuple[list[str], str]:
         row("gamma_up", preset["gamma_up"], g_up_t, m, s)
         m, s = _mean_se(1 - fmd / fm0)
         row("gamma_down", preset["gamma_down"], g_dn_t, m, s)
+    if "gamma" in est:  # a shape aihwkit's preset does not have (its family is linear)
+        rows.append(
+            ("gamma (Power/Exponential shape)", "–", "–", _fmt(est["gamma"].value, est["gamma"].se))
+        )
     # Cycle-to-cycle noise in aihwkit's units: additive sd = dw_min_std * step(0) per device
     # (ours: sigma * step scale, the step at the response's largest node); multiplicative is
     # the same model in both.
@@ -188,17 +193,20 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=None)
     ap.add_argument("--only", nargs="*", default=list(PRESETS))
+    ap.add_argument("--families", nargs="*", default=list(FAMILIES))
     args = ap.parse_args()
     out = [
-        f"<!-- benchmarks/fit_aihwkit_presets.py, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} -->",
+        f"<!-- benchmarks/fit_aihwkit_presets.py {' '.join(sys.argv[1:])}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} -->",
         "",
     ]
     for name in args.only:
-        lines, _ = compare(name)
+        lines, _ = compare(name, args.families)
         print("\n".join(lines), flush=True)
         out += lines
     if args.out:
-        Path(args.out).write_text("\n".join(out) + "\n")
+        with open(args.out, "a") as fh:
+            fh.write("\n".join(out) + "\n")
 
 
 if __name__ == "__main__":

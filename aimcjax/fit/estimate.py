@@ -328,16 +328,19 @@ def _information(objective: _Objective, params, step: float = 1e-3):
 
 
 def _inverse(m):
-    """Inverse of (a batch of) symmetric matrices. A singular one (a direction the data do
-    not identify) becomes all NaN: its parameters get no Newton step (the damped retry
-    takes over) and NaN standard errors, reported as not identified, rather than the zero
-    variance a pseudo-inverse would claim."""
+    """Inverse of (a batch of) symmetric matrices, and which of them were singular.
+
+    A singular one (a direction the data do not identify, e.g. a bound beyond which the
+    response is flat) gets the pseudo-inverse for the Newton step (no step along the
+    unidentified direction) and is flagged, so that its variances are reported as NaN (not
+    identified) rather than the zero a pseudo-inverse would claim."""
     try:
-        return np.linalg.inv(m)
+        return np.linalg.inv(m), np.zeros(m.shape[:-2], bool)
     except np.linalg.LinAlgError:
         if m.ndim == 2:
-            return np.full_like(m, np.nan)
-        return np.stack([_inverse(one) for one in m])
+            return np.linalg.pinv(m, hermitian=True), np.ones((), bool)
+        parts = [_inverse(one) for one in m]
+        return np.stack([p[0] for p in parts]), np.array([bool(p[1]) for p in parts])
 
 
 def _arrow_solve(info, grads, nd, active):
@@ -361,15 +364,21 @@ def _arrow_solve(info, grads, nd, active):
     j_ds = info[:, :nd, nd:][:, :, idx]
     j_ss = info[:, nd:, nd:][:, idx][:, :, idx].sum(0)
     g_d, g_s = grads[:, :nd], grads[:, nd:][:, idx].sum(0)
-    inv_dd = _inverse(j_dd)
+    inv_dd, bad_d = _inverse(j_dd)
     schur = j_ss - np.einsum("kda,kde,keb->ab", j_ds, inv_dd, j_ds)
-    cov_a = _inverse(schur)
+    cov_a, bad_a = _inverse(schur)
     step_a = cov_a @ (g_s - np.einsum("kda,kde,ke->a", j_ds, inv_dd, g_d))
     step_d = np.einsum("kde,ke->kd", inv_dd, g_d - np.einsum("kda,a->kd", j_ds, step_a))
     coupled = np.einsum("kde,kea->kda", inv_dd, j_ds)
     cov_d = inv_dd + np.einsum("kda,ab,keb->kde", coupled, cov_a, coupled)
     step_s = np.zeros(ns)
     step_s[idx] = step_a
+    # Not identified: NaN variances (a singular shared block leaves no device's marginal
+    # variance defined either).
+    if bad_a:
+        cov_a = np.full_like(cov_a, np.nan)
+        cov_d = np.full_like(cov_d, np.nan)
+    cov_d[bad_d] = np.nan
     cov_s = np.zeros((ns, ns))
     cov_s[np.ix_(idx, idx)] = cov_a
     return step_d, step_s, cov_d, cov_s, (coupled, cov_a)
