@@ -196,9 +196,8 @@ _KNOWN = {
 @pytest.mark.parametrize(
     "case",
     [
-        pytest.param(c, marks=pytest.mark.xfail(reason=_KNOWN[c], strict=False))
-        if c in _KNOWN
-        else c
+        # run=False: the known failure costs ~2 minutes of suite time and cannot pass yet.
+        pytest.param(c, marks=pytest.mark.xfail(reason=_KNOWN[c], run=False)) if c in _KNOWN else c
         for c in CASES
     ],
 )
