@@ -1,9 +1,13 @@
 """Parameter recovery by aimcjax.fit: estimates cover the truth at the rate their standard
-errors claim (checked over seeds with binomial bounds, not a hand-picked tolerance), and model
-choice ranks the true family first.
+errors claim (checked over seeds, with the variance of the coverage fraction taken from the
+seeds, not a hand-picked tolerance), and model choice ranks the true family first.
 
-All fits share one data shape (6 devices x 2 cycles x 2x60 pulses) so that each family is
-compiled once per session."""
+Data: 6 devices x 2x60-pulse ramps; 2 cycles for the families without a shape parameter,
+``SHAPE_CYCLES`` for those with one (Power, Exponential, Piecewise). Why more there: with 2
+cycles the likelihood of gamma and the bounds (which trade off along a curved valley) is far
+from quadratic and the maximum-likelihood gamma comes out ~10% low, about 1 standard error
+(measured over 16 seeds: Power 1.77 for 2.0; at 8 cycles 1.993 ± 0.036, Exponential 1.983 ±
+0.040), so Laplace errors do not yet hold there. Each family compiles once per data shape."""
 
 import math
 
@@ -22,12 +26,13 @@ from aimcjax.fit import (
 )
 
 N_DEVICES, N_CYCLES, PULSES = 6, 2, 60
-SEEDS = range(16)
+SHAPE_CYCLES = 8
+SEEDS = range(12)
 D2D = dict(dw_min_dtod=0.15, up_down_dtod=0.05, w_max_dtod=0.1, w_min_dtod=0.1)
 
 
-def _simulate(dev, seed, read_noise, known_read_noise):
-    dirs = ramp_directions(N_CYCLES, PULSES)
+def _simulate(dev, seed, read_noise, known_read_noise, n_cycles=N_CYCLES):
+    dirs = ramp_directions(n_cycles, PULSES)
     reads, t = simulate_directions(
         dev, dirs, seed, n_devices=N_DEVICES, read_noise=read_noise, return_tile=True
     )
@@ -78,32 +83,55 @@ def _z_scores(fitted, per, shared, read_noise):
     return z
 
 
-def _check_coverage(z, level=0.95, crit=1.96):
-    """The fraction of |z| < crit agrees with ``level`` within 3 binomial standard deviations
-    (and so does the 1-SE fraction with 68.3%, which catches inflated errors)."""
-    z = np.abs(np.asarray(z))
-    assert np.isfinite(z).all(), "non-finite standard errors"
-    n = z.size
+def _check_coverage(z_per_seed, level=0.95, crit=1.96):
+    """The fraction of |z| < crit over all seeds agrees with ``level`` within 3 standard
+    deviations (and so does the 1-SE fraction with 68.3%, which catches inflated errors).
+
+    The z-scores of one data set are not independent: every device's estimates share the
+    estimates of the shared parameters (an error in gamma moves all bounds alike). The
+    fraction is a mean over independent seeds, so its variance is estimated from the spread
+    of the per-seed fractions over seeds (the cluster variance of a ratio estimator), and
+    never taken below the binomial variance of independent z-scores."""
+    z_per_seed = [np.abs(np.ravel(z)) for z in z_per_seed]
+    flat = np.concatenate(z_per_seed)
+    assert np.isfinite(flat).all(), "non-finite standard errors"
+    sizes = np.array([z.size for z in z_per_seed], float)
+    n, n_seeds = flat.size, len(z_per_seed)
     for lev, c in ((level, crit), (stats.norm.cdf(1) - stats.norm.cdf(-1), 1.0)):
-        frac = float(np.mean(z < c))
-        band = 3 * math.sqrt(lev * (1 - lev) / n)
+        hits = np.array([np.sum(z < c) for z in z_per_seed], float)
+        frac = hits.sum() / n
+        cluster_var = n_seeds / (n_seeds - 1) * np.sum((hits - frac * sizes) ** 2) / n**2
+        band = 3 * math.sqrt(max(cluster_var, lev * (1 - lev) / n))
         assert abs(frac - lev) < band, (
-            f"coverage at {c} SE: {frac:.3f} of {n}, expected {lev:.3f} ± {band:.3f}"
+            f"coverage at {c} SE: {frac:.3f} of {n} over {n_seeds} seeds, "
+            f"expected {lev:.3f} ± {band:.3f}"
         )
 
 
+# name -> (true device, family fitted, read noise, read noise known to the fit, cycles)
 CASES = {
     "constant-c2c-d2d": (
         devices.ConstantStep(dw_min=0.01, asymmetry=0.1, dw_min_std=0.5, **D2D),
         "constant",
         2e-3,
         True,
+        N_CYCLES,
     ),
     "softbounds-no-c2c-d2d": (
         devices.SoftBounds(tau=0.6, dw_min=0.01, **D2D),
         "softbounds",
         2e-3,
         False,
+        N_CYCLES,
+    ),
+    # Cycle-to-cycle and read noise both fitted: without the nuisance adjustment the
+    # cycle-to-cycle noise came out 4-5% low and the read noise high (~1 SE each).
+    "softbounds-c2c-d2d": (
+        devices.SoftBounds(tau=0.6, dw_min=0.01, dw_min_std=0.3, **D2D),
+        "softbounds",
+        2e-3,
+        False,
+        N_CYCLES,
     ),
     "softbounds-mult-no-d2d": (
         devices.SoftBounds(
@@ -112,24 +140,28 @@ CASES = {
         "softbounds",
         2e-3,
         False,
+        N_CYCLES,
     ),
     "softbounds-no-read-noise": (
         devices.SoftBounds(tau=0.6, dw_min=0.01, dw_min_std=0.3, **D2D),
         "softbounds",
         0.0,
         True,
+        N_CYCLES,
     ),
     "power-c2c-d2d": (
         devices.Power(tau=0.6, gamma=2.0, dw_min=0.01, dw_min_std=0.3, **D2D),
         "power",
         2e-3,
         False,
+        SHAPE_CYCLES,
     ),
     "exp-c2c-d2d": (
         devices.Exponential(tau=0.6, gamma=2.0, dw_min=0.01, dw_min_std=0.3, **D2D),
         "exp",
         2e-3,
         False,
+        SHAPE_CYCLES,
     ),
     "piecewise3-c2c-d2d": (
         devices.Piecewise(
@@ -144,21 +176,19 @@ CASES = {
         "piecewise3",
         2e-3,
         False,
+        SHAPE_CYCLES,
     ),
 }
 
-
-# Known failure (measured): for Power (gamma = 2) at this data size the 95% coverage is 0.90
-# (448 z-scores): w_max, |w_min|, gamma and sigma are biased by about -0.8 SE together (a
-# valley along which tighter bounds and a smaller gamma trade off); with 2x150 pulses per ramp
-# the noise parameters cover but gamma and the bounds still do not (0.88-0.93). Not yet
-# diagnosed (finite-sample bias of the ML estimate vs. the filter's approximation).
-# Exponential (gamma = 2): coverage 0.893 of 448. Piecewise(3): its information matrix was
-# singular in one seed (now a pseudo-inverse); still failing after that fix (cause not diagnosed).
+# Known failure (measured at 6 devices x 8 cycles x 2x60 pulses, 12 seeds): Piecewise(3) is
+# not identified well enough for Laplace errors. Its bounds enter the response only through
+# the node positions (the traces reach neither bound), the kink at the middle node makes the
+# likelihood non-smooth there, and in 8 of 12 seeds the observed information was singular
+# (standard errors not identified), in 2 the fit collapsed to a flat response with bounds
+# near 0, and where errors exist the bounds were 2-4 SE low. Needs a reparametrisation
+# (bounds from reaching them, or nodes at fixed weights) -- not done.
 _KNOWN = {
-    "power-c2c-d2d": "Power: coverage 0.90 < 0.95, bounds/gamma biased ~0.8 SE (see comment)",
-    "exp-c2c-d2d": "Exponential: coverage 0.893 < 0.95 (same pattern as Power)",
-    "piecewise3-c2c-d2d": "Piecewise(3): fails (singular information in one seed; not diagnosed)",
+    "piecewise3-c2c-d2d": "Piecewise(3): singular information / collapsed fits (see comment)",
 }
 
 
@@ -166,24 +196,24 @@ _KNOWN = {
 @pytest.mark.parametrize(
     "case",
     [
-        pytest.param(c, marks=pytest.mark.xfail(reason=_KNOWN[c], strict=False))
-        if c in _KNOWN
-        else c
+        # run=False: the known failure costs ~2 minutes of suite time and cannot pass yet.
+        pytest.param(c, marks=pytest.mark.xfail(reason=_KNOWN[c], run=False)) if c in _KNOWN else c
         for c in CASES
     ],
 )
 def test_estimates_cover_the_truth_at_the_claimed_rate(case):
-    dev, fam, read_noise, known = CASES[case]
+    dev, fam, read_noise, known, cycles = CASES[case]
     z, z_mean = [], []
     for seed in SEEDS:
-        tr, t = _simulate(dev, seed, read_noise, known)
+        tr, t = _simulate(dev, seed, read_noise, known, cycles)
         fitted = fit_family(tr, fam, dev.noise)
         per, shared = _truth(dev, t)
-        z += _z_scores(fitted, per, shared, read_noise)
-        # Nominal values: a mean over devices with SE std/sqrt(n), a t statistic.
+        z.append(_z_scores(fitted, per, shared, read_noise))
+        # Nominal values: a mean over devices (SE: spread over devices and the estimation
+        # error they share), a t statistic.
         est = population(fitted, tr)
         names = ["dw_min"] + (["w_max", "w_min"] if fitted.family.bounded else [])
-        z_mean += [(est[n].value - getattr(dev, n)) / est[n].se for n in names]
+        z_mean.append([(est[n].value - getattr(dev, n)) / est[n].se for n in names])
     _check_coverage(z)
     _check_coverage(z_mean, crit=stats.t.ppf(0.975, N_DEVICES - 1))
 

@@ -13,14 +13,15 @@ device-to-device variation: var_true = var(estimates) - mean(SE^2), floored at 0
 
 The asymmetry c is the value that makes the devices' imbalances average to zero (the
 library's imbalance has mean 0). Standard errors: of a mean, the std over devices / sqrt(n)
-(which includes the estimation error); of a spread s (normal population),
+(which includes the estimation error) plus the estimation errors that devices share through
+the shared parameters (see :func:`_mean`); of a spread s (normal population),
 var(estimates) * sqrt(2 / (n - 1)) / (2 s).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,7 +39,7 @@ class Estimate(NamedTuple):
     se: float | np.ndarray
 
 
-def _asymmetry(u: np.ndarray, d: np.ndarray) -> float:
+def _asymmetry(u, d):
     """c in (-1, 1) with mean_k i_k(c) = 0, i_k = (u(1-c) - d(1+c)) / (u(1-c) + d(1+c))."""
     lo, hi = -0.999, 0.999
     for _ in range(60):  # mean imbalance decreases in c
@@ -48,7 +49,7 @@ def _asymmetry(u: np.ndarray, d: np.ndarray) -> float:
     return (lo + hi) / 2
 
 
-def _spread(values: np.ndarray, est_var: np.ndarray) -> tuple[float, float]:
+def _spread(values, est_var):
     """(spread, se): std over devices with the estimation variance removed."""
     n = values.size
     total = values.var(ddof=1) if n > 1 else 0.0
@@ -62,9 +63,16 @@ def _spread(values: np.ndarray, est_var: np.ndarray) -> tuple[float, float]:
     return s, se
 
 
-def _mean(values: np.ndarray) -> tuple[float, float]:
+def _mean(values, cross=0.0):
+    """(mean, se) over devices. ``cross``: the sum over device pairs k != l of the covariance
+    of their estimation errors (shared parameters move all devices alike; the spread over
+    devices does not show such a common shift):
+    Var(mean - mu) = s^2 / n + cross / (n (n - 1)) with s^2 the variance over devices."""
     n = values.size
-    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    if n < 2:
+        return float(values.mean()), float("nan")
+    var = values.var(ddof=1) / n + float(cross) / (n * (n - 1))
+    return float(values.mean()), math.sqrt(max(var, 0.0))
 
 
 def population(fit: FamilyFit, traces: Traces) -> dict:
@@ -97,8 +105,11 @@ def population(fit: FamilyFit, traces: Traces) -> dict:
     )
     var_i = np.einsum("ki,kij,kj->k", jac_i, cov[:, :2, :2], jac_i)
 
+    cross = fit.per_device_cross
+    if cross is None:
+        cross = np.zeros((cov.shape[1], cov.shape[1]))
     out = {}
-    dw_min, dw_se = _mean(g)
+    dw_min, dw_se = _mean(g, a @ cross[:2, :2] @ a)
     out["dw_min"] = Estimate(dw_min, dw_se)
     out["asymmetry"] = Estimate(
         c, float(imbalance.std(ddof=1) / math.sqrt(len(u))) if len(u) > 1 else float("nan")
@@ -106,9 +117,9 @@ def population(fit: FamilyFit, traces: Traces) -> dict:
     out["dw_min_dtod"] = Estimate(*_spread(g / dw_min, var_g / dw_min**2))
     out["up_down_dtod"] = Estimate(*_spread(imbalance, var_i))
     if fit.family.bounded:
-        for name in ("w_max", "w_min"):
+        for j, name in ((2, "w_max"), (3, "w_min")):
             values = fit.per_device[name]
-            mean, se = _mean(values)
+            mean, se = _mean(values, cross[j, j])
             out[name] = Estimate(mean, se)
             out[f"{name}_dtod"] = Estimate(
                 *_spread(values / abs(mean), fit.per_device_se[name] ** 2 / mean**2)
@@ -120,27 +131,27 @@ def population(fit: FamilyFit, traces: Traces) -> dict:
         out["w_min"] = Estimate(float(traces.reads[used].min()), float("nan"))
         out["w_max_dtod"] = Estimate(0.0, float("nan"))
         out["w_min_dtod"] = Estimate(0.0, float("nan"))
-    sh, sh_se = fit.shared, fit.shared_se
+    sh, se = fit.shared, fit.shared_se
     if "gamma" in sh:
-        out["gamma"] = Estimate(float(sh["gamma"]), float(sh_se["gamma"]))
+        out["gamma"] = Estimate(float(sh["gamma"]), float(se["gamma"]))
     if "up" in sh:
-        out["up"] = Estimate((1 + c) * sh["up"], (1 + c) * sh_se["up"])
-        out["down"] = Estimate((1 - c) * sh["down"], (1 - c) * sh_se["down"])
+        out["up"] = Estimate((1 + c) * sh["up"], (1 + c) * se["up"])
+        out["down"] = Estimate((1 - c) * sh["down"], (1 - c) * se["down"])
     if fit.noise == "additive":
         # Per direction the additive noise is sigma / (1 +- c) of the step scale.
         sigma = ((1 + c) * sh["sigma_up"] + (1 - c) * sh["sigma_down"]) / 2
-        sigma_se = 0.5 * math.hypot((1 + c) * sh_se["sigma_up"], (1 - c) * sh_se["sigma_down"])
+        sigma_se = 0.5 * math.hypot((1 + c) * se["sigma_up"], (1 - c) * se["sigma_down"])
     else:
-        sigma, sigma_se = sh["sigma"], sh_se["sigma"]
+        sigma, sigma_se = sh["sigma"], se["sigma"]
     out["dw_min_std"] = Estimate(float(sigma), float(sigma_se))
-    out["read_noise"] = Estimate(float(sh["read_noise"]), float(sh_se["read_noise"]))
+    out["read_noise"] = Estimate(float(sh["read_noise"]), float(se["read_noise"]))
     return out
 
 
 def to_device(fit: FamilyFit, params: dict) -> devices.Device:
     """The :class:`~aimcjax.devices.Device` of a fit's :func:`population` estimates."""
     v = {k: e.value for k, e in params.items()}
-    common: dict[str, Any] = dict(
+    common = dict(
         dw_min=v["dw_min"],
         w_min=v["w_min"],
         w_max=v["w_max"],
