@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeAlias
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +38,14 @@ from aimcjax.fit.likelihood import trace_loglik
 from aimcjax.fit.traces import Traces
 
 __all__ = ["FamilyFit", "device_param_names", "fit_family"]
+
+# Unconstrained parameters (theta_d (n_devices, nd), theta_s (ns,)).
+_Params: TypeAlias = tuple[jax.Array, jax.Array]
+# Moment-based starting values: (scales (n_devices, nd), noise levels, read noise, typical
+# step size).
+_Moments: TypeAlias = tuple[np.ndarray, list[float], float, float]
+# (C (n, nd, na) blocks J_kk^-1 J_ks, M^-1 (na, na)), see :func:`_arrow_solve`.
+_Coupling: TypeAlias = tuple[np.ndarray, np.ndarray]
 
 
 class FamilyFit(NamedTuple):
@@ -90,7 +99,7 @@ def device_param_names(fam: Family) -> tuple[str, ...]:
 # -- starting values -----------------------------------------------------------------------------
 
 
-def _line_fit(x, y, mask):
+def _line_fit(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-row least-squares intercept and slope of y on x over ``mask``."""
     cnt = np.maximum(mask.sum(1), 1)
     mx = (x * mask).sum(1) / cnt
@@ -101,7 +110,7 @@ def _line_fit(x, y, mask):
     return my - slope * mx, slope
 
 
-def _starting_values(fam: Family, traces: Traces, noise: str):
+def _starting_values(fam: Family, traces: Traces, noise: str) -> _Moments:
     """Per-device scales and shared noise levels from moments of the steps (numpy)."""
     reads, valid = traces.reads, traces.valid
     d = traces.direction
@@ -174,10 +183,19 @@ class _Settings(NamedTuple):
     n_obs: jax.Array
 
 
-def _natural(fam: Family, theta_d, theta_s, scales, settings: _Settings):
+# (scales (n, nd), reads (n, T + 1), direction (n, T), valid (n, T)) as jax arrays.
+_Data: TypeAlias = tuple[jax.Array, jax.Array, jax.Array, jax.Array]
+# The compiled program of a family: (z (n, nd + ns), data, settings) -> (values (n,),
+# grads (n, nd + ns)).
+_Program: TypeAlias = Callable[[jax.Array, _Data, _Settings], tuple[jax.Array, jax.Array]]
+
+
+def _natural(
+    fam: Family, theta_d: jax.Array, theta_s: jax.Array, scales: jax.Array, settings: _Settings
+) -> tuple[dict[str, jax.Array], dict[str, Any], jax.Array, jax.Array, jax.Array]:
     """Unconstrained (per-device, shared) -> natural parameters."""
     nat = scales * jnp.exp(theta_d)
-    out = {"step_up": nat[..., 0], "step_down": nat[..., 1]}
+    out: dict[str, jax.Array] = {"step_up": nat[..., 0], "step_down": nat[..., 1]}
     if fam.bounded:
         out["w_max"], out["w_min"] = nat[..., 2], -nat[..., 3]
     k = fam.n_shape()
@@ -188,7 +206,16 @@ def _natural(fam: Family, theta_d, theta_s, scales, settings: _Settings):
     return out, shape, sig_up, sig_down, read_sd
 
 
-def _device_loglik(fam, theta_d, theta_s, settings, scales, reads, direction, valid):
+def _device_loglik(
+    fam: Family,
+    theta_d: jax.Array,
+    theta_s: jax.Array,
+    settings: _Settings,
+    scales: jax.Array,
+    reads: jax.Array,
+    direction: jax.Array,
+    valid: jax.Array,
+) -> jax.Array:
     dev, shape, s_up, s_dn, read_sd = _natural(fam, theta_d, theta_s, scales, settings)
     w_min = dev.get("w_min", -jnp.inf)
     w_max = dev.get("w_max", jnp.inf)
@@ -211,7 +238,7 @@ def _device_loglik(fam, theta_d, theta_s, settings, scales, reads, direction, va
 
 
 @functools.lru_cache(maxsize=32)
-def _program(fam: Family):
+def _program(fam: Family) -> _Program:
     """The one compiled program of a family: per-device log-likelihoods and their gradients.
 
     ``z`` is (n, nd + ns): every device carries its own copy of the shared entries, so the
@@ -221,10 +248,18 @@ def _program(fam: Family):
     compile time down: the optimizer's loop runs in Python around it."""
     per_device = functools.partial(_device_loglik, fam)
 
-    def device_values_and_grads(z, data, settings):
+    def device_values_and_grads(
+        z: jax.Array, data: _Data, settings: _Settings
+    ) -> tuple[jax.Array, jax.Array]:
         nd = data[0].shape[1]
 
-        def joint(zk, scales, reads, direction, valid):
+        def joint(
+            zk: jax.Array,
+            scales: jax.Array,
+            reads: jax.Array,
+            direction: jax.Array,
+            valid: jax.Array,
+        ) -> jax.Array:
             return per_device(zk[:nd], zk[nd:], settings, scales, reads, direction, valid)
 
         return jax.vmap(jax.value_and_grad(joint))(z, *data)
@@ -239,24 +274,24 @@ _lbfgs_direction = jax.jit(_LBFGS.update)
 class _Objective:
     """Mean negative log-likelihood of (theta_d, theta_s) through the family's program."""
 
-    def __init__(self, program, data, settings, n_obs):
+    def __init__(self, program: _Program, data: _Data, settings: _Settings, n_obs: int) -> None:
         self.program, self.data, self.settings, self.n_obs = program, data, settings, n_obs
 
-    def per_device(self, z):
+    def per_device(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(values (n,), grads (n, p)) as float64 numpy at stacked parameters ``z``."""
         values, grads = self.program(jnp.asarray(z, jnp.float32), self.data, self.settings)
         return np.asarray(values, np.float64), np.asarray(grads, np.float64)
 
     @staticmethod
-    def stack(params):
+    def stack(params: _Params) -> np.ndarray:
         theta_d, theta_s = (np.asarray(p, np.float64) for p in params)
         n = theta_d.shape[0]
         return np.concatenate([theta_d, np.broadcast_to(theta_s, (n, theta_s.size))], axis=1)
 
-    def loglik(self, params) -> float:
+    def loglik(self, params: _Params) -> float:
         return float(self.per_device(self.stack(params))[0].sum())
 
-    def __call__(self, params):
+    def __call__(self, params: _Params) -> tuple[float, _Params]:
         """(mean negative log-likelihood, its gradient as a (theta_d, theta_s) pytree)."""
         values, grads = self.per_device(self.stack(params))
         nd = params[0].shape[1]
@@ -267,7 +302,9 @@ class _Objective:
         return -values.sum() / self.n_obs, grad
 
 
-def _lbfgs(objective: _Objective, params, max_iter: int, tol: float):
+def _lbfgs(
+    objective: _Objective, params: _Params, max_iter: int, tol: float
+) -> tuple[_Params, int]:
     """Minimise ``objective`` by L-BFGS (:func:`optax.scale_by_lbfgs` directions) with a
     backtracking (Armijo) line search.
 
@@ -303,7 +340,9 @@ def _lbfgs(objective: _Objective, params, max_iter: int, tol: float):
     return params, done
 
 
-def _information(objective: _Objective, params, step: float = 1e-3):
+def _information(
+    objective: _Objective, params: _Params, step: float = 1e-3
+) -> tuple[float, np.ndarray, np.ndarray]:
     """Per-device gradients and observed information blocks (n, p, p), p = nd + ns.
 
     Central differences of the per-device gradients: moving entry j of *every* device's z at
@@ -327,7 +366,7 @@ def _information(objective: _Objective, params, step: float = 1e-3):
     return float(values.sum()), grads, -hess
 
 
-def _inverse(m):
+def _inverse(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Inverse of (a batch of) symmetric matrices, and which of them were singular.
 
     A singular one (a direction the data do not identify, e.g. a bound beyond which the
@@ -343,7 +382,9 @@ def _inverse(m):
         return np.stack([p[0] for p in parts]), np.array([bool(p[1]) for p in parts])
 
 
-def _arrow_solve(info, grads, nd, active):
+def _arrow_solve(
+    info: np.ndarray, grads: np.ndarray, nd: int, active: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, _Coupling]:
     """Newton step and covariance from per-device information blocks (arrow structure).
 
     Args:
@@ -384,7 +425,9 @@ def _arrow_solve(info, grads, nd, active):
     return step_d, step_s, cov_d, cov_s, (coupled, cov_a)
 
 
-def _warm_start(fam: Family, noise: str, start: FamilyFit, moments):
+def _warm_start(
+    fam: Family, noise: str, start: FamilyFit, moments: _Moments
+) -> tuple[_Moments, list[float] | None]:
     """Starting values from a fit of a bounded family (typically SoftBounds): its devices'
     steps and bounds (Power starts at gamma = 1, which *is* SoftBounds; Exponential at a
     nearly linear gamma; Piecewise at linear nodes) and its noise levels where the noise
@@ -418,7 +461,7 @@ def _warm_start(fam: Family, noise: str, start: FamilyFit, moments):
 
 def fit_family(
     traces: Traces,
-    family="softbounds",
+    family: str | Family = "softbounds",
     noise: str = "additive",
     *,
     max_iter: int = 100,
@@ -521,7 +564,9 @@ def fit_family(
     )
 
 
-def _newton(objective: _Objective, params, nd, active, max_steps):
+def _newton(
+    objective: _Objective, params: _Params, nd: int, active: np.ndarray, max_steps: int
+) -> tuple[_Params, float, float, np.ndarray, np.ndarray, _Coupling, np.ndarray]:
     """Levenberg-Marquardt-damped Newton steps on the arrow-structured information.
 
     Returns (params, loglik, remaining step in SEs, cov_d, cov_s, coupling, J_kk blocks) at
@@ -561,7 +606,7 @@ def _newton(objective: _Objective, params, nd, active, max_steps):
     return params, loglik, left, cov_d, cov_s, coupling, info[:, :nd, :nd]
 
 
-def _device_blocks(objective: _Objective, z, nd: int, step: float = 1e-3):
+def _device_blocks(objective: _Objective, z: np.ndarray, nd: int, step: float = 1e-3) -> np.ndarray:
     """Per-device information blocks J_kk (n, nd, nd) at stacked parameters ``z`` (central
     differences of the per-device gradients, as :func:`_information`)."""
     n, p = z.shape
@@ -576,8 +621,14 @@ def _device_blocks(objective: _Objective, z, nd: int, step: float = 1e-3):
 
 
 def _nuisance_adjustment(
-    objective: _Objective, params, nd: int, active, coupling, blocks, step: float = 1e-2
-):
+    objective: _Objective,
+    params: _Params,
+    nd: int,
+    active: np.ndarray,
+    coupling: _Coupling,
+    blocks: np.ndarray,
+    step: float = 1e-2,
+) -> tuple[np.ndarray, np.ndarray]:
     """One Newton step of the shared parameters on the Cox-Reid adjusted profile likelihood.
 
     Every device brings its own parameters (steps, bounds), fitted from its own trace only:
@@ -609,7 +660,7 @@ def _nuisance_adjustment(
     idx = np.flatnonzero(active)
     z0 = objective.stack(params)
 
-    def half_logdet(j_kk):
+    def half_logdet(j_kk: np.ndarray) -> float:
         sign, logdet = np.linalg.slogdet(j_kk)
         return 0.5 * float(np.where(sign > 0, logdet, np.nan).sum())
 
@@ -631,20 +682,20 @@ def _nuisance_adjustment(
 
 
 def _summarise(
-    fam,
-    noise,
-    traces,
-    theta_d,
-    theta_s,
-    scales,
-    cov_d,
-    cov_s,
-    loglik,
-    n_params,
-    n_iter,
-    converged,
-    coupling=None,
-):
+    fam: Family,
+    noise: str,
+    traces: Traces,
+    theta_d: np.ndarray,
+    theta_s: np.ndarray,
+    scales: np.ndarray,
+    cov_d: np.ndarray,
+    cov_s: np.ndarray,
+    loglik: float,
+    n_params: int,
+    n_iter: int,
+    converged: bool,
+    coupling: _Coupling | None = None,
+) -> FamilyFit:
     """Natural-unit estimates and delta-method SEs from the unconstrained fit."""
     names = device_param_names(fam)
     nat = scales * np.exp(theta_d)
@@ -671,7 +722,9 @@ def _summarise(
     per_device_se = {n: se_d[:, i] for i, n in enumerate(names)}
 
     k = fam.n_shape()
-    shared, shared_se = {}, {}
+    # Shape values are arrays, noise levels floats.
+    shared: dict[str, float | np.ndarray] = {}
+    shared_se: dict[str, float | np.ndarray] = {}
     var_s = np.diagonal(cov_s) if cov_s.size else np.zeros(0)
     sd_s = np.sqrt(np.where(var_s > 0, var_s, np.nan))
     if k:

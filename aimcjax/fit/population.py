@@ -39,7 +39,7 @@ class Estimate(NamedTuple):
     se: float | np.ndarray
 
 
-def _asymmetry(u, d):
+def _asymmetry(u: np.ndarray, d: np.ndarray) -> float:
     """c in (-1, 1) with mean_k i_k(c) = 0, i_k = (u(1-c) - d(1+c)) / (u(1-c) + d(1+c))."""
     lo, hi = -0.999, 0.999
     for _ in range(60):  # mean imbalance decreases in c
@@ -49,7 +49,7 @@ def _asymmetry(u, d):
     return (lo + hi) / 2
 
 
-def _spread(values, est_var):
+def _spread(values: np.ndarray, est_var: np.ndarray) -> tuple[float, float]:
     """(spread, se): std over devices with the estimation variance removed."""
     n = values.size
     total = values.var(ddof=1) if n > 1 else 0.0
@@ -63,7 +63,7 @@ def _spread(values, est_var):
     return s, se
 
 
-def _mean(values, cross=0.0):
+def _mean(values: np.ndarray, cross: float = 0.0) -> tuple[float, float]:
     """(mean, se) over devices. ``cross``: the sum over device pairs k != l of the covariance
     of their estimation errors (shared parameters move all devices alike; the spread over
     devices does not show such a common shift):
@@ -119,8 +119,8 @@ def population(fit: FamilyFit, traces: Traces) -> dict:
     if fit.family.bounded:
         for j, name in ((2, "w_max"), (3, "w_min")):
             values = fit.per_device[name]
-            mean, se = _mean(values, cross[j, j])
-            out[name] = Estimate(mean, se)
+            mean, mean_se = _mean(values, cross[j, j])
+            out[name] = Estimate(mean, mean_se)
             out[f"{name}_dtod"] = Estimate(
                 *_spread(values / abs(mean), fit.per_device_se[name] ** 2 / mean**2)
             )
