@@ -131,7 +131,7 @@ class AnalogDense(_AnalogBase):
         stored in the ``constants`` collection, and only present with ``weight_scaling_omega``).
       kernel_init, bias_init, param_dtype: as ``flax.linen.Dense``.
 
-    Example:
+    Examples:
       >>> layer = AnalogDense(10)
       >>> x = jnp.ones((2, 784))
       >>> variables = layer.init(jax.random.key(0), x)  # exact product in init
@@ -187,7 +187,7 @@ class AnalogConv(_AnalogBase):
       padding: ``"SAME"``, ``"VALID"`` or a sequence of ``(low, high)`` pairs.
       other attributes: as :class:`AnalogDense`.
 
-    Example:
+    Examples:
       >>> conv = AnalogConv(16, kernel_size=(5, 5), padding="VALID")
       >>> variables = conv.init(jax.random.key(0), jnp.ones((1, 28, 28, 1)))
       >>> variables["params"]["kernel"].shape

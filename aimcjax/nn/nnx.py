@@ -272,7 +272,7 @@ def grad_and_factors(
       elsewhere, ready for
       ``optimizer.update(model, grads, factors=factors)``.
 
-    Example:
+    Examples:
       >>> import optax
       >>> model = AnalogLinear(8, 3, rngs=nnx.Rngs(params=0, periphery=1))
       >>> def loss_fn(model, x, y):
