@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from aimcjax import data, optim, pulse
+from aimcjax import optim, pulse
+from aimcjax.app import data
 from aimcjax.devices import presets
 from aimcjax.fit import fit, simulate_traces
 
