@@ -396,7 +396,7 @@ def _fit_parser(sub):
         "--criterion", choices=CRITERIA, default="bic", help="model choice (default: BIC)"
     )
     p.add_argument(
-        "--max-iter", type=_positive_int, default=100, help="L-BFGS iterations per candidate"
+        "--max-iter", type=_positive_int, default=100, help="Fisher-scoring steps per candidate"
     )
     _common(p, seeds=False)
     p.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the simulated overlay")

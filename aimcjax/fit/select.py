@@ -79,7 +79,7 @@ def fit(
       families: names (``constant``, ``softbounds``, ``power``, ``exp``, ``piecewiseN``).
       noises: cycle-to-cycle noise models to try ("additive", "multiplicative").
       criterion: "bic" (default) or "aic".
-      max_iter: L-BFGS iteration cap per candidate.
+      max_iter: Fisher-scoring step cap per candidate.
       progress: show a tqdm progress bar over the candidates.
 
     Returns:
