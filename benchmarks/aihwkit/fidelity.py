@@ -26,7 +26,9 @@ their standard errors:
 where kappa is the element's kurtosis (pooled over both libraries, each centred on its own
 mean): the delta-method variance of a sample std, which is 1/(2(S-1)) s^2 for a normal law
 and larger for the few-point laws of an element after a handful of pulses. Under "same law"
-each z is ~N(0, 1): rms ~ 1, max over 128 elements ~ 2.5-3.5, ~0.3% beyond 3.
+each z is ~N(0, 1): rms ~ 1, max over 128 elements ~ 2.5-3.5, ~0.3% beyond 3. "Same law"
+(``same_law``): rms within the chi-square band for the number of live elements (at least
+0.75-1.3, see ``rms_band``), max |z| < 4.5, KS p >= 0.01.
 
 Pooled two-sample KS: each element's values are standardised with the mean and std of
 both libraries' values together, all elements of one library are pooled, and the KS
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -384,7 +387,7 @@ def _ks_distance(a, b):
 def pooled_ks(a, b, permutations: int, rng):
     """KS distance of the per-element standardised, pooled values and its permutation p-value
     (whole repetitions exchanged between the two libraries)."""
-    both = np.concatenate([a, b]).reshape(2 * a.shape[0], -1)
+    both = np.concatenate([a, b]).astype(np.float64).reshape(2 * a.shape[0], -1)
     live = both.std(0) > MOVED  # moved at all (not a constant up to float32 rounding)
     z = (both[:, live] - both[:, live].mean(0)) / both[:, live].std(0)
     s = a.shape[0]
@@ -398,6 +401,9 @@ def pooled_ks(a, b, permutations: int, rng):
 
 def compare(a: np.ndarray, b: np.ndarray, w0, permutations: int, rng):
     """Per-checkpoint discrepancy statistics of two (S, in, out) samples."""
+    # float64: the float32 std of 600 equal values of ~0.3 exceeds MOVED (it made 26 never
+    # written elements of C count as live after one Tiki-Taka update, with z = 0).
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     s = a.shape[0]
     ma, mb = a.mean(0), b.mean(0)
     sa, sb = a.std(0, ddof=1), b.std(0, ddof=1)
@@ -429,10 +435,24 @@ def compare(a: np.ndarray, b: np.ndarray, w0, permutations: int, rng):
     }
 
 
+def rms_band(live: int, level: float = 1e-3) -> tuple[float, float]:
+    """Range of the rms of ``live`` independent N(0, 1) z-values outside which "same law" is
+    rejected: sqrt(chi2_k / k) at ``level`` two-sided, never narrower than 0.75-1.3 (the band
+    used for 128 elements; with few live elements, e.g. the 8 elements of C one column
+    transfer writes, rms has a wide spread: 0.30-1.87 for k = 8)."""
+    from scipy import stats
+
+    k = max(int(live), 1)
+    lo = math.sqrt(stats.chi2.ppf(level / 2, k) / k)
+    hi = math.sqrt(stats.chi2.ppf(1 - level / 2, k) / k)
+    return min(lo, 0.75), max(hi, 1.3)
+
+
 def same_law(row) -> bool:
+    lo, hi = rms_band(row.get("live_elements", N_IN * N_OUT))
     return (
-        0.75 <= row["rms_z_mean"] <= 1.3
-        and 0.75 <= row["rms_z_std"] <= 1.3
+        lo <= row["rms_z_mean"] <= hi
+        and lo <= row["rms_z_std"] <= hi
         and row["max_abs_z_mean"] < 4.5
         and row["max_abs_z_std"] < 4.5
         and row["ks_p"] >= 0.01
@@ -497,6 +517,11 @@ def main(argv=None):
     p.add_argument(
         "--only", default=None, help="run the cases whose name contains this (comma-separated)"
     )
+    p.add_argument(
+        "--skip",
+        default=None,
+        help="leave out the cases whose name contains this (comma-separated)",
+    )
     p.add_argument("--seeds", type=int, default=300)
     p.add_argument("--permutations", type=int, default=100)
     p.add_argument("--out", type=Path, default=None)
@@ -515,7 +540,12 @@ def main(argv=None):
     if a.side == "aihwkit":
         run_aihwkit_side(a.case, a.seeds, a.out)
         return 0
-    names = [n for n in CASES if a.only is None or any(s in n for s in a.only.split(","))]
+    names = [
+        n
+        for n in CASES
+        if (a.only is None or any(s in n for s in a.only.split(",")))
+        and not (a.skip and any(s in n for s in a.skip.split(",")))
+    ]
     rows, rng = [], np.random.default_rng(0)
     for name in names:
         start = time.perf_counter()
