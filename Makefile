@@ -20,8 +20,10 @@ $(STAMP): requirements.lock pyproject.toml
 run: venv
 	$(BIN)/python -m aimcjax reproduce main --out runs/main --overwrite
 
+# One worker per test file: a file's tests share compiled programs (JAX's caches live per
+# process); measured 21.7 -> 18.5 min on 2 cores against --dist load/loadgroup.
 test: venv lint typecheck
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 # ruff: lint rules and the formatter's check (configured in pyproject.toml).
 lint: venv

@@ -64,11 +64,7 @@ DOCTESTS = _doctests()
 
 
 def _param(test: doctest.DocTest) -> object:
-    marks = []
-    if test.name.startswith("aimcjax.fit."):
-        # one worker for the fit examples: they share compiled likelihood programs
-        marks.append(pytest.mark.xdist_group("fit-programs"))
-    return pytest.param(test, id=test.name, marks=marks)
+    return pytest.param(test, id=test.name)
 
 
 def test_the_library_modules_are_found():

@@ -9,6 +9,7 @@ from quadratic and the maximum-likelihood gamma comes out ~10% low, about 1 stan
 (measured over 16 seeds: Power 1.77 for 2.0; at 8 cycles 1.993 ± 0.036, Exponential 1.983 ±
 0.040), so Laplace errors do not yet hold there. Each family compiles once per data shape."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -242,3 +243,21 @@ def test_the_true_family_and_noise_model_rank_first(dev, best):
         (c.family, c.noise, round(c.delta, 1)) for c in report.ranking
     ]
     assert type(report.device) is type(dev) and report.device.noise == dev.noise
+
+
+def test_screening_refits_the_best_on_every_device_and_agrees_with_the_full_choice():
+    dev = devices.SoftBounds(tau=0.6, dw_min=0.01, dw_min_std=0.3, **D2D)
+    tr, _ = _simulate(dev, 101, 2e-3, False)
+    families = ("constant", "softbounds")
+    full = fit(tr, families)
+    screened = fit(tr, families, screen=3, refit=1)
+    assert screened.screened_devices == 3 and len(screened.screening) == 4
+    assert [(c.family, c.noise) for c in screened.ranking] == [("softbounds", "additive")]
+    assert (full.ranking[0].family, full.ranking[0].noise) == ("softbounds", "additive")
+    # The refit is the fit without a screen: same program, same devices, same start.
+    assert screened.fits[("softbounds", "additive")].loglik == full.ranking[0].loglik
+    assert dataclasses.asdict(screened.device) == dataclasses.asdict(full.device)
+    for bad in ({"screen": 1}, {"screen": 2.5}, {"refit": 0}):
+        name = next(iter(bad))
+        with pytest.raises(ValueError, match=name):
+            fit(tr, families, **bad)

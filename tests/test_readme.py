@@ -41,9 +41,7 @@ def test_every_readme_block_is_a_doctest():
 
 
 def _param(line: int, block: str) -> object:
-    # the fit example shares compiled likelihood programs with the fit docstring examples
-    marks = [pytest.mark.xdist_group("fit-programs")] if "aimcjax.fit" in block else []
-    return pytest.param(line, block, id=f"README.md:{line}", marks=marks)
+    return pytest.param(line, block, id=f"README.md:{line}")
 
 
 @pytest.mark.parametrize("line,block", [_param(line, block) for line, block in BLOCKS])

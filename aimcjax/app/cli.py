@@ -398,6 +398,15 @@ def _fit_parser(sub):
     p.add_argument(
         "--max-iter", type=_positive_int, default=100, help="Fisher-scoring steps per candidate"
     )
+    p.add_argument(
+        "--screen",
+        type=_checked(int, "an integer", lambda v: v == 0 or v >= 2, "0 or >= 2"),
+        default=128,
+        metavar="N",
+        help="with more than N devices, rank every candidate on N evenly spaced devices and "
+        "refit the 2 best (plus their SoftBounds warm start) to all; 0: every candidate on "
+        "every device (default: 128)",
+    )
     _common(p, seeds=False)
     p.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the simulated overlay")
 
@@ -688,6 +697,7 @@ def cmd_fit(args, out):
         noises=args.noise,
         criterion=args.criterion,
         max_iter=args.max_iter,
+        screen=args.screen or None,
         seed=args.seed,
         quiet=args.quiet,
     )

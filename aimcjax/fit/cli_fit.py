@@ -35,6 +35,12 @@ def report_summary(report: FitReport) -> dict[str, Any]:
         },
         "criterion": report.criterion,
         "ranking": [c._asdict() for c in report.ranking],
+        "screening": None
+        if report.screening is None
+        else {
+            "devices": report.screened_devices,
+            "ranking": [c._asdict() for c in report.screening],
+        },
     }
 
 
@@ -46,6 +52,7 @@ def run(
     noises: Sequence[str],
     criterion: str = "bic",
     max_iter: int = 100,
+    screen: int | None = None,
     seed: int = 0,
     quiet: bool = False,
     echo: Callable[[str], Any] = print,
@@ -59,7 +66,13 @@ def run(
             f"{len(families)} families x {len(noises)} noise models"
         )
     report = fit(
-        traces, families, noises, criterion=criterion, max_iter=max_iter, progress=not quiet
+        traces,
+        families,
+        noises,
+        criterion=criterion,
+        max_iter=max_iter,
+        screen=screen,
+        progress=not quiet,
     )
     echo(format_report(report))
     summary = report_summary(report)
