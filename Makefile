@@ -21,7 +21,7 @@ run: venv
 	$(BIN)/python -m aimcjax reproduce main --out runs/main --overwrite
 
 # One worker per test file: a file's tests share compiled programs (JAX's caches live per
-# process); measured 21.7 -> 18.5 min on 2 cores against --dist load/loadgroup.
+# process); measured 21.7 -> 18.5 min on 2 cores against --dist loadgroup.
 test: venv lint typecheck
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 

@@ -63,10 +63,6 @@ def _doctests() -> list[doctest.DocTest]:
 DOCTESTS = _doctests()
 
 
-def _param(test: doctest.DocTest) -> object:
-    return pytest.param(test, id=test.name)
-
-
 def test_the_library_modules_are_found():
     modules = library_modules()
     for name in ("aimcjax.tile", "aimcjax.periphery", "aimcjax.optim.alias", "aimcjax.fit.select"):
@@ -75,7 +71,7 @@ def test_the_library_modules_are_found():
     assert len(DOCTESTS) >= 40  # the docstring examples exist (a broken finder finds none)
 
 
-@pytest.mark.parametrize("test", [_param(t) for t in DOCTESTS])
+@pytest.mark.parametrize("test", [pytest.param(t, id=t.name) for t in DOCTESTS])
 def test_docstring_example(test: doctest.DocTest):
     out = io.StringIO()
     runner = doctest.DocTestRunner(optionflags=FLAGS)

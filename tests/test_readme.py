@@ -40,11 +40,9 @@ def test_every_readme_block_is_a_doctest():
         assert doctest.DocTestParser().get_examples(block), f"README.md:{line}"
 
 
-def _param(line: int, block: str) -> object:
-    return pytest.param(line, block, id=f"README.md:{line}")
-
-
-@pytest.mark.parametrize("line,block", [_param(line, block) for line, block in BLOCKS])
+@pytest.mark.parametrize(
+    "line,block", [pytest.param(line, block, id=f"README.md:{line}") for line, block in BLOCKS]
+)
 def test_readme_example(line, block, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
     test = doctest.DocTestParser().get_doctest(

@@ -246,22 +246,22 @@ def format_report(report: FitReport) -> str:
     lines += [
         "",
         f"ranking by {crit} (k = fitted parameters, n = {report.best.n_obs} reads):",
-        f"  {'family':12s} {'noise':15s} {'log L':>12s} {'k':>6s} {'AIC':>12s} {'BIC':>12s} {'Δ' + crit:>9s}",
+        *_table(report.ranking, crit),
     ]
-    lines += _rows(report.ranking)
     if report.screening is not None:
         lines += [
             "",
             f"screen: every candidate on {report.screened_devices} evenly spaced devices "
             f"(the {len(report.ranking)} above refitted to all):",
-            f"  {'family':12s} {'noise':15s} {'log L':>12s} {'k':>6s} {'AIC':>12s} {'BIC':>12s} {'Δ' + crit:>9s}",
+            *_table(report.screening, crit),
         ]
-        lines += _rows(report.screening)
     return "\n".join(lines)
 
 
-def _rows(candidates: list[Candidate]) -> list[str]:
-    rows = []
+def _table(candidates: list[Candidate], crit: str) -> list[str]:
+    rows = [
+        f"  {'family':12s} {'noise':15s} {'log L':>12s} {'k':>6s} {'AIC':>12s} {'BIC':>12s} {'Δ' + crit:>9s}"
+    ]
     for c in candidates:
         flag = "" if c.converged else "  (not converged)"
         rows.append(
