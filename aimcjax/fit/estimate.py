@@ -81,7 +81,9 @@ class FamilyFit(NamedTuple):
       converged: the log-likelihood is finite and a further scoring step would move no
         estimate by more than 0.1 standard error, except on at most 32 devices whose
         remaining step (below 0.5 standard error) no longer raises their own
-        log-likelihood by more than float32 can confirm.
+        log-likelihood by more than float32 can confirm; and the shared parameters'
+        information is not singular (where it is, no standard error and so no step size
+        can be judged: every SE is NaN).
       per_device_cross: (p, p) sum over device pairs k != l of the covariance of their
         estimates (natural units, order of ``per_device``). Devices' errors are correlated
         through the shared parameters (an error in gamma moves every device's bounds alike),
@@ -308,6 +310,9 @@ _POLISH_STEPS = 10
 # A polished device whose remaining step no longer raises its float32 log-likelihood is
 # taken as converged if that step is below this many standard errors.
 _STUCK_TOL = 0.5
+# The nuisance adjustment (see :func:`_nuisance_adjustment`) is applied only where it moves
+# no shared parameter by more than this many standard errors.
+_ADJUST_MAX_SE = 3.0
 
 
 class _Objective:
@@ -555,7 +560,7 @@ def fit_family(
         loglik,
         int(active.sum()) + theta_d.size,
         int(n_iter),
-        bool(np.isfinite(loglik) and left < 0.1),
+        bool(np.isfinite(loglik) and left < 0.1 and _shared_identified(cov_s, active)),
         coupling,
     )
 
@@ -650,6 +655,13 @@ def _scoring(
     if left < 1 and np.isfinite(gain) and gain > 0:
         loglik += gain
     return params, loglik, left, cov_d, cov_s, coupling, info[:, :nd, :nd], taken
+
+
+def _shared_identified(cov_s: np.ndarray, active: np.ndarray) -> bool:
+    """Whether the shared block was invertible (:func:`_arrow_solve` marks a singular one
+    all NaN; single flat entries alone)."""
+    var = np.diagonal(cov_s)[active]
+    return bool(var.size == 0 or np.isfinite(var).any())
 
 
 def _steps_in_se(
@@ -758,7 +770,7 @@ def _nuisance_adjustment(
 
     Returns:
       (delta_d (n, nd), delta_s (ns,)) to add to the parameters (zeros where a block is not
-      positive definite).
+      positive definite or the step exceeds _ADJUST_MAX_SE standard errors).
     """
     coupled, cov_a = coupling
     idx = np.flatnonzero(active)
@@ -777,6 +789,14 @@ def _nuisance_adjustment(
         moved = _device_blocks(objective, z0 + step * direction, nd)
         slope[a] = (half_logdet(moved) - base) / step
     delta_a = cov_a @ -slope
+    # The correction is of the order of a standard error (a bias of order p / T); a larger
+    # step means the adjusted likelihood is far from quadratic here (measured: a Piecewise fit
+    # to saturating EcRam traces whose nodes have gone flat, where the step moved a log-noise
+    # level by ~8 000), so the maximum-likelihood point is kept.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        in_se = np.abs(delta_a) / np.sqrt(np.diagonal(cov_a))
+    if not np.all(np.isfinite(in_se[delta_a != 0]) & (in_se[delta_a != 0] <= _ADJUST_MAX_SE)):
+        return np.zeros((z0.shape[0], nd)), np.zeros(params[1].shape[0])
     delta_s = np.zeros(params[1].shape[0])
     delta_s[idx] = delta_a
     delta_d = -np.einsum("kda,a->kd", coupled, delta_a)

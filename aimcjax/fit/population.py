@@ -51,9 +51,12 @@ def _asymmetry(u: np.ndarray, d: np.ndarray) -> float:
 
 def _spread(values: np.ndarray, est_var: np.ndarray) -> tuple[float, float]:
     """(spread, se): std over devices with the estimation variance removed."""
-    n = values.size
+    n, est_var = values.size, np.asarray(est_var, float)
     total = values.var(ddof=1) if n > 1 else 0.0
-    true_var = max(total - float(np.nanmean(est_var)), 0.0)
+    # Devices whose estimate has no standard error (a bound their trace does not identify)
+    # add nothing to subtract; with none known the spread keeps the estimation error.
+    known = np.isfinite(est_var)
+    true_var = max(total - (float(est_var[known].mean()) if known.any() else 0.0), 0.0)
     s = math.sqrt(true_var)
     se = (
         total * math.sqrt(2 / max(n - 1, 1)) / (2 * s)
