@@ -17,6 +17,7 @@ import pytest
 from scipy import stats
 
 from aimcjax import devices
+from aimcjax.devices import presets
 from aimcjax.fit import (
     fit,
     fit_family,
@@ -24,6 +25,7 @@ from aimcjax.fit import (
     population,
     ramp_directions,
     simulate_directions,
+    simulate_traces,
 )
 
 N_DEVICES, N_CYCLES, PULSES = 6, 2, 60
@@ -179,6 +181,23 @@ CASES = {
         False,
         SHAPE_CYCLES,
     ),
+    # A LinearStep on hard bounds that the ramps reach and sit on (up: ~25 pulses to w_max,
+    # then ~35 on it).
+    "piecewise2-saturating": (
+        devices.Piecewise(
+            up=(1.05, 0.9),
+            down=(0.9, 1.05),
+            w_min=-0.25,
+            w_max=0.25,
+            dw_min=0.01,
+            dw_min_std=0.3,
+            **D2D,
+        ),
+        "piecewise2",
+        2e-3,
+        False,
+        N_CYCLES,
+    ),
 }
 
 # Known failure (measured at 6 devices x 8 cycles x 2x60 pulses, 12 seeds): Piecewise(3) is
@@ -188,8 +207,17 @@ CASES = {
 # (standard errors not identified), in 2 the fit collapsed to a flat response with bounds
 # near 0, and where errors exist the bounds were 2-4 SE low. Needs a reparametrisation
 # (bounds from reaching them, or nodes at fixed weights) -- not done.
+#
+# Known failure (measured, 12 seeds): traces that sit on hard bounds at this size (6 devices x
+# 2 cycles x 2x60 pulses, read noise fitted). From the fit's own starts 11 of 12 seeds end at
+# local maxima 180-1 800 log-likelihood units below the truth's (the read noise collapsed to
+# 0, the nodes far off, z-scores up to 20); started at the truth the fit converges, but 3 of
+# 12 seeds still have NaN or >10 SE errors: a bound pinned by a few dozen reads on a plateau
+# is not regular enough for Laplace errors. At 16 devices x 2 cycles x 2x300 pulses the fit
+# recovers them (test_saturating_traces_rank_the_hard_bounded_family_first).
 _KNOWN = {
     "piecewise3-c2c-d2d": "Piecewise(3): singular information / collapsed fits (see comment)",
+    "piecewise2-saturating": "hard bounds reached by short traces: local maxima (see comment)",
 }
 
 
@@ -261,3 +289,23 @@ def test_screening_refits_the_best_on_every_device_and_agrees_with_the_full_choi
         name = next(iter(bad))
         with pytest.raises(ValueError, match=name):
             fit(tr, families, **bad)
+
+
+@pytest.mark.slow
+def test_saturating_traces_rank_the_hard_bounded_family_first():
+    # aimcjax's Capacitor preset (aihwkit's LinearStep on hard bounds, nearly constant steps):
+    # the ramps reach w_max and sit on it for a third of each up ramp. Before the start scan
+    # of the bounds and the nearly constant Piecewise start, SoftBounds ranked first (its
+    # "bound" far above the plateau) and Piecewise(2) ended 1 800 log-likelihood units below
+    # its maximum.
+    dev = presets.capacitor()
+    tr = simulate_traces(dev, 16, 2, 300, 2e-3, 0)
+    report = fit(tr, ("softbounds", "piecewise2"), "additive")
+    assert [c.family for c in report.ranking] == ["piecewise2", "softbounds"]
+    assert report.ranking[0].converged
+    est = report.params
+    # The preset's nominal values within 3 SE (a mean's SE includes the spread over these 16
+    # sampled devices).
+    for name in ("dw_min", "w_max", "dw_min_std"):
+        true = getattr(dev, name)
+        assert abs(est[name].value - true) < 3 * est[name].se, (name, est[name], true)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from aimcjax.fit import fit, fit_family, load_traces
-from aimcjax.fit.estimate import _ADJUST_MAX_SE
+from aimcjax.fit.estimate import _ADJUST_MAX_SE, _shared_identified
 from aimcjax.fit.population import _spread
 
 ECRAM = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "aihwkit_ecram.npz"
@@ -52,21 +52,25 @@ def test_the_nuisance_adjustment_stays_within_a_few_standard_errors(ecram, softb
 
 def test_a_bounded_family_alone_still_starts_from_softbounds(ecram):
     # Without SoftBounds among the candidates, Piecewise(2) once started from the steps'
-    # moments and ended 2e5 log-likelihood units lower, all its errors NaN, "converged".
+    # moments and ended 2e5 log-likelihood units lower (all its errors NaN, "converged").
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         alone = fit(ecram, "piecewise2", "additive")
         both = fit(ecram, ("softbounds", "piecewise2"), "additive")
-        cold = fit_family(ecram, "piecewise2", "additive")
-    assert (
-        alone.fits[("piecewise2", "additive")].loglik
-        == both.fits[("piecewise2", "additive")].loglik
-    )
+    piecewise = both.fits[("piecewise2", "additive")]
+    assert alone.fits[("piecewise2", "additive")].loglik == piecewise.loglik
     assert [c.family for c in alone.ranking] == ["piecewise2"]
-    assert cold.loglik < alone.fits[("piecewise2", "additive")].loglik - 1e3
-    # No standard error could be given anywhere: not called converged.
-    assert all(np.isnan(np.asarray(v, float)).all() for v in cold.shared_se.values())
-    assert not cold.converged
+    # aihwkit's EcRam is a LinearStep (a two-node Piecewise on hard bounds): it must beat
+    # SoftBounds clearly (measured +561; before the bound scan and the nearly constant start
+    # it ended 5.5 below SoftBounds).
+    assert piecewise.loglik > both.fits[("softbounds", "additive")].loglik + 100
+
+
+def test_a_singular_shared_block_is_not_identified():
+    active = np.array([True, True, False])
+    assert not _shared_identified(np.full((3, 3), np.nan), active)
+    # One flat entry (a noise level at 0) leaves the others identified.
+    assert _shared_identified(np.diag([np.nan, 0.01, 0.0]), active)
 
 
 def test_a_spread_without_estimation_errors_is_the_raw_spread():

@@ -34,8 +34,8 @@ from aimcjax._typing import ArrayLike
 
 __all__ = ["FAMILIES", "Family", "family", "piecewise"]
 
-# Weights are kept this fraction inside a device's bounds when its response is evaluated:
-# exactly at a bound a power or log has an infinite derivative in gamma.
+# Weights are kept this fraction of a bound inside it when the response is evaluated: exactly
+# at a bound a power or log of 1 - w / bound has an infinite derivative in gamma.
 _INSIDE = 1e-6
 
 
@@ -71,8 +71,10 @@ class Family:
         """(f_plus, f_minus) at w for bounds (w_min, w_max): the family's response at zero
         asymmetry (Piecewise nodes normalised to 1 at their largest end)."""
         if self.bounded:
-            span = w_max - w_min
-            w = jnp.clip(w, w_min + _INSIDE * span, w_max - _INSIDE * span)
+            # Each bound's own scale, not the span: a bound the traces do not identify can be
+            # fitted far out (measured: w_min -1.7e9 on a Capacitor trace), and a margin of
+            # _INSIDE * span then clipped every weight ~1 700 inside the other bound.
+            w = jnp.clip(w, w_min + _INSIDE * jnp.abs(w_min), w_max - _INSIDE * jnp.abs(w_max))
         return _device(self, shape).response(w, w_min, w_max)
 
     def n_shape(self) -> int:
