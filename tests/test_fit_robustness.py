@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aimcjax.fit import fit, fit_family, load_traces
+from aimcjax import devices
+from aimcjax.fit import fit, fit_family, load_traces, population, simulate_traces
 from aimcjax.fit.estimate import _ADJUST_MAX_SE, _shared_identified
 from aimcjax.fit.population import _spread
 
@@ -80,3 +81,21 @@ def test_a_spread_without_estimation_errors_is_the_raw_spread():
     # Devices with an error are corrected by those alone.
     est = np.array([np.nan, 0.001, 0.003, np.nan])
     assert _spread(values, est)[0] == pytest.approx(np.sqrt(raw**2 - 0.002))
+
+
+def test_a_hard_bound_the_traces_do_not_reach_has_no_standard_error():
+    # Piecewise responses are not 0 at their bounds: unreached, a bound's maximum sits at the
+    # device's extreme read, a lower limit (its Laplace error was ~1e-3 with the truth 0.2-0.4
+    # away, z up to 300).
+    dev = devices.Piecewise(
+        up=(1.3, 0.2), down=(0.2, 1.3), w_min=-0.6, w_max=0.6, dw_min=0.01, dw_min_std=0.3
+    )
+    tr = simulate_traces(dev, 6, 2, 60, 2e-3, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fitted = fit_family(tr, "piecewise2", "additive")
+    for name in ("w_max", "w_min"):
+        assert np.isnan(fitted.per_device_se[name]).all(), name
+        assert np.isnan(population(fitted, tr)[name].se), name
+    # The steps keep their errors.
+    assert np.isfinite(fitted.per_device_se["step_up"]).all()

@@ -339,6 +339,9 @@ _FAR_SPANS = 1e3
 _SCAN_SDS = (-4, -3, -2, -1, 0, 1, 2, 4)
 _SCAN_SPANS = (0.02, 0.1, 0.5, 2.0)
 _SCAN_TIE = 0.5
+# Reads within 2 read-noise sds of a Piecewise bound needed to call it pinned (see
+# :func:`_unpinned_bounds`).
+_MIN_AT_BOUND = 10
 # Response ratio end to end of the nearly constant Piecewise start (see :func:`_bounded_start`).
 _FLAT_RATIO = 0.9
 # Fractions of a damped scoring step tried in turn (see :func:`_scoring`).
@@ -976,6 +979,24 @@ def _nuisance_adjustment(
     return delta_d, delta_s
 
 
+def _unpinned_bounds(traces: Traces, per_device: dict, read_sd: float) -> np.ndarray:
+    """(n, 2) bool: which hard bounds (w_max, w_min) of a Piecewise fit no run of reads pins.
+
+    A Piecewise response is not 0 at its bounds, so where a trace does not reach a bound the
+    maximum puts it at the device's extreme read (a kink: clipping starts there; the exact
+    likelihood agrees, measured +3 per device over the true bound). That is a lower limit of
+    the bound, not an estimate: its Laplace error (~1e-3) means nothing. A bound counts as
+    pinned where at least _MIN_AT_BOUND reads lie within 2 read-noise sds of it (a plateau:
+    aihwkit's Capacitor traces hold ~70 per device at w_max; a ramp's turning point ~1-3)."""
+    used = np.concatenate([np.ones((traces.n_devices, 1), bool), traces.valid], axis=1)
+    width = 2 * max(read_sd, 1e-12)
+    out = []
+    for name in ("w_max", "w_min"):
+        near = used & (np.abs(traces.reads - per_device[name][:, None]) <= width)
+        out.append(near.sum(1) < _MIN_AT_BOUND)
+    return np.stack(out, axis=1)
+
+
 def _summarise(
     fam: Family,
     noise: str,
@@ -1042,6 +1063,12 @@ def _summarise(
         shared_se["read_noise"] = shared["read_noise"] * sd_s[k + 2]
     else:
         shared["read_noise"], shared_se["read_noise"] = float(traces.read_noise), 0.0
+    if fam.cls.__name__ == "Piecewise":
+        unpinned = _unpinned_bounds(traces, per_device, float(shared["read_noise"]))
+        for j, name in ((2, "w_max"), (3, "w_min")):
+            per_device_se[name] = np.where(unpinned[:, j - 2], np.nan, per_device_se[name])
+            cov_nat[unpinned[:, j - 2], j, :] = np.nan
+            cov_nat[unpinned[:, j - 2], :, j] = np.nan
     n_obs = traces.n_observations
     return FamilyFit(
         fam,

@@ -123,10 +123,13 @@ def population(fit: FamilyFit, traces: Traces) -> dict:
         for j, name in ((2, "w_max"), (3, "w_min")):
             values = fit.per_device[name]
             mean, mean_se = _mean(values, cross[j, j])
+            spread, spread_se = _spread(values / abs(mean), fit.per_device_se[name] ** 2 / mean**2)
+            if np.isnan(fit.per_device_se[name]).all():
+                # No device's bound is identified (not reached, or capped): values without
+                # errors (a Piecewise bound at the extreme reads is a lower limit).
+                mean_se = spread_se = float("nan")
             out[name] = Estimate(mean, mean_se)
-            out[f"{name}_dtod"] = Estimate(
-                *_spread(values / abs(mean), fit.per_device_se[name] ** 2 / mean**2)
-            )
+            out[f"{name}_dtod"] = Estimate(spread, spread_se)
     else:
         # Hard bounds that the traces do not reach are not identified: the observed range.
         used = np.concatenate([np.ones((traces.n_devices, 1), bool), traces.valid], axis=1)
