@@ -11,6 +11,9 @@ nominal values (means over devices) and the spreads (standard deviations over de
 the mean squared estimation error subtracted, so that measurement noise is not mistaken for
 device-to-device variation: var_true = var(estimates) - mean(SE^2), floored at 0).
 
+A bound that only some devices' traces identify (hard bounds reached by some) is averaged
+over those devices; with fewer than two it is reported without errors (not identified).
+
 The asymmetry c is the value that makes the devices' imbalances average to zero (the
 library's imbalance has mean 0). Standard errors: of a mean, the std over devices / sqrt(n)
 (which includes the estimation error) plus the estimation errors that devices share through
@@ -121,12 +124,23 @@ def population(fit: FamilyFit, traces: Traces) -> dict:
     out["up_down_dtod"] = Estimate(*_spread(imbalance, var_i))
     if fit.family.bounded:
         for j, name in ((2, "w_max"), (3, "w_min")):
-            values = fit.per_device[name]
-            mean, mean_se = _mean(values, cross[j, j])
-            spread, spread_se = _spread(values / abs(mean), fit.per_device_se[name] ** 2 / mean**2)
-            if np.isnan(fit.per_device_se[name]).all():
-                # No device's bound is identified (not reached, or capped): values without
-                # errors (a Piecewise bound at the extreme reads is a lower limit).
+            values, se_b = fit.per_device[name], fit.per_device_se[name]
+            known = np.isfinite(se_b)
+            pair_cov = cross[j, j]
+            if 2 <= known.sum() < known.size:
+                # Only the devices whose bound is identified (reached; the others' values are
+                # lower limits, see aimcjax.fit.estimate._unpinned_bounds), their pairs'
+                # shared-error covariance taken as the average pair's.
+                n, m = known.size, int(known.sum())
+                values, se_b, pair_cov = (
+                    values[known],
+                    se_b[known],
+                    pair_cov * m * (m - 1) / (n * (n - 1)),
+                )
+            mean, mean_se = _mean(values, pair_cov)
+            spread, spread_se = _spread(values / abs(mean), se_b**2 / mean**2)
+            if known.sum() < 2:
+                # No bound identified (not reached, or capped): values without errors.
                 mean_se = spread_se = float("nan")
             out[name] = Estimate(mean, mean_se)
             out[f"{name}_dtod"] = Estimate(spread, spread_se)
