@@ -111,6 +111,20 @@ def _check_coverage(z_per_seed, level=0.95, crit=1.96):
         )
 
 
+def _two_node_case(first: float, last: float, bound: float) -> tuple:
+    """A two-node Piecewise case: up nodes (first, last), down mirrored, bounds +-bound."""
+    dev = devices.Piecewise(
+        up=(first, last),
+        down=(last, first),
+        w_min=-bound,
+        w_max=bound,
+        dw_min=0.01,
+        dw_min_std=0.3,
+        **D2D,
+    )
+    return dev, "piecewise2", 2e-3, False, N_CYCLES
+
+
 # name -> (true device, family fitted, read noise, read noise known to the fit, cycles)
 CASES = {
     "constant-c2c-d2d": (
@@ -183,38 +197,10 @@ CASES = {
     ),
     # Piecewise(2) whose bounds the ramps do not reach (a soft response, 0.2 of its scale at
     # the far bound, but not 0: the bound is a hard one).
-    "piecewise2-unreached": (
-        devices.Piecewise(
-            up=(1.3, 0.2),
-            down=(0.2, 1.3),
-            w_min=-0.6,
-            w_max=0.6,
-            dw_min=0.01,
-            dw_min_std=0.3,
-            **D2D,
-        ),
-        "piecewise2",
-        2e-3,
-        False,
-        N_CYCLES,
-    ),
+    "piecewise2-unreached": _two_node_case(1.3, 0.2, 0.6),
     # A LinearStep on hard bounds that the ramps reach and sit on (up: ~25 pulses to w_max,
     # then ~35 on it).
-    "piecewise2-saturating": (
-        devices.Piecewise(
-            up=(1.05, 0.9),
-            down=(0.9, 1.05),
-            w_min=-0.25,
-            w_max=0.25,
-            dw_min=0.01,
-            dw_min_std=0.3,
-            **D2D,
-        ),
-        "piecewise2",
-        2e-3,
-        False,
-        N_CYCLES,
-    ),
+    "piecewise2-saturating": _two_node_case(1.05, 0.9, 0.25),
 }
 
 # Known failure (measured at 6 devices x 8 cycles x 2x60 pulses, 12 seeds): Piecewise(3) is
