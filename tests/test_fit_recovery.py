@@ -214,11 +214,13 @@ CASES = {
 # not show. Needs a reparametrisation (nodes at fixed weights) -- not done.
 #
 # Known failure (measured, 12 seeds): traces that sit on hard bounds at this size (6 devices x
-# 2 cycles x 2x60 pulses, read noise fitted). From the fit's own starts 11 of 12 seeds end at
-# local maxima 180-1 800 log-likelihood units below the truth's (the read noise collapsed to
-# 0, the nodes far off, z-scores up to 20); started at the truth the fit converges, but 3 of
-# 12 seeds still have NaN or >10 SE errors: a bound pinned by a few dozen reads on a plateau
-# is not regular enough for Laplace errors. At 16 devices x 2 cycles x 2x300 pulses the fit
+# 2 cycles x 2x60 pulses, read noise fitted). From the fit's own starts 9 of 12 seeds end at
+# local maxima 84-315 log-likelihood units below the maximum near the truth (first measured:
+# 11 of 12, up to 1 800 below, before the nearly constant start took its noise levels from the
+# steps away from the bounds and before unchecked local steps were checked); started at the
+# truth the fit converges, but 3 of 12 seeds still have NaN or >10 SE errors: a bound pinned
+# by a few dozen reads on a plateau is not regular enough for Laplace errors. At 16 devices x
+# 2 cycles x 2x300 pulses the fit
 # recovers them (test_saturating_traces_rank_the_hard_bounded_family_first).
 #
 # Known failure (measured, 12 seeds, also at 8 cycles): Piecewise(2) with hard bounds the
@@ -319,8 +321,16 @@ def test_saturating_traces_rank_the_hard_bounded_family_first():
     # w_max is pinned by the plateau's reads on every device: it keeps its errors.
     assert np.isfinite(report.fits[("piecewise2", "additive")].per_device_se["w_max"]).all()
     est = report.params
-    # The preset's nominal values within 3 SE (a mean's SE includes the spread over these 16
-    # sampled devices).
-    for name in ("dw_min", "w_max", "dw_min_std"):
-        true = getattr(dev, name)
-        assert abs(est[name].value - true) < 3 * est[name].se, (name, est[name], true)
+    # The preset's values within 3 SE (a mean's SE includes the spread over these 16 sampled
+    # devices). Piecewise nodes are normalised differently (the fit: 1 at the largest node;
+    # the preset: 1.05, 0.95), so dw_min and dw_min_std are compared as what they describe:
+    # the mean step at w = 0 and the noise's sd per pulse (dw_min_std x dw_min).
+    assert abs(est["w_max"].value - dev.w_max) < 3 * est["w_max"].se, est["w_max"]
+    fitted = report.device
+    step, step_true = fitted.dw_min * float(fitted.F(0.0)), dev.dw_min * float(dev.F(0.0))
+    assert abs(step / step_true - 1) < 3 * est["dw_min"].se / est["dw_min"].value
+    rel_se = math.hypot(
+        est["dw_min"].se / est["dw_min"].value, est["dw_min_std"].se / est["dw_min_std"].value
+    )
+    noise = est["dw_min"].value * est["dw_min_std"].value
+    assert abs(noise / (dev.dw_min * dev.dw_min_std) - 1) < 3 * rel_se, noise

@@ -572,20 +572,24 @@ def _scan_bounds(
     return (jnp.asarray(theta_d, jnp.float32), theta_s), float(best_ll.sum())
 
 
-def _inner_steps(traces: Traces) -> np.ndarray:
+def _inner_steps(traces: Traces) -> tuple[np.ndarray, np.ndarray]:
     """(n, 2) mean up and down step sizes of each device over the pulses from reads in the
-    inner 80% of its range (away from where a trace may sit on a bound)."""
+    inner 80% of its range (away from where a trace may sit on a bound), and (2,) the
+    standard deviation of those steps about their device's mean, per direction."""
     x, dr = traces.reads[:, :-1], np.diff(traces.reads, axis=1)
     used = np.concatenate([np.ones((traces.n_devices, 1), bool), traces.valid], axis=1)
     hi = np.where(used, traces.reads, -np.inf).max(1)[:, None]
     lo = np.where(used, traces.reads, np.inf).min(1)[:, None]
     inner = traces.valid & (x > lo + 0.1 * (hi - lo)) & (x < hi - 0.1 * (hi - lo))
-    out = []
+    means, sds = [], []
     for sign in (1, -1):
         sel = inner & (traces.direction == sign)
-        total = np.where(sel, sign * dr, 0.0).sum(1)
-        out.append(np.maximum(total / np.maximum(sel.sum(1), 1), 1e-12))
-    return np.stack(out, axis=1)
+        count = np.maximum(sel.sum(1), 1)
+        mean = np.where(sel, sign * dr, 0.0).sum(1) / count
+        dev = np.where(sel, sign * dr - mean[:, None], 0.0)
+        sds.append(math.sqrt((dev**2).sum() / max(int(sel.sum()) - len(mean), 1)))
+        means.append(np.maximum(mean, 1e-12))
+    return np.stack(means, axis=1), np.array(sds)
 
 
 def _bounded_starts(
@@ -612,7 +616,13 @@ def _bounded_starts(
     # Step scales: the mean steps away from the device's extremes (a soft start's scales
     # belong to its own shape).
     theta_d = np.asarray(params[0], np.float64).copy()
-    theta_d[:, :2] = np.log(_inner_steps(traces) / scales[:, :2])
+    steps, step_sds = _inner_steps(traces)
+    theta_d[:, :2] = np.log(steps / scales[:, :2])
+    # Noise levels from the same steps (a read enters two steps: 2 read variances off); the
+    # moments of all steps count a plateau's zero steps as noise.
+    proc_sd = np.sqrt(np.maximum(step_sds**2 - 2 * read_sd**2, 1e-4 * step_sds**2))
+    k = fam.n_shape()
+    theta_s[k : k + 2] = np.log(proc_sd / steps.mean(0))
     flat, _ = _scan_bounds(
         objective,
         (jnp.asarray(theta_d, jnp.float32), jnp.asarray(theta_s, jnp.float32)),
@@ -782,13 +792,19 @@ def _scoring(
         # undamped step (at most _LOCAL_STEPS times).
         gain = _predicted_gain(grads, step_d, step_s, nd)
         if np.isfinite(gain) and gain < 1.0 and local < _LOCAL_STEPS:
-            params = (
+            local += 1
+            moved = (
                 params[0] + jnp.asarray(step_d, jnp.float32),
                 params[1] + jnp.asarray(step_s, jnp.float32),
             )
-            local += 1
-            taken += 1
-            continue
+            # Unchecked within float32's resolution only: a step that loses more (a
+            # likelihood far from quadratic after all; measured on short saturating traces,
+            # a read-noise level run off to e^100) falls through to the damped steps.
+            new = objective.logliks(moved)
+            if np.isfinite(new).all() and new.sum() >= device_ll.sum() - _LOGLIK_NOISE * len(new):
+                params = moved
+                taken += 1
+                continue
         scale = np.abs(np.diagonal(info, axis1=1, axis2=2)) + 1e-12
         eye = np.eye(info.shape[1])
         for _ in range(10):
@@ -1056,10 +1072,10 @@ def _summarise(
             shared_se[name] = np.sqrt(np.clip(np.diagonal(cov), 0, None)).reshape(value.shape)
     names = ("sigma_up", "sigma_down") if noise == "additive" else ("sigma",)
     for j, name in enumerate(names):
-        shared[name] = math.exp(theta_s[k + j])
+        shared[name] = float(np.exp(theta_s[k + j]))
         shared_se[name] = shared[name] * sd_s[k + j]
     if traces.read_noise is None:
-        shared["read_noise"] = math.exp(theta_s[k + 2])
+        shared["read_noise"] = float(np.exp(theta_s[k + 2]))
         shared_se["read_noise"] = shared["read_noise"] * sd_s[k + 2]
     else:
         shared["read_noise"], shared_se["read_noise"] = float(traces.read_noise), 0.0
