@@ -2,6 +2,7 @@
 ``--device @DIR/device.json``, one-line errors for bad traces."""
 
 import json
+import os
 
 from aimcjax import devices
 from aimcjax.app import cli, specs
@@ -21,13 +22,15 @@ def test_fit_command_on_the_embedded_example(tmp_path, capsys):
                 "additive",
                 "--out",
                 str(out),
-                "--quiet",
             ]
         )
         == 0
     )
     printed = capsys.readouterr().out
     assert "ranking by BIC" in printed and "±" in printed
+    # The path it tells the user to pass exists (the run writes to DIR.partial first).
+    told = printed.split("use --device @", 1)[1].split(")", 1)[0]
+    assert told == str(out.resolve() / "device.json") and os.path.isfile(told)
     summary = json.loads((out / "summary.json").read_text())
     assert [r["family"] for r in summary["ranking"]] == [
         "softbounds",

@@ -7,6 +7,7 @@ with ``--out`` writes ``device.json`` (usable as ``--device @DIR/device.json``),
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -89,7 +90,7 @@ def run(
         )
         out.savefig(fig, "fit_overlay.png")
         if not quiet:
-            echo(
-                f"device written to {out.file('device.json')} (use --device @{out.file('device.json')})"
-            )
+            # Where it will be once the run commits (it is written to DIR.partial first).
+            final = os.path.join(out.final, "device.json")
+            echo(f"device written to {final} (use --device @{final})")
     return summary
