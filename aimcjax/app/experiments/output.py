@@ -14,10 +14,13 @@ see :class:`RunCheckpoints`); an interrupted run keeps its ``DIR.partial``, and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
+import signal
+import threading
 
 import numpy as np
 
@@ -266,6 +269,30 @@ class RunCheckpoints:
         return CheckpointStage(os.path.join(self.folder, f"{self._count:04d}-{safe}"))
 
 
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold SIGINT (Ctrl-C) until the block is done, then raise it as KeyboardInterrupt.
+
+    Interrupted inside orbax's save, the checkpointer's context closed while its asynchronous
+    save was in flight; that thread then submitted to a shut-down executor ("cannot schedule
+    new futures after shutdown") and the process did not exit (seen in
+    tests/test_resume.py::test_resume_after_a_real_sigint, once in a clean-clone CI run).
+    Off the main thread (where handlers cannot be set) the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught and callable(previous):
+        previous(signal.SIGINT, None)  # Python's default: raises KeyboardInterrupt
+    elif caught and previous != signal.SIG_IGN:
+        raise KeyboardInterrupt
+
+
 def _save_npz(path: str, arrays: dict) -> None:
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
@@ -316,7 +343,12 @@ class CheckpointStage:
 
     def save(self, epoch: int, carry, history) -> None:
         """Save the carry after ``epoch`` epochs and the history so far (the previous epoch's
-        files are removed once this one is complete)."""
+        files are removed once this one is complete). A Ctrl-C during the save is held until
+        it is complete (see :func:`_sigint_deferred`)."""
+        with _sigint_deferred():
+            self._save(epoch, carry, history)
+
+    def _save(self, epoch: int, carry, history) -> None:
         import orbax.checkpoint as ocp
 
         folder = self._epoch_dir(epoch)
