@@ -210,6 +210,17 @@ _ScoreProgram: TypeAlias = Callable[
 ]
 
 
+def _read_range(traces: Traces) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(which reads count (n, T + 1): the first and those after valid pulses, each device's
+    highest and lowest of them (n,))."""
+    used = np.concatenate([np.ones((traces.n_devices, 1), bool), traces.valid], axis=1)
+    return (
+        used,
+        np.where(used, traces.reads, -np.inf).max(1),
+        np.where(used, traces.reads, np.inf).min(1),
+    )
+
+
 def _capped(theta_d: Any, far: Any, xp: Any) -> Any:
     """Per-device unconstrained values with the bounds' (columns 2, 3) capped at ``far``
     (n, 2), see :func:`_far_caps`."""
@@ -225,9 +236,7 @@ def _far_caps(traces: Traces, scales: np.ndarray) -> np.ndarray:
     likelihood keeps rising by ever less (measured: w_min at -2.7e13, then NaN
     log-likelihoods). Capped, it stops where it changes a SoftBounds response over the reads
     by under 0.1% of a step, and is reported as not identified (zero information)."""
-    used = np.concatenate([np.ones((traces.n_devices, 1), bool), traces.valid], axis=1)
-    hi = np.where(used, traces.reads, -np.inf).max(1)
-    lo = np.where(used, traces.reads, np.inf).min(1)
+    _, hi, lo = _read_range(traces)
     span = np.maximum(hi - lo, 1e-12)
     edges = np.stack([np.maximum(hi, 0), -np.minimum(lo, 0)], axis=1) + _FAR_SPANS * span[:, None]
     if scales.shape[1] <= 2:
@@ -541,9 +550,7 @@ def _scan_bounds(
     independent given the shared values: one log-likelihood pass per candidate scores it
     for all of them."""
     theta_d, theta_s = np.asarray(params[0], np.float64).copy(), params[1]
-    used = np.concatenate([np.ones((traces.n_devices, 1), bool), traces.valid], axis=1)
-    hi = np.where(used, traces.reads, -np.inf).max(1)
-    lo = np.where(used, traces.reads, np.inf).min(1)
+    _, hi, lo = _read_range(traces)
     span = np.maximum(hi - lo, 1e-12)
     rows = np.arange(traces.n_devices)
     best_ll = objective.logliks(params)
@@ -577,9 +584,8 @@ def _inner_steps(traces: Traces) -> tuple[np.ndarray, np.ndarray]:
     inner 80% of its range (away from where a trace may sit on a bound), and (2,) the
     standard deviation of those steps about their device's mean, per direction."""
     x, dr = traces.reads[:, :-1], np.diff(traces.reads, axis=1)
-    used = np.concatenate([np.ones((traces.n_devices, 1), bool), traces.valid], axis=1)
-    hi = np.where(used, traces.reads, -np.inf).max(1)[:, None]
-    lo = np.where(used, traces.reads, np.inf).min(1)[:, None]
+    _, hi, lo = _read_range(traces)
+    hi, lo = hi[:, None], lo[:, None]
     inner = traces.valid & (x > lo + 0.1 * (hi - lo)) & (x < hi - 0.1 * (hi - lo))
     means, sds = [], []
     for sign in (1, -1):
@@ -1004,7 +1010,7 @@ def _unpinned_bounds(traces: Traces, per_device: dict, read_sd: float) -> np.nda
     the bound, not an estimate: its Laplace error (~1e-3) means nothing. A bound counts as
     pinned where at least _MIN_AT_BOUND reads lie within 2 read-noise sds of it (a plateau:
     aihwkit's Capacitor traces hold ~70 per device at w_max; a ramp's turning point ~1-3)."""
-    used = np.concatenate([np.ones((traces.n_devices, 1), bool), traces.valid], axis=1)
+    used = _read_range(traces)[0]
     width = 2 * max(read_sd, 1e-12)
     out = []
     for name in ("w_max", "w_min"):
