@@ -252,6 +252,7 @@ def format_report(report: FitReport) -> str:
     ]
     for name, e in report.params.items():
         lines.append(f"  {name:14s} {_fmt(e)}")
+    lines += _unreached_note(report.best)
     crit = report.criterion.upper()
     lines += [
         "",
@@ -266,6 +267,28 @@ def format_report(report: FitReport) -> str:
             *_table(report.screening, crit),
         ]
     return "\n".join(lines)
+
+
+def _unreached_note(best: FamilyFit) -> list[str]:
+    """A note on Piecewise bounds that no run of reads pins (NaN errors, see
+    :func:`aimcjax.fit.estimate._unpinned_bounds`): the steps and nodes are then conditional
+    on where the fit put those bounds."""
+    if best.family.cls.__name__ != "Piecewise":
+        return []
+    n = len(best.per_device["w_max"])
+    missing = {b: int(np.isnan(best.per_device_se[b]).sum()) for b in ("w_max", "w_min")}
+    if not any(missing.values()):
+        return []
+    which = ", ".join(f"{b} on {k} of {n} devices" for b, k in missing.items() if k)
+    return [
+        "",
+        f"note: the traces do not reach {which}. There the bound is not estimated (the",
+        "  likelihood peaks where clipping would start, at the extreme reads) and the Piecewise",
+        "  step scales and nodes, which are placed relative to the bounds, are conditional on",
+        "  it: their errors assume it. The response over the reads is what the data determine",
+        "  (a two-node Piecewise line there is also a SoftBounds line); measure traces that",
+        "  reach the bounds to pin them.",
+    ]
 
 
 def _table(candidates: list[Candidate], crit: str) -> list[str]:
