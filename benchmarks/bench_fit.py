@@ -22,6 +22,7 @@ import jax
 
 from aimcjax import devices
 from aimcjax.fit import estimate, fit, fit_family, population, save_traces, simulate_traces
+from aimcjax.fit.select import DEFAULT_FAMILIES
 
 TRUE = devices.SoftBounds(
     tau=0.6,
@@ -103,7 +104,7 @@ def main():
         report = fit(traces, screen=args.screen or None)
         how = f"screened on {report.screened_devices} devices, " if report.screening else ""
         lines.append(
-            f"fit (5 families x 2 noise models, {how}compile included): "
+            f"fit ({len(DEFAULT_FAMILIES)} families x 2 noise models, {how}compile included): "
             f"{time.perf_counter() - t0:.1f} s; best {report.ranking[0].family}/"
             f"{report.ranking[0].noise}; refitted: "
             + ", ".join(f"{c.family}/{c.noise} (Δ {c.delta:.1f})" for c in report.ranking)

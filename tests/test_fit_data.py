@@ -167,6 +167,7 @@ def test_device_json_round_trip_and_specs(tmp_path):
         presets.reram_sb(),
         devices.Power(tau=0.5, gamma=2.0, noise="multiplicative"),
         devices.ConstantStep(dw_min=0.002, asymmetry=0.1),
+        devices.ExpStep(dw_min=0.002, A_up=0.05, up_down=-0.2, noise="multiplicative"),
     ):
         back = device_from_dict(json.loads(json.dumps(device_to_dict(dev))))
         assert type(back) is type(dev) and repr(back) == repr(dev)

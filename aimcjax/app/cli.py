@@ -383,7 +383,7 @@ def _fit_parser(sub):
         nargs="+",
         default=list(DEFAULT_FAMILIES),
         metavar="FAMILY",
-        help="candidates: constant, softbounds, power, exp, piecewiseN (N nodes)",
+        help="candidates: constant, softbounds, power, exp, expstep, piecewiseN (N nodes)",
     )
     p.add_argument(
         "--noise",

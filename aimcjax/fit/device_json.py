@@ -29,6 +29,7 @@ DEVICE_CLASSES = {
         devices.Power,
         devices.Exponential,
         devices.Piecewise,
+        devices.ExpStep,
     )
 }
 

@@ -677,7 +677,7 @@ def fit_family(
 
     Args:
       traces: :class:`~aimcjax.fit.traces.Traces`.
-      family: a name (``constant``, ``softbounds``, ``power``, ``exp``, ``piecewiseN``) or a
+      family: a name (``constant``, ``softbounds``, ``power``, ``exp``, ``expstep``, ``piecewiseN``) or a
         :class:`~aimcjax.fit.families.Family`.
       noise: cycle-to-cycle noise model, "additive" or "multiplicative".
       max_iter: cap on the Fisher-scoring steps (Levenberg-Marquardt-damped, each kept only
@@ -1026,9 +1026,10 @@ def _nuisance_adjustment(
 
 
 def _unpinned_bounds(traces: Traces, per_device: dict, read_sd: float) -> np.ndarray:
-    """(n, 2) bool: which hard bounds (w_max, w_min) of a Piecewise fit no run of reads pins.
+    """(n, 2) bool: which hard bounds (w_max, w_min) of a Piecewise or ExpStep fit no run of
+    reads pins.
 
-    A Piecewise response is not 0 at its bounds, so where a trace does not reach a bound the
+    A Piecewise (ExpStep) response is not 0 at its bounds, so where a trace does not reach a bound the
     maximum puts it at the device's extreme read (a kink: clipping starts there; the exact
     likelihood agrees, measured +3 per device over the true bound). That is a lower limit of
     the bound, not an estimate: its Laplace error (~1e-3) means nothing. A bound counts as
@@ -1109,7 +1110,7 @@ def _summarise(
         shared_se["read_noise"] = shared["read_noise"] * sd_s[k + 2]
     else:
         shared["read_noise"], shared_se["read_noise"] = float(traces.read_noise), 0.0
-    if fam.cls.__name__ == "Piecewise":
+    if fam.clips:
         unpinned = _unpinned_bounds(traces, per_device, float(shared["read_noise"]))
         for j, name in ((2, "w_max"), (3, "w_min")):
             per_device_se[name] = np.where(unpinned[:, j - 2], np.nan, per_device_se[name])

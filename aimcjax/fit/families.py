@@ -54,6 +54,9 @@ class Family:
       proto: a device of the family at unit step, zero asymmetry, whose shape leaves are
         replaced by the fitted ones.
       n_nodes: node count of a piecewise family (0 otherwise).
+      clips: whether the response is not 0 at the bounds (Piecewise, ExpStep): a trace that
+        reaches a bound then sits on it, clipped, and one that does not reach it does not
+        estimate it (see :func:`aimcjax.fit.estimate._unpinned_bounds`).
     """
 
     name: str
@@ -64,6 +67,7 @@ class Family:
     shape_fn: Callable
     proto: devices.Device
     n_nodes: int = 0
+    clips: bool = False
 
     def response(
         self, shape: dict[str, Any], w: jax.Array, w_min: ArrayLike, w_max: ArrayLike
@@ -129,7 +133,21 @@ def piecewise(n_nodes: int) -> Family:
         _piecewise_shape(n),
         devices.Piecewise(up=np.ones(n), down=np.ones(n)),
         n,
+        clips=True,
     )
+
+
+def _expstep_shape(theta: jax.Array) -> dict[str, jax.Array]:
+    return dict(zip(_EXPSTEP_SHAPE, jnp.exp(theta)))
+
+
+# ExpStep's shape: A_up, A_down, gamma_up, gamma_down (all > 0), with a and b held at
+# aihwkit's defaults. On a device's range z = 2 a w / (w_max - w_min) + b is linear in w, so
+# A exp(gamma z) = exp(log A + gamma b + gamma (2 a / span) w): any (a, b) is absorbed by
+# (A, gamma) and the two pairs are not identified separately. A device with other a, b is the
+# same response as A' = A exp(gamma b - gamma' b0), gamma' = gamma a / a0 at a0, b0.
+_EXPSTEP_SHAPE = ("A_up", "A_down", "gamma_up", "gamma_down")
+_EXPSTEP_PROTO = devices.ExpStep(dw_min=1.0)
 
 
 FAMILIES = {
@@ -151,12 +169,23 @@ FAMILIES = {
         _gamma_shape,
         devices.Exponential(tau=1.0),
     ),
+    # Starts at aihwkit's default ExpStep shape.
+    "expstep": Family(
+        "expstep",
+        devices.ExpStep,
+        True,
+        tuple(f"log_{n}" for n in _EXPSTEP_SHAPE),
+        tuple(float(np.log(getattr(_EXPSTEP_PROTO, n))) for n in _EXPSTEP_SHAPE),
+        _expstep_shape,
+        _EXPSTEP_PROTO,
+        clips=True,
+    ),
 }
 
 
 def family(name: str | Family) -> Family:
-    """A :class:`Family` by name: ``constant``, ``softbounds``, ``power``, ``exp`` or
-    ``piecewiseN`` (N nodes); a :class:`Family` passes through."""
+    """A :class:`Family` by name: ``constant``, ``softbounds``, ``power``, ``exp``,
+    ``expstep`` or ``piecewiseN`` (N nodes); a :class:`Family` passes through."""
     if isinstance(name, Family):
         return name
     if (

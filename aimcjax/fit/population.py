@@ -90,7 +90,8 @@ def population(fit: FamilyFit, traces: Traces) -> dict:
 
     Returns:
       name -> :class:`Estimate`, with names as the device constructors take them
-      (``dw_min``, ``asymmetry``, ``w_max``, ``w_min``, ``gamma``, ``up``, ``down``,
+      (``dw_min``, ``asymmetry``, ``w_max``, ``w_min``, ``gamma``, ``up``, ``down``, ExpStep's
+      ``A_up``, ``A_down``, ``gamma_up``, ``gamma_down``,
       ``dw_min_dtod``, ``up_down_dtod``, ``w_max_dtod``, ``w_min_dtod``, ``dw_min_std``) plus
       ``read_noise`` (of the measurement, not of the device).
     """
@@ -152,8 +153,9 @@ def population(fit: FamilyFit, traces: Traces) -> dict:
         out["w_max_dtod"] = Estimate(0.0, float("nan"))
         out["w_min_dtod"] = Estimate(0.0, float("nan"))
     sh, se = fit.shared, fit.shared_se
-    if "gamma" in sh:
-        out["gamma"] = Estimate(float(sh["gamma"]), float(se["gamma"]))
+    for name in ("gamma", "A_up", "A_down", "gamma_up", "gamma_down"):
+        if name in sh:
+            out[name] = Estimate(float(sh[name]), float(se[name]))
     if "up" in sh:
         out["up"] = Estimate((1 + c) * sh["up"], (1 + c) * se["up"])
         out["down"] = Estimate((1 - c) * sh["down"], (1 - c) * se["down"])
@@ -187,6 +189,13 @@ def to_device(fit: FamilyFit, params: dict) -> devices.Device:
         return devices.Piecewise(
             up=tuple(float(x) for x in v["up"]), down=tuple(float(x) for x in v["down"]), **common
         )
+    if cls is devices.ExpStep:
+        # ExpStep's imbalance reduces one direction (aihwkit's up_down): up (1 + c), down
+        # (1 - c) is dw_min (1 + |c|) with one side reduced by 2|c| / (1 + |c|).
+        c = v["asymmetry"]
+        shape = {n: v[n] for n in ("A_up", "A_down", "gamma_up", "gamma_down")}
+        common["dw_min"] = v["dw_min"] * (1 + abs(c))
+        return devices.ExpStep(up_down=2 * c / (1 + abs(c)), **shape, **common)
     if cls is devices.ConstantStep:
         return devices.ConstantStep(asymmetry=v["asymmetry"], **common)
     extra = {"gamma": v["gamma"]} if "gamma" in v else {}

@@ -161,7 +161,7 @@ def fit(
 
     Args:
       traces: :class:`~aimcjax.fit.traces.Traces` (e.g. from :func:`load_traces`).
-      families: names (``constant``, ``softbounds``, ``power``, ``exp``, ``piecewiseN``).
+      families: names (``constant``, ``softbounds``, ``power``, ``exp``, ``expstep``, ``piecewiseN``).
       noises: cycle-to-cycle noise models to try ("additive", "multiplicative").
       criterion: "bic" (default) or "aic".
       max_iter: Fisher-scoring step cap per candidate.
@@ -270,10 +270,10 @@ def format_report(report: FitReport) -> str:
 
 
 def _unreached_note(best: FamilyFit) -> list[str]:
-    """A note on Piecewise bounds that no run of reads pins (NaN errors, see
-    :func:`aimcjax.fit.estimate._unpinned_bounds`): the steps and nodes are then conditional
+    """A note on Piecewise / ExpStep bounds that no run of reads pins (NaN errors, see
+    :func:`aimcjax.fit.estimate._unpinned_bounds`): the steps and shape are then conditional
     on where the fit put those bounds."""
-    if best.family.cls.__name__ != "Piecewise":
+    if not best.family.clips:
         return []
     n = len(best.per_device["w_max"])
     missing = {b: int(np.isnan(best.per_device_se[b]).sum()) for b in ("w_max", "w_min")}
@@ -283,11 +283,11 @@ def _unreached_note(best: FamilyFit) -> list[str]:
     return [
         "",
         f"note: the traces do not reach {which}. There the bound is not estimated (the",
-        "  likelihood peaks where clipping would start, at the extreme reads) and the Piecewise",
-        "  step scales and nodes, which are placed relative to the bounds, are conditional on",
-        "  it: their errors assume it. The response over the reads is what the data determine",
-        "  (a two-node Piecewise line there is also a SoftBounds line); measure traces that",
-        "  reach the bounds to pin them.",
+        "  likelihood peaks where clipping would start, at the extreme reads) and the step",
+        f"  scales and {best.family.cls.__name__} shape, placed relative to the bounds, are",
+        "  conditional on it: their errors assume it. What the data determine is the response",
+        "  over the reads (a two-node Piecewise line there is also a SoftBounds line); measure",
+        "  traces that reach the bounds to pin them.",
     ]
 
 
