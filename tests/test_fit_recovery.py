@@ -156,6 +156,13 @@ CASES = {
         True,
         N_CYCLES,
     ),
+    "constant-no-c2c-no-d2d": (
+        devices.ConstantStep(dw_min=0.01, asymmetry=-0.1),
+        "constant",
+        2e-3,
+        False,
+        N_CYCLES,
+    ),
     "softbounds-no-c2c-d2d": (
         devices.SoftBounds(tau=0.6, dw_min=0.01, **D2D),
         "softbounds",
@@ -191,6 +198,20 @@ CASES = {
     "power-c2c-d2d": (
         devices.Power(tau=0.6, gamma=2.0, dw_min=0.01, dw_min_std=0.3, **D2D),
         "power",
+        2e-3,
+        False,
+        SHAPE_CYCLES,
+    ),
+    "power-mult-no-d2d": (
+        devices.Power(tau=0.6, gamma=2.0, dw_min=0.01, dw_min_std=0.3, noise="multiplicative"),
+        "power",
+        2e-3,
+        False,
+        SHAPE_CYCLES,
+    ),
+    "exp-no-c2c-d2d": (
+        devices.Exponential(tau=0.6, gamma=2.0, dw_min=0.01, **D2D),
+        "exp",
         2e-3,
         False,
         SHAPE_CYCLES,
