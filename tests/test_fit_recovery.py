@@ -397,6 +397,12 @@ def test_unreached_piecewise_bounds_are_reported_as_limits():
         ),
         # Against every bounded family (measured: Power +91, Piecewise(2) +102 in BIC).
         (CASES["expstep-c2c-d2d"][0], ("expstep", "additive")),
+        # Exponential and Power shapes are close: at 8 cycles Exponential ranked first on 5 of
+        # 5 seeds measured, but Power only 0.5-2.2 behind in BIC (SoftBounds 700-800).
+        (CASES["exp-c2c-d2d"][0], ("exp", "additive")),
+        # The family only: at this size additive and multiplicative noise on constant steps
+        # differ by 1-10 in BIC either way (measured, 2 seeds).
+        (CASES["constant-c2c-d2d"][0], ("constant", None)),
     ],
 )
 def test_the_true_family_and_noise_model_rank_first(dev, best):
@@ -404,13 +410,16 @@ def test_the_true_family_and_noise_model_rank_first(dev, best):
         tr, _ = _simulate(dev, 101, 2e-3, False, pulses=SATURATING_PULSES)
         report = fit(tr, ("softbounds", "power", "exp", "piecewise2", "expstep"), "additive")
     else:
-        tr, _ = _simulate(dev, 101, 2e-3, False)
+        cycles = SHAPE_CYCLES if isinstance(dev, devices.Exponential) else N_CYCLES
+        tr, _ = _simulate(dev, 101, 2e-3, False, cycles)
         report = fit(tr, ("constant", "softbounds", "power", "exp"))
     top = report.ranking[0]
+    if best[1] is None:
+        best = (best[0], top.noise)
     assert (top.family, top.noise) == best, [
         (c.family, c.noise, round(c.delta, 1)) for c in report.ranking
     ]
-    assert type(report.device) is type(dev) and report.device.noise == dev.noise
+    assert type(report.device) is type(dev) and report.device.noise == best[1]
 
 
 @pytest.mark.parametrize("asymmetry", [0.1, -0.2])
