@@ -138,7 +138,7 @@ def piecewise(n_nodes: int) -> Family:
 
 
 def _expstep_shape(theta: jax.Array) -> dict[str, jax.Array]:
-    return dict(zip(_EXPSTEP_SHAPE, jnp.exp(theta)))
+    return dict(zip(EXPSTEP_SHAPE, jnp.exp(theta)))
 
 
 # ExpStep's shape: A_up, A_down, gamma_up, gamma_down (all > 0), with a and b held at
@@ -146,7 +146,7 @@ def _expstep_shape(theta: jax.Array) -> dict[str, jax.Array]:
 # A exp(gamma z) = exp(log A + gamma b + gamma (2 a / span) w): any (a, b) is absorbed by
 # (A, gamma) and the two pairs are not identified separately. A device with other a, b is the
 # same response as A' = A exp(gamma b - gamma' b0), gamma' = gamma a / a0 at a0, b0.
-_EXPSTEP_SHAPE = ("A_up", "A_down", "gamma_up", "gamma_down")
+EXPSTEP_SHAPE = ("A_up", "A_down", "gamma_up", "gamma_down")
 _EXPSTEP_PROTO = devices.ExpStep(dw_min=1.0)
 
 
@@ -174,8 +174,8 @@ FAMILIES = {
         "expstep",
         devices.ExpStep,
         True,
-        tuple(f"log_{n}" for n in _EXPSTEP_SHAPE),
-        tuple(float(np.log(getattr(_EXPSTEP_PROTO, n))) for n in _EXPSTEP_SHAPE),
+        tuple(f"log_{n}" for n in EXPSTEP_SHAPE),
+        tuple(float(np.log(getattr(_EXPSTEP_PROTO, n))) for n in EXPSTEP_SHAPE),
         _expstep_shape,
         _EXPSTEP_PROTO,
         clips=True,

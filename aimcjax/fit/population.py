@@ -30,6 +30,7 @@ import numpy as np
 
 from aimcjax import devices
 from aimcjax.fit.estimate import FamilyFit
+from aimcjax.fit.families import EXPSTEP_SHAPE
 from aimcjax.fit.traces import Traces
 
 __all__ = ["Estimate", "population", "to_device"]
@@ -153,7 +154,7 @@ def population(fit: FamilyFit, traces: Traces) -> dict:
         out["w_max_dtod"] = Estimate(0.0, float("nan"))
         out["w_min_dtod"] = Estimate(0.0, float("nan"))
     sh, se = fit.shared, fit.shared_se
-    for name in ("gamma", "A_up", "A_down", "gamma_up", "gamma_down"):
+    for name in ("gamma", *EXPSTEP_SHAPE):
         if name in sh:
             out[name] = Estimate(float(sh[name]), float(se[name]))
     if "up" in sh:
@@ -193,7 +194,7 @@ def to_device(fit: FamilyFit, params: dict) -> devices.Device:
         # ExpStep's imbalance reduces one direction (aihwkit's up_down): up (1 + c), down
         # (1 - c) is dw_min (1 + |c|) with one side reduced by 2|c| / (1 + |c|).
         c = v["asymmetry"]
-        shape = {n: v[n] for n in ("A_up", "A_down", "gamma_up", "gamma_down")}
+        shape = {n: v[n] for n in EXPSTEP_SHAPE}
         common["dw_min"] = v["dw_min"] * (1 + abs(c))
         return devices.ExpStep(up_down=2 * c / (1 + abs(c)), **shape, **common)
     if cls is devices.ConstantStep:
